@@ -1,0 +1,144 @@
+// Package cli is the mailchaos command line: it parses flags, calls the
+// package that does the work and maps the outcome to an exit code (see the
+// table in exitcode.go). It never calls os.Exit; main does, with Run's
+// result.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// Version is the mailchaos version, set at build time with
+// -ldflags "-X github.com/mailchaos/mailchaos/cli.Version=...".
+var Version = "dev" //nolint:gochecknoglobals // set by the linker
+
+// Env is everything a command touches outside its own arguments, injected so
+// that commands are testable in-process.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+	// Signals delivers SIGINT/SIGTERM. The first one asks the running
+	// command to stop gracefully (roll back, drain); the second one makes it
+	// stop at once. Nil means no signals.
+	Signals <-chan os.Signal
+}
+
+// state is what every command gets: the environment plus the two stop
+// contexts fed by signals.
+type state struct {
+	env Env
+	// stop ends at the first signal: stop gracefully.
+	stop context.Context
+	// kill ends at the second signal: stop now.
+	kill context.Context
+	log  *slog.Logger
+}
+
+// Run runs the mailchaos command line with args (args[0] is the program
+// name) and returns the process exit code.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	if env.Stdout == nil {
+		env.Stdout = io.Discard
+	}
+	if env.Stderr == nil {
+		env.Stderr = io.Discard
+	}
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	stop, stopCancel := context.WithCancel(ctx)
+	defer stopCancel()
+	kill, killCancel := context.WithCancel(ctx)
+	defer killCancel()
+	if env.Signals != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				case sig := <-env.Signals:
+					if n == 0 {
+						fmt.Fprintf(env.Stderr, "mailchaos: %s: stopping gracefully (again to stop at once)\n", sig)
+						stopCancel()
+						continue
+					}
+					fmt.Fprintf(env.Stderr, "mailchaos: %s: stopping now\n", sig)
+					killCancel()
+					return
+				}
+			}
+		}()
+	}
+	st := &state{env: env, stop: stop, kill: kill}
+	err := newApp(st).RunContext(stop, args)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailchaos: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+func newApp(st *state) *ucli.App {
+	var notFound error
+	app := &ucli.App{
+		Name:      "mailchaos",
+		Usage:     "chaos engineering for e-mail systems",
+		Version:   Version,
+		Reader:    st.env.Stdin,
+		Writer:    st.env.Stdout,
+		ErrWriter: st.env.Stderr,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
+		},
+		Before: func(c *ucli.Context) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return &usageError{fmt.Errorf("flag --log-level: %q is not one of debug, info, warn, error", c.String("log-level"))}
+			}
+			st.log = slog.New(slog.NewTextHandler(st.env.Stderr, &slog.HandlerOptions{Level: lvl}))
+			return nil
+		},
+		Commands: []*ucli.Command{
+			targetCommand(st),
+		},
+		ExitErrHandler: func(*ucli.Context, error) {},
+		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+		CommandNotFound: func(_ *ucli.Context, name string) {
+			notFound = &usageError{fmt.Errorf("unknown command %q; run 'mailchaos help'", name)}
+		},
+	}
+	app.After = func(*ucli.Context) error { return notFound }
+	return app
+}
+
+// commandNotFound makes a command with subcommands reject an unknown one
+// instead of printing help and succeeding.
+func subcommandRequired(c *ucli.Context) error {
+	if c.Args().Present() {
+		names := []string{}
+		for _, sc := range c.Command.Subcommands {
+			names = append(names, sc.Name)
+		}
+		return &usageError{fmt.Errorf("unknown command %q for %q; valid: %s",
+			c.Args().First(), c.Command.FullName(), strings.Join(names, ", "))}
+	}
+	_ = ucli.ShowSubcommandHelp(c)
+	return &usageError{errors.New(c.Command.FullName() + " needs a subcommand")}
+}

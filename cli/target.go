@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/mailchaos/mailchaos/targets/mailstack"
+	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+)
+
+// shutdownTimeout bounds a graceful stop after the first signal.
+const shutdownTimeout = 30 * time.Second
+
+func targetCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:   "target",
+		Usage:  "run and inspect targets",
+		Action: subcommandRequired,
+		Subcommands: []*ucli.Command{{
+			Name:   "serve",
+			Usage:  "serve the embedded reference mail stack or one of its parts",
+			Action: subcommandRequired,
+			Subcommands: []*ucli.Command{
+				serveMailstackCommand(st),
+				serveClamdCommand(st),
+			},
+		}},
+	}
+}
+
+func serveMailstackCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:  "mailstack",
+		Usage: "serve the embedded reference mail stack until SIGINT/SIGTERM",
+		Description: "Prints one NAME=ADDR line per endpoint (smtp, imap, metrics, each AV engine) when ready.\n" +
+			"Flags override the configuration file, which overrides the profile.",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "config", Usage: "YAML configuration `FILE`"},
+			&ucli.StringFlag{Name: "profile", Usage: "scanning policy profile: remediated (default) or incident"},
+			&ucli.StringFlag{Name: "smtp", Value: "127.0.0.1:2525", Usage: "SMTP listen `ADDR`"},
+			&ucli.StringFlag{Name: "imap", Value: "127.0.0.1:1143", Usage: "IMAP listen `ADDR`"},
+			&ucli.StringFlag{Name: "metrics", Value: "127.0.0.1:9464", Usage: "metrics listen `ADDR`"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.Args().Present() {
+				return &usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			cfg, err := mailstackConfig(c)
+			if err != nil {
+				return err
+			}
+			stack, err := mailstack.New(cfg, mailstack.Options{Logger: st.log.With("component", "mailstack")})
+			if err != nil {
+				return err
+			}
+			if err := stack.Start(st.stop); err != nil {
+				return err
+			}
+			for _, e := range stack.Endpoints() {
+				fmt.Fprintf(st.env.Stdout, "%s=%s\n", e.Name, e.Addr)
+			}
+			<-st.stop.Done()
+			ctx, cancel := context.WithTimeout(st.kill, shutdownTimeout)
+			defer cancel()
+			err = stack.Shutdown(ctx)
+			cnt := stack.Counts()
+			fmt.Fprintf(st.env.Stderr, "mailchaos: mailstack stopped: %d accepted, %d delivered, %d quarantined, %d bounced, %d still queued\n",
+				cnt.Accepted, cnt.Delivered, cnt.Quarantined, cnt.Bounced, cnt.Queued)
+			if err != nil {
+				return fmt.Errorf("mailstack shutdown: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// mailstackConfig builds the stack's configuration: the profile, then the
+// file, then the flags that were set.
+func mailstackConfig(c *ucli.Context) (mailstack.Config, error) {
+	profile := c.String("profile")
+	if c.IsSet("profile") {
+		if _, err := mailstack.ProfileConfig(profile); err != nil {
+			return mailstack.Config{}, &usageError{fmt.Errorf("flag --profile: %w", err)}
+		}
+	}
+	var cfg mailstack.Config
+	var err error
+	if file := c.String("config"); file != "" {
+		cfg, err = mailstack.LoadConfig(file, profile)
+	} else {
+		if profile == "" {
+			profile = mailstack.ProfileRemediated
+		}
+		cfg, err = mailstack.ProfileConfig(profile)
+	}
+	if err != nil {
+		return cfg, err
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *string
+	}{{"smtp", &cfg.SMTP.Listen}, {"imap", &cfg.IMAP.Listen}, {"metrics", &cfg.Metrics.Listen}} {
+		if !c.IsSet(f.flag) && c.String("config") != "" {
+			continue // the file (or its default) decides
+		}
+		addr := c.String(f.flag)
+		if err := checkAddr(addr); err != nil {
+			return cfg, &usageError{fmt.Errorf("flag --%s: %w", f.flag, err)}
+		}
+		*f.dst = addr
+	}
+	return cfg, nil
+}
+
+func checkAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not a host:port address", addr)
+	}
+	return nil
+}
+
+func serveClamdCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:  "clamd",
+		Usage: "serve one bundled clamd-compatible AV engine until SIGINT/SIGTERM",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:3310", Usage: "listen `ADDR`"},
+			&ucli.DurationFlag{Name: "delay", Usage: "wait this long before answering each scan (a slow engine)"},
+			&ucli.StringFlag{Name: "delay-match", Usage: "only delay scans whose payload contains this `STRING`"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.Args().Present() {
+				return &usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			if err := checkAddr(c.String("listen")); err != nil {
+				return &usageError{fmt.Errorf("flag --listen: %w", err)}
+			}
+			if c.Duration("delay") < 0 {
+				return &usageError{fmt.Errorf("flag --delay: must not be negative")}
+			}
+			ln, err := (&net.ListenConfig{}).Listen(st.stop, "tcp", c.String("listen"))
+			if err != nil {
+				return fmt.Errorf("clamd: %w", err)
+			}
+			srv := &clamd.Server{Delay: c.Duration("delay")}
+			if m := c.String("delay-match"); m != "" {
+				srv.DelayMatch = []byte(m)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			fmt.Fprintf(st.env.Stdout, "clamd=%s\n", ln.Addr())
+			select {
+			case err := <-done:
+				return err
+			case <-st.stop.Done():
+			}
+			ctx, cancel := context.WithTimeout(st.kill, shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+			return <-done
+		},
+	}
+}

@@ -1,0 +1,21 @@
+// Command mailchaos is a chaos-engineering toolkit for e-mail systems: it
+// injects AV-engine latency, gray network failures and load surges into a
+// mail stack and checks that the stack recovers within set bounds.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mailchaos/mailchaos/cli"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	os.Exit(cli.Run(context.Background(), os.Args, cli.Env{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: sigs,
+	}))
+}

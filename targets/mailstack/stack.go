@@ -1,0 +1,413 @@
+package mailstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+)
+
+// Options are the parts of a stack's set-up that are code, not
+// configuration.
+type Options struct {
+	// Logger receives the stack's log. Nil discards it.
+	Logger *slog.Logger
+	// Interpose, when set, is called once per internal link during Start,
+	// after the engines listen and before the MTA starts: it gets the link
+	// (its name and the address the MTA would dial) and returns the address
+	// the MTA dials instead, typically a proxy's listen address.
+	Interpose func(ctx context.Context, l Link) (string, error)
+}
+
+// smtpGrace is how long Shutdown lets SMTP sessions finish their current
+// transaction before closing them.
+const smtpGrace = 2 * time.Second
+
+// Endpoint is a named address the stack serves.
+type Endpoint struct {
+	Name string
+	Addr string
+}
+
+// Link is an internal TCP hop of the stack on which network faults can sit.
+// Name is the engine's name (av-engine-1, ...).
+type Link struct {
+	Name string
+	// Upstream is the real address of the far end.
+	Upstream string
+	// Dial is the address the MTA dials: Upstream, or a proxy in front of it.
+	Dial string
+}
+
+// Stack is a running reference mail stack. Create it with [New]; all methods
+// are safe for concurrent use.
+type Stack struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+
+	metrics *metrics
+	ledger  *ledger
+	queue   *queue
+	boxes   *mailboxes
+	domains map[string]bool
+	block   [][]byte
+	engines []*engine
+
+	qidBase string
+	qidSeq  atomic.Uint64
+
+	mu        sync.Mutex
+	started   bool
+	endpoints []Endpoint
+	links     []Link
+	smtpSrv   *smtp.Server
+	imapSrv   *imapserver.Server
+	httpSrv   *http.Server
+	clamdSrvs []*clamd.Server
+
+	stopping     atomic.Bool
+	workCtx      context.Context
+	cancelWork   context.CancelFunc
+	workers      sync.WaitGroup
+	servers      sync.WaitGroup
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New validates cfg and builds a stack; nothing listens until [Stack.Start].
+// An invalid configuration is returned as [ConfigErrors].
+func New(cfg Config, opts Options) (*Stack, error) {
+	cfg.fillDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		out := make(ConfigErrors, len(errs))
+		for i, fe := range errs {
+			out[i] = &ConfigError{Field: fe.Field, Msg: fe.Msg}
+		}
+		return nil, out
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	names := make([]string, len(cfg.Engines))
+	for i, e := range cfg.Engines {
+		names[i] = e.Name
+	}
+	m := newMetrics(names)
+	boxes, err := newMailboxes(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{
+		cfg: cfg, opts: opts, log: log, metrics: m, ledger: newLedger(), queue: newQueue(m), boxes: boxes,
+		domains: map[string]bool{},
+		qidBase: strings.ToUpper(strconv.FormatInt(time.Now().UnixMilli()%(36*36*36*36*36), 36)),
+	}
+	for _, d := range cfg.Domains {
+		s.domains[strings.ToLower(d)] = true
+	}
+	for _, b := range cfg.Scan.Interceptor.Block {
+		s.block = append(s.block, []byte(b))
+	}
+	m.workers.Set(float64(cfg.Scan.Workers))
+	return s, nil
+}
+
+// Config returns the stack's configuration, defaults filled in.
+func (s *Stack) Config() Config { return s.cfg }
+
+// Start binds every listener (the bundled engines first, then links are
+// interposed, then SMTP, IMAP and metrics) and starts the scan workers. It
+// returns once everything accepts connections. ctx bounds only the start-up;
+// the stack runs until [Stack.Shutdown] or [Stack.Close]. On error,
+// everything already started is stopped.
+func (s *Stack) Start(ctx context.Context) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("mailstack: already started")
+	}
+	s.started = true
+	defer func() {
+		if err != nil {
+			s.closeLocked()
+		}
+	}()
+	s.workCtx, s.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
+
+	var lc net.ListenConfig
+	listen := func(what, addr string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("mailstack: %s: listen on %s: %w", what, addr, err)
+		}
+		return ln, nil
+	}
+
+	// Engines and links.
+	var engineEndpoints []Endpoint
+	for _, ec := range s.cfg.Engines {
+		upstream := ec.Dial
+		if !ec.External {
+			ln, err := listen(ec.Name, ec.Listen)
+			if err != nil {
+				return err
+			}
+			srv := &clamd.Server{Delay: ec.Delay}
+			if ec.DelayMatch != "" {
+				srv.DelayMatch = []byte(ec.DelayMatch)
+			}
+			s.clamdSrvs = append(s.clamdSrvs, srv)
+			s.serve(func() error { return srv.Serve(ln) })
+			engineEndpoints = append(engineEndpoints, Endpoint{Name: ec.Name, Addr: ln.Addr().String()})
+			if upstream == "" {
+				upstream = ln.Addr().String()
+			}
+		}
+		link := Link{Name: ec.Name, Upstream: upstream, Dial: upstream}
+		if s.opts.Interpose != nil {
+			dial, err := s.opts.Interpose(ctx, link)
+			if err != nil {
+				return fmt.Errorf("mailstack: interpose link %s: %w", ec.Name, err)
+			}
+			link.Dial = dial
+		}
+		s.links = append(s.links, link)
+		s.engines = append(s.engines, &engine{name: ec.Name, client: &clamd.Client{Addr: link.Dial}, m: s.metrics.engines[ec.Name]})
+	}
+
+	// SMTP.
+	smtpLn, err := listen("smtp", s.cfg.SMTP.Listen)
+	if err != nil {
+		return err
+	}
+	s.smtpSrv = smtp.NewServer(backend{s})
+	s.smtpSrv.Domain = s.cfg.Hostname
+	s.smtpSrv.MaxMessageBytes = s.cfg.SMTP.MaxMessageBytes
+	s.smtpSrv.MaxRecipients = s.cfg.SMTP.MaxRecipients
+	s.smtpSrv.ReadTimeout = s.cfg.SMTP.Timeout
+	s.smtpSrv.WriteTimeout = s.cfg.SMTP.Timeout
+	s.smtpSrv.AllowInsecureAuth = true
+	s.smtpSrv.ErrorLog = slogPrinter{s.log.With("server", "smtp")}
+	s.serve(func() error { return ignoreClosed(s.smtpSrv.Serve(smtpLn)) })
+
+	// IMAP.
+	imapLn, err := listen("imap", s.cfg.IMAP.Listen)
+	if err != nil {
+		return err
+	}
+	s.imapSrv = imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return s.boxes.mem.NewSession(), nil, nil
+		},
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		InsecureAuth: true,
+		Logger:       slogPrinter{s.log.With("server", "imap")},
+	})
+	s.serve(func() error { return ignoreClosed(s.imapSrv.Serve(imapLn)) })
+
+	// Metrics and ledger over HTTP.
+	httpLn, err := listen("metrics", s.cfg.Metrics.Listen)
+	if err != nil {
+		return err
+	}
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: newStdLogger(s.log.With("server", "http"))}
+	s.serve(func() error { return ignoreClosed(s.httpSrv.Serve(httpLn)) })
+
+	s.endpoints = append([]Endpoint{
+		{Name: "smtp", Addr: smtpLn.Addr().String()},
+		{Name: "imap", Addr: imapLn.Addr().String()},
+		{Name: "metrics", Addr: httpLn.Addr().String()},
+	}, engineEndpoints...)
+
+	for i := 0; i < s.cfg.Scan.Workers; i++ {
+		s.workers.Add(1)
+		go func() {
+			defer s.workers.Done()
+			s.worker(s.workCtx)
+		}()
+	}
+	s.log.Info("mailstack started", "profile", s.cfg.Profile, "smtp", smtpLn.Addr().String())
+	return nil
+}
+
+// serve runs a server loop in a goroutine owned by the stack.
+func (s *Stack) serve(loop func() error) {
+	s.servers.Add(1)
+	go func() {
+		defer s.servers.Done()
+		if err := loop(); err != nil {
+			s.log.Error("server stopped", "err", err)
+		}
+	}()
+}
+
+// Endpoints lists what the stack serves: smtp, imap, metrics, then each
+// bundled engine by name. Empty before Start.
+func (s *Stack) Endpoints() []Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Endpoint(nil), s.endpoints...)
+}
+
+// Endpoint returns the address of the named endpoint, or "".
+func (s *Stack) Endpoint(name string) string {
+	for _, e := range s.Endpoints() {
+		if e.Name == name {
+			return e.Addr
+		}
+	}
+	return ""
+}
+
+// Links lists the stack's internal hops (MTA → each engine). Empty before
+// Start.
+func (s *Stack) Links() []Link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Link(nil), s.links...)
+}
+
+// Messages returns a copy of every ledger record, in acceptance order.
+func (s *Stack) Messages() []Record { return s.ledger.all() }
+
+// MessagesByID returns the records whose Message-ID is id (normally one).
+func (s *Stack) MessagesByID(id string) []Record { return s.ledger.byMessageID(id) }
+
+// Counts sums the ledger by state.
+func (s *Stack) Counts() Counts { return s.ledger.counts() }
+
+// Shutdown stops the stack gracefully: it stops accepting connections,
+// closes SMTP sessions once their current command is done, lets scans in
+// progress finish, and returns once every goroutine has stopped. Messages
+// still queued or deferred stay in the ledger in their state (see
+// [Stack.Counts]); when ctx ends first, scans in progress are abandoned and
+// their messages recorded as queued. It is safe to call more than once.
+func (s *Stack) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Stack) shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil
+	}
+	var errs []error
+	if s.smtpSrv != nil {
+		// Sessions get a short grace to finish the transaction under way;
+		// idle clients are then cut off.
+		sctx, cancel := context.WithTimeout(ctx, smtpGrace)
+		if err := s.smtpSrv.Shutdown(sctx); err != nil {
+			_ = s.smtpSrv.Close()
+		}
+		cancel()
+	}
+	// No new mail can arrive; stop workers once their current message is done.
+	s.queue.close()
+	done := make(chan struct{})
+	go func() { s.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancelWork()
+		<-done
+		errs = append(errs, fmt.Errorf("scans abandoned: %w", ctx.Err()))
+	}
+	if s.imapSrv != nil {
+		_ = s.imapSrv.Close()
+	}
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			_ = s.httpSrv.Close()
+		}
+	}
+	// Workers are done: whatever an engine is still working on was
+	// abandoned by its client.
+	for _, srv := range s.clamdSrvs {
+		_ = srv.Close()
+	}
+	s.cancelWork()
+	s.servers.Wait()
+	c := s.ledger.counts()
+	s.log.Info("mailstack stopped", "accepted", c.Accepted, "delivered", c.Delivered,
+		"quarantined", c.Quarantined, "bounced", c.Bounced, "still_queued", c.Queued)
+	return errors.Join(errs...)
+}
+
+// Close stops everything at once: connections are cut and scans abandoned
+// (their messages are recorded as queued). Safe to call more than once and
+// after Shutdown.
+func (s *Stack) Close() error {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+	return nil
+}
+
+func (s *Stack) closeLocked() {
+	if s.cancelWork != nil {
+		s.cancelWork()
+	}
+	if s.smtpSrv != nil {
+		_ = s.smtpSrv.Close()
+	}
+	s.queue.close()
+	s.workers.Wait()
+	if s.imapSrv != nil {
+		_ = s.imapSrv.Close()
+	}
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Close()
+	}
+	for _, srv := range s.clamdSrvs {
+		_ = srv.Close()
+	}
+	s.servers.Wait()
+}
+
+// nextQueueID returns a new queue ID, unique within this stack.
+func (s *Stack) nextQueueID() string {
+	return s.qidBase + strings.ToUpper(strconv.FormatUint(s.qidSeq.Add(1), 36))
+}
+
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) ||
+		errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// slogPrinter adapts slog to the Printf/Println loggers of go-smtp and
+// go-imap.
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.l.Debug(fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.l.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// slogWriter adapts slog to a log.Logger's writer.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
