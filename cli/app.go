@@ -6,7 +6,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,20 +124,43 @@ func newApp(st *state) *ucli.App {
 		},
 	}
 	app.After = func(*ucli.Context) error { return notFound }
+	setUsageErrors(app.Commands)
 	return app
 }
 
-// commandNotFound makes a command with subcommands reject an unknown one
-// instead of printing help and succeeding.
+// setUsageErrors makes a bad flag of any command an invalid-input error.
+func setUsageErrors(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *ucli.Context, err error, _ bool) error { return &usageError{err} }
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// commandPath is the full command line of c's command, e.g.
+// "mailchaos target serve".
+func commandPath(c *ucli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" {
+			names = append([]string{ctx.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+// subcommandRequired is the action of a command that only groups
+// subcommands: it rejects an unknown one instead of printing help and
+// succeeding.
 func subcommandRequired(c *ucli.Context) error {
-	if c.Args().Present() {
-		names := []string{}
-		for _, sc := range c.Command.Subcommands {
+	var names []string
+	for _, sc := range c.Command.Subcommands {
+		if sc.Name != "help" {
 			names = append(names, sc.Name)
 		}
-		return &usageError{fmt.Errorf("unknown command %q for %q; valid: %s",
-			c.Args().First(), c.Command.FullName(), strings.Join(names, ", "))}
 	}
-	_ = ucli.ShowSubcommandHelp(c)
-	return &usageError{errors.New(c.Command.FullName() + " needs a subcommand")}
+	if c.Args().Present() {
+		return &usageError{fmt.Errorf("unknown command %q for %q; valid: %s",
+			c.Args().First(), commandPath(c), strings.Join(names, ", "))}
+	}
+	return &usageError{fmt.Errorf("%s needs a subcommand: %s", commandPath(c), strings.Join(names, ", "))}
 }

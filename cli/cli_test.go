@@ -1,0 +1,225 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitFor = 30 * time.Second
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// run runs the command line in-process and returns its exit code, stdout and
+// stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb syncBuffer
+	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+// endpoints waits for NAME=ADDR lines on out and returns them.
+func endpoints(t *testing.T, out *syncBuffer, want ...string) map[string]string {
+	t.Helper()
+	eps := map[string]string{}
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(out.String(), "\n") {
+			if name, addr, ok := strings.Cut(line, "="); ok {
+				eps[name] = addr
+			}
+		}
+		for _, w := range want {
+			if eps[w] == "" {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 5*time.Millisecond, "endpoints never printed: %q", out.String())
+	return eps
+}
+
+func TestServeMailstackPrintsEndpointsAndStopsOnSignal(t *testing.T) {
+	var out, errb syncBuffer
+	sigs := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(context.Background(), []string{"mailchaos", "--log-level", "warn", "target", "serve", "mailstack",
+			"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
+	}()
+	eps := endpoints(t, &out, "smtp", "imap", "metrics", "av-engine-1", "av-engine-2", "av-engine-3")
+	require.Regexp(t, regexp.MustCompile(`^smtp=127\.0\.0\.1:\d+\nimap=127\.0\.0\.1:\d+\nmetrics=127\.0\.0\.1:\d+\nav-engine-1=`), out.String())
+
+	c, err := smtp.Dial(eps["smtp"])
+	require.NoError(t, err)
+	require.NoError(t, c.Hello("test"))
+	require.NoError(t, c.Mail("alice@example.test", nil))
+	require.NoError(t, c.Rcpt("bob@example.test", nil))
+	w, err := c.Data()
+	require.NoError(t, err)
+	_, err = w.Write([]byte("Subject: hi\r\n\r\nhello\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, c.Quit())
+
+	engine := &clamd.Client{Addr: eps["av-engine-2"]}
+	require.NoError(t, engine.Ping(context.Background()))
+
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		require.Equal(t, cli.ExitOK, code, errb.String())
+	case <-time.After(waitFor):
+		t.Fatal("mailstack did not stop on SIGTERM")
+	}
+	require.Contains(t, errb.String(), "mailstack stopped: 1 accepted, 1 delivered, 0 quarantined, 0 bounced, 0 still queued")
+}
+
+func TestServeClamdAnswersAndStopsOnSignal(t *testing.T) {
+	var out, errb syncBuffer
+	sigs := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(context.Background(), []string{"mailchaos", "target", "serve", "clamd", "--listen", "127.0.0.1:0"},
+			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
+	}()
+	eps := endpoints(t, &out, "clamd")
+	c := &clamd.Client{Addr: eps["clamd"]}
+	res, err := c.Scan(context.Background(), []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`))
+	require.NoError(t, err)
+	require.True(t, res.Infected)
+	sigs <- os.Interrupt
+	select {
+	case code := <-done:
+		require.Equal(t, cli.ExitOK, code, errb.String())
+	case <-time.After(waitFor):
+		t.Fatal("clamd did not stop on SIGINT")
+	}
+}
+
+func TestInvalidInputExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "stack.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("scan:\n  workers: 2\n  wrokers: 3\n"), 0o600))
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad config field", []string{"target", "serve", "mailstack", "--config", bad},
+			bad + `:3:3: scan.wrokers: unknown field "wrokers"`},
+		{"missing config", []string{"target", "serve", "mailstack", "--config", filepath.Join(dir, "nope.yaml")},
+			"nope.yaml: cannot read"},
+		{"bad profile", []string{"target", "serve", "mailstack", "--profile", "incidnet"},
+			`flag --profile: unknown profile "incidnet"; did you mean "incident"?`},
+		{"bad address", []string{"target", "serve", "mailstack", "--smtp", "localhost"},
+			`flag --smtp: "localhost" is not a host:port address`},
+		{"unknown flag", []string{"target", "serve", "mailstack", "--smpt", "x"},
+			"flag provided but not defined: -smpt"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown subcommand", []string{"target", "serve", "postfix"}, `unknown command "postfix" for "mailchaos target serve"; valid: mailstack, clamd`},
+		{"missing subcommand", []string{"target"}, "needs a subcommand"},
+		{"bad log level", []string{"--log-level", "loud", "target", "serve", "clamd"}, "flag --log-level"},
+		{"bad duration flag", []string{"target", "serve", "clamd", "--delay", "soon"}, "invalid value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, tt.args...)
+			require.Equal(t, cli.ExitInvalid, code, stderr)
+			require.Contains(t, stderr, tt.want)
+			require.NotContains(t, stderr, "goroutine ", "a stack trace reached the user")
+		})
+	}
+}
+
+func TestListenFailureIsNotInvalidInput(t *testing.T) {
+	var out, errb syncBuffer
+	sigs := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(context.Background(), []string{"mailchaos", "target", "serve", "clamd", "--listen", "127.0.0.1:0"},
+			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
+	}()
+	eps := endpoints(t, &out, "clamd")
+	code, _, stderr := run(t, "target", "serve", "clamd", "--listen", eps["clamd"])
+	require.Equal(t, cli.ExitAborted, code)
+	require.Contains(t, stderr, "address already in use")
+	sigs <- os.Interrupt
+	require.Equal(t, cli.ExitOK, <-done)
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := run(t, "--help")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "target")
+	code, out, _ = run(t, "target", "serve", "mailstack", "--help")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "--profile")
+}
+
+// TestBinaryStopsCleanlyOnSIGTERM builds the real binary and stops it with a
+// real signal, as a user's terminal or a service manager would.
+func TestBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "mailchaos")
+	build := exec.Command("go", "build", "-o", bin, "..")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			var out, errb syncBuffer
+			cmd := exec.Command(bin, "target", "serve", "mailstack", "--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			require.NoError(t, cmd.Start())
+			endpoints(t, &out, "smtp", "av-engine-3")
+			require.NoError(t, cmd.Process.Signal(sig))
+			waitErr := make(chan error, 1)
+			go func() { waitErr <- cmd.Wait() }()
+			select {
+			case err := <-waitErr:
+				require.NoError(t, err, errb.String())
+			case <-time.After(waitFor):
+				_ = cmd.Process.Kill()
+				<-waitErr
+				t.Fatal("binary did not stop")
+			}
+			require.Contains(t, errb.String(), "mailstack stopped: 0 accepted")
+		})
+	}
+}
