@@ -15,6 +15,8 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/mailchaos/mailchaos/internal/suggest"
 )
 
 // ConfigError is an invalid configuration file or value. It names the file,
@@ -366,37 +368,5 @@ func yamlName(f reflect.StructField) string {
 }
 
 // suggestion returns `; did you mean "x"?` for the valid name closest to
-// got, or "" when none is close.
-func suggestion(got string, valid []string) string {
-	best, bestD := "", len(got)/2+2
-	for _, v := range valid {
-		if d := editDistance(strings.ToLower(got), strings.ToLower(v)); d < bestD {
-			best, bestD = v, d
-		}
-	}
-	if best == "" || got == "" {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+// got, or "".
+func suggestion(got string, valid []string) string { return suggest.Hint(got, valid) }

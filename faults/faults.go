@@ -1,0 +1,122 @@
+package faults
+
+import (
+	"context"
+	"time"
+)
+
+// Injector is one family of faults. Implementations must be safe for
+// concurrent use. Every method honours ctx's deadline.
+type Injector interface {
+	// Describe returns the injector's name, summary and parameter schema.
+	Describe(ctx context.Context) (Spec, error)
+	// Validate checks a request without touching the target. Errors name
+	// the parameter ([*ParamError]).
+	Validate(ctx context.Context, req Request) error
+	// Inject starts the fault and returns the handle that removes it. The
+	// fault must end by itself once req.TTL has passed, even if Remove is
+	// never called.
+	Inject(ctx context.Context, req Request) (Handle, error)
+	// Remove ends the fault. It is idempotent: removing a fault that is
+	// already gone, or whose link no longer exists, is not an error.
+	Remove(ctx context.Context, h Handle) error
+	// Status reports on an injected fault: whether it is still active and
+	// any figures it keeps (a load generator's counts and latencies).
+	Status(ctx context.Context, h Handle) (Status, error)
+}
+
+// Request asks for one fault.
+type Request struct {
+	// ID identifies this injection; it is unique within a run and is
+	// written into whatever the fault leaves on the target (toxic names),
+	// so a crashed run's faults can be found and removed.
+	ID string
+	// Owner names who injected the fault (a run ID, "inject", a plugin).
+	Owner string
+	// Fault is the injector's name.
+	Fault string
+	// Target is the system under test.
+	Target Target
+	// Links names the links the fault sits on, for faults that need one.
+	Links []string
+	// Params are the fault's parameters, as written by the user.
+	Params Params
+	// TTL bounds the fault's life: the planned duration plus a grace period.
+	TTL time.Duration
+}
+
+// Target describes the system under test as plain data.
+type Target struct {
+	// Endpoints are named addresses: smtp, imap, metrics, av engines.
+	Endpoints map[string]string
+	// Links are the proxied hops faults can sit on.
+	Links []Link
+	// Users are the mailbox addresses that load may be sent to.
+	Users []string
+	// Toxiproxy is the base URL of the toxiproxy API that owns the links'
+	// proxies (http://127.0.0.1:PORT).
+	Toxiproxy string
+}
+
+// Link is a proxied hop: clients connect to Listen, the proxy forwards to
+// Upstream. Its proxy on the toxiproxy server has the link's name.
+type Link struct {
+	Name     string
+	Listen   string
+	Upstream string
+}
+
+// Link returns the named link.
+func (t Target) Link(name string) (Link, bool) {
+	for _, l := range t.Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+// LinkNames lists the names of t's links.
+func (t Target) LinkNames() []string {
+	names := make([]string, len(t.Links))
+	for i, l := range t.Links {
+		names[i] = l.Name
+	}
+	return names
+}
+
+// Handle is what Inject returns and Remove takes. It is plain data, so it can
+// cross a process boundary and be written to a journal, and a later process
+// can remove the fault from it.
+type Handle struct {
+	// ID is the request's ID.
+	ID string `json:"id"`
+	// Fault is the injector's name.
+	Fault string `json:"fault"`
+	// Owner is the request's owner.
+	Owner string `json:"owner,omitempty"`
+	// Toxiproxy is the API the fault's toxics live on, if any.
+	Toxiproxy string `json:"toxiproxy,omitempty"`
+	// Toxics are the toxics the fault added, by proxy.
+	Toxics []ToxicRef `json:"toxics,omitempty"`
+	// Injected is when the fault started.
+	Injected time.Time `json:"injected"`
+	// Expires is when the fault ends by itself (Injected + TTL).
+	Expires time.Time `json:"expires"`
+}
+
+// ToxicRef names one toxic on a toxiproxy server.
+type ToxicRef struct {
+	Proxy string `json:"proxy"`
+	Name  string `json:"name"`
+}
+
+// Status is an injected fault's state.
+type Status struct {
+	// Active is false once the fault has ended (removed or expired).
+	Active bool `json:"active"`
+	// Figures are named measurements kept by the fault, if any.
+	Figures map[string]float64 `json:"figures,omitempty"`
+	// Detail is free text (for example a load generator's summary).
+	Detail string `json:"detail,omitempty"`
+}

@@ -1,0 +1,113 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mailchaos/mailchaos/faults"
+)
+
+// ToxicOn is one toxic to add to the proxy of a link.
+type ToxicOn struct {
+	Link       string
+	Type       string
+	Stream     string
+	Toxicity   float32 // 0 means 1
+	Attributes map[string]any
+}
+
+// Apply adds toxics for req on the toxiproxy server of req.Target, named
+// after req's owner, ID and expiry, and returns the handle that removes
+// them. If one cannot be added, those already added are removed and the
+// error is returned.
+func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Handle, error) {
+	if req.Target.Toxiproxy == "" {
+		return faults.Handle{}, errors.New("the target has no toxiproxy server for its links")
+	}
+	c := NewClient(req.Target.Toxiproxy)
+	now := time.Now()
+	h := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: c.URL(),
+		Injected: now, Expires: now.Add(req.TTL)}
+	for i, t := range toxics {
+		name := ToxicName(req.Owner, req.ID, h.Expires, i)
+		err := c.AddToxic(ctx, t.Link, Toxic{Name: name, Type: t.Type, Stream: t.Stream,
+			Toxicity: t.Toxicity, Attributes: t.Attributes})
+		if err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+			rerr := Remove(rctx, h)
+			cancel()
+			return faults.Handle{}, errors.Join(fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err), rerr)
+		}
+		h.Toxics = append(h.Toxics, faults.ToxicRef{Proxy: t.Link, Name: name})
+	}
+	return h, nil
+}
+
+// Remove removes the toxics of a handle. It is idempotent: toxics or proxies
+// already gone are not an error. Every toxic is tried even if one fails.
+func Remove(ctx context.Context, h faults.Handle) error {
+	if len(h.Toxics) == 0 {
+		return nil
+	}
+	c := NewClient(h.Toxiproxy)
+	var errs []error
+	for _, t := range h.Toxics {
+		if err := c.RemoveToxic(ctx, t.Proxy, t.Name); err != nil {
+			errs = append(errs, fmt.Errorf("remove toxic %s from link %s: %w", t.Name, t.Proxy, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Active reports whether any toxic of h is still on its proxy.
+func Active(ctx context.Context, h faults.Handle) (bool, error) {
+	if len(h.Toxics) == 0 {
+		return false, nil
+	}
+	c := NewClient(h.Toxiproxy)
+	for _, t := range h.Toxics {
+		ts, err := c.Toxics(ctx, t.Proxy)
+		if IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, x := range ts {
+			if x.Name == t.Name {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// CheckLinks returns a ParamError-style error for link names req's target
+// does not have, or for no links at all.
+func CheckLinks(fault string, target faults.Target, links []string) error {
+	if len(links) == 0 {
+		return &faults.ParamError{Fault: fault, Param: "link", Msg: "is required",
+			Allowed: "one of the target's links: " + joinOr(target.LinkNames())}
+	}
+	for _, l := range links {
+		if _, ok := target.Link(l); !ok {
+			return &faults.ParamError{Fault: fault, Param: "link", Value: l,
+				Msg:     "the target has no such link" + faults.Suggest(l, target.LinkNames()),
+				Allowed: "one of " + joinOr(target.LinkNames())}
+		}
+	}
+	return nil
+}
+
+func joinOr(names []string) string {
+	if len(names) == 0 {
+		return "(none)"
+	}
+	s := names[0]
+	for _, n := range names[1:] {
+		s += ", " + n
+	}
+	return s
+}

@@ -1,0 +1,79 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Registry maps fault names to injectors. It is built once by the command
+// line and handed down; it is not safe to Add concurrently with lookups.
+type Registry struct {
+	byName map[string]Injector
+	specs  map[string]Spec
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byName: map[string]Injector{}, specs: map[string]Spec{}}
+}
+
+// Add registers inj under the name its Describe returns. A second injector
+// with the same name is an error.
+func (r *Registry) Add(ctx context.Context, inj Injector) error {
+	spec, err := inj.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("describe injector: %w", err)
+	}
+	if spec.Name == "" {
+		return fmt.Errorf("injector %T describes itself with no name", inj)
+	}
+	if _, dup := r.byName[spec.Name]; dup {
+		return fmt.Errorf("fault %q is registered twice", spec.Name)
+	}
+	r.byName[spec.Name] = inj
+	r.specs[spec.Name] = spec
+	return nil
+}
+
+// UnknownFaultError is a fault name no injector has.
+type UnknownFaultError struct {
+	Name  string
+	Known []string
+}
+
+func (e *UnknownFaultError) Error() string {
+	return fmt.Sprintf("unknown fault %q%s (known: %s)", e.Name, Suggest(e.Name, e.Known), strings.Join(e.Known, ", "))
+}
+
+// InvalidInput marks the error as the user's input being wrong (exit 2).
+func (e *UnknownFaultError) InvalidInput() bool { return true }
+
+// Get returns the injector and spec of a fault, or an [*UnknownFaultError].
+func (r *Registry) Get(name string) (Injector, Spec, error) {
+	inj, ok := r.byName[name]
+	if !ok {
+		return nil, Spec{}, &UnknownFaultError{Name: name, Known: r.Names()}
+	}
+	return inj, r.specs[name], nil
+}
+
+// Names lists the registered faults, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Specs lists every registered fault's spec, sorted by name.
+func (r *Registry) Specs() []Spec {
+	out := make([]Spec, 0, len(r.specs))
+	for _, n := range r.Names() {
+		out = append(out, r.specs[n])
+	}
+	return out
+}
