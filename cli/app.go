@@ -85,7 +85,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		}()
 	}
 	st := &state{env: env, stop: stop, kill: kill}
-	err := newApp(st).RunContext(stop, args)
+	app := newApp(st)
+	err := app.RunContext(stop, interspersed(app, args))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailchaos: %v\n", err)
 	}
@@ -113,9 +114,13 @@ func newApp(st *state) *ucli.App {
 			return nil
 		},
 		Commands: []*ucli.Command{
+			injectCommand(st),
+			faultsCommand(st),
 			targetCommand(st),
+			proxyCommand(st),
 		},
-		ExitErrHandler: func(*ucli.Context, error) {},
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(*ucli.Context, error) {},
 		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
@@ -163,4 +168,81 @@ func subcommandRequired(c *ucli.Context) error {
 			c.Args().First(), commandPath(c), strings.Join(names, ", "))}
 	}
 	return &usageError{fmt.Errorf("%s needs a subcommand: %s", commandPath(c), strings.Join(names, ", "))}
+}
+
+// interspersed lets flags follow positional arguments, as in
+// "mailchaos inject av-latency --for 1m", which urfave/cli v2 does not
+// parse: it moves the leaf command's flags (and their values) before its
+// positional arguments. Everything after "--" is left alone.
+func interspersed(app *ucli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	cmds, flags := app.Commands, app.Flags
+	i := 1
+	// Walk global flags and the command path.
+	for i < len(args) {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			out = append(out, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+			i++
+			continue
+		}
+		var next *ucli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		out = append(out, a)
+		cmds, flags = next.Subcommands, next.Flags
+		i++
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	var positional []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			out = append(out, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return append(out, positional...)
+}
+
+// takesValue reports whether the flag token a (without "=value") names a
+// flag of flags that takes a separate value.
+func takesValue(flags []ucli.Flag, a string) bool {
+	if strings.Contains(a, "=") {
+		return false
+	}
+	name := strings.TrimLeft(a, "-")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*ucli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
 }

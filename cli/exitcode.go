@@ -26,6 +26,10 @@ const (
 // package (mailstack.ConfigError, ...).
 type invalidInput interface{ InvalidInput() bool }
 
+// rollbackFailed is implemented by errors saying a fault may still be in
+// place (faults.RollbackError).
+type rollbackFailed interface{ RollbackFailed() bool }
+
 // usageError is a bad flag, argument or command.
 type usageError struct{ err error }
 
@@ -33,12 +37,18 @@ func (e *usageError) Error() string      { return e.err.Error() }
 func (e *usageError) Unwrap() error      { return e.err }
 func (e *usageError) InvalidInput() bool { return true }
 
+// errInterrupted ends a command stopped by a signal after it rolled back.
+var errInterrupted = errors.New("interrupted; every fault was removed")
+
 // exitCode maps an error to the exit code that reports it.
 func exitCode(err error) int {
 	var inv invalidInput
+	var rb rollbackFailed
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &rb) && rb.RollbackFailed():
+		return ExitRollbackFailed
 	case errors.As(err, &inv) && inv.InvalidInput():
 		return ExitInvalid
 	case errors.Is(err, context.Canceled):

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -120,3 +121,27 @@ type Status struct {
 	// Detail is free text (for example a load generator's summary).
 	Detail string `json:"detail,omitempty"`
 }
+
+// RollbackError is a fault that could not be removed: it may still be in
+// place. Handle says what it was, so the user (or `mailchaos recover`) can
+// remove it.
+type RollbackError struct {
+	Handle Handle
+	Err    error
+}
+
+func (e *RollbackError) Error() string {
+	msg := fmt.Sprintf("fault %s (%s) may still be in place: removing it failed: %v", e.Handle.ID, e.Handle.Fault, e.Err)
+	for _, t := range e.Handle.Toxics {
+		msg += fmt.Sprintf("\n  remove it with: curl -X DELETE %s/proxies/%s/toxics/%s", e.Handle.Toxiproxy, t.Proxy, t.Name)
+	}
+	if !e.Handle.Expires.IsZero() {
+		msg += fmt.Sprintf("\n  it ends by itself at %s at the latest", e.Handle.Expires.Format(time.RFC3339))
+	}
+	return msg
+}
+
+func (e *RollbackError) Unwrap() error { return e.Err }
+
+// RollbackFailed marks the error for the exit code table (exit 4).
+func (e *RollbackError) RollbackFailed() bool { return true }

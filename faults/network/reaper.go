@@ -92,3 +92,9 @@ func removeToxics(ctx context.Context, c *Client, match func(ToxicInfo) bool) (i
 	}
 	return n, nil
 }
+
+// RemoveOwnedAll removes every mailchaos toxic on the server, whoever added
+// it.
+func RemoveOwnedAll(ctx context.Context, c *Client) (int, error) {
+	return removeToxics(ctx, c, func(ToxicInfo) bool { return true })
+}

@@ -245,15 +245,6 @@ func (c *Config) fillDefaults() {
 	}
 }
 
-// FieldError is one invalid value in a configuration. Field is the dotted
-// path of the field as written in a file (scan.workers, engines[1].dial).
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e FieldError) Error() string { return e.Field + ": " + e.Msg }
-
 // Validate checks every field and returns every problem found (nil when the
 // configuration is usable).
 func (c *Config) Validate() []FieldError {

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
@@ -92,12 +93,8 @@ type Stack struct {
 // An invalid configuration is returned as [ConfigErrors].
 func New(cfg Config, opts Options) (*Stack, error) {
 	cfg.fillDefaults()
-	if errs := cfg.Validate(); len(errs) > 0 {
-		out := make(ConfigErrors, len(errs))
-		for i, fe := range errs {
-			out[i] = &ConfigError{Field: fe.Field, Msg: fe.Msg}
-		}
-		return nil, out
+	if err := yamlfile.Unpositioned(cfg.Validate()); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {

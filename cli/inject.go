@@ -1,0 +1,308 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/avlatency"
+	"github.com/mailchaos/mailchaos/faults/grayfailure"
+	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets"
+	"github.com/mailchaos/mailchaos/targets/mailstack"
+)
+
+// ttlGrace is how long a fault may outlive its planned end if mailchaos
+// dies before removing it: its time-to-live is its duration plus this.
+const ttlGrace = 30 * time.Second
+
+// rollbackTimeout bounds the removal of faults after a run.
+const rollbackTimeout = 30 * time.Second
+
+// newRegistry builds the registry of every built-in fault.
+func newRegistry(ctx context.Context) (*faults.Registry, error) {
+	r := faults.NewRegistry()
+	for _, inj := range builtinInjectors() {
+		if err := r.Add(ctx, inj); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// targetFlags are the flags that choose a target.
+func targetFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "target", Value: "mailstack", Usage: "`mailstack` (the embedded reference stack) or a target FILE"},
+		&ucli.StringFlag{Name: "profile", Usage: "scanning policy of the embedded stack: remediated (default) or incident"},
+		&ucli.StringFlag{Name: "upstream", Usage: "ad hoc target: put a link in front of this `ADDR` instead"},
+		&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "ad hoc target: where the link listens"},
+		&ucli.StringFlag{Name: "toxiproxy", Usage: "drive the toxiproxy server at this `URL` instead of an in-process one"},
+		&ucli.BoolFlag{Name: "allow-remote", Usage: "allow addresses off loopback (the target file must allow them too)"},
+	}
+}
+
+// openTarget starts or opens the target the flags name.
+func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, error) {
+	ctx := st.stop
+	allowRemote := c.Bool("allow-remote")
+	if up := c.String("upstream"); up != "" {
+		if linkName == "" {
+			linkName = "link"
+		}
+		f := targets.File{Name: "ad hoc", AllowRemote: true, Toxiproxy: c.String("toxiproxy"),
+			Links: []targets.FileLink{{Name: linkName, Listen: c.String("listen"), Upstream: up}}}
+		if fes := f.Validate(allowRemote); len(fes) > 0 {
+			return nil, &usageError{fmt.Errorf("flag --%s: %s", flagOf(fes[0].Field), fes[0].Msg)}
+		}
+		return targets.Open(ctx, f, "", st.log)
+	}
+	if u := c.String("toxiproxy"); u != "" {
+		f := targets.File{Toxiproxy: u, Endpoints: map[string]string{"toxiproxy": "x"}}
+		if fes := f.Validate(allowRemote); len(fes) > 0 && fes[0].Field == "toxiproxy" {
+			return nil, &usageError{fmt.Errorf("flag --toxiproxy: %s", fes[0].Msg)}
+		}
+	}
+	if t := c.String("target"); t != "mailstack" {
+		f, err := targets.LoadFile(t, allowRemote)
+		if err != nil {
+			return nil, err
+		}
+		return targets.Open(ctx, f, c.String("toxiproxy"), st.log)
+	}
+	profile := c.String("profile")
+	if profile == "" {
+		profile = mailstack.ProfileRemediated
+	}
+	cfg, err := mailstack.ProfileConfig(profile)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("flag --profile: %w", err)}
+	}
+	cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return targets.StartMailstack(ctx, cfg, st.log)
+}
+
+// flagOf maps a target file field of an ad hoc target to its flag.
+func flagOf(field string) string {
+	switch {
+	case strings.HasSuffix(field, ".upstream"):
+		return "upstream"
+	case strings.HasSuffix(field, ".listen"):
+		return "listen"
+	case field == "toxiproxy":
+		return "toxiproxy"
+	}
+	return field
+}
+
+// parseParams reads repeated --param k=v flags.
+func parseParams(list []string) (faults.Params, error) {
+	p := faults.Params{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, &usageError{fmt.Errorf("flag --param: %q is not name=value", kv)}
+		}
+		p[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return p, nil
+}
+
+func injectCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "inject",
+		Usage:     "inject one fault ad hoc, without an experiment file, and remove it when the time is up or on Ctrl-C",
+		ArgsUsage: "FAULT",
+		Description: "Examples:\n" +
+			"  mailchaos inject av-latency --param latency=8s --for 1m          # the embedded stack, every AV engine link\n" +
+			"  mailchaos inject gray-failure --link av-engine-2 --param mode=stall-after --for 30s\n" +
+			"  mailchaos inject gray-failure --upstream 127.0.0.1:25 --param mode=blackhole --for 30s\n" +
+			"  mailchaos inject gray-failure --target stack.yaml --link imap --param mode=half-open --for 2m",
+		Flags: append(targetFlags(),
+			&ucli.StringSliceFlag{Name: "link", Usage: "a link the fault sits on (repeat for more)"},
+			&ucli.StringSliceFlag{Name: "param", Usage: "a fault parameter as `NAME=VALUE` (repeat for more)"},
+			&ucli.DurationFlag{Name: "for", Value: 30 * time.Second, Usage: "how long the fault stays"},
+		),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return &usageError{fmt.Errorf("inject needs exactly one FAULT, got %d arguments", c.NArg())}
+			}
+			if c.Duration("for") <= 0 {
+				return &usageError{fmt.Errorf("flag --for: must be positive")}
+			}
+			params, err := parseParams(c.StringSlice("param"))
+			if err != nil {
+				return err
+			}
+			reg, err := newRegistry(st.stop)
+			if err != nil {
+				return err
+			}
+			inj, spec, err := reg.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			links := c.StringSlice("link")
+			linkName := ""
+			if len(links) == 1 {
+				linkName = links[0]
+			}
+			if c.String("upstream") != "" && len(links) == 0 && spec.NeedsLink {
+				links, linkName = []string{"link"}, "link"
+			}
+			// Validate what can be checked before anything starts.
+			if err := inj.Validate(st.stop, faults.Request{Fault: spec.Name, Params: params}); err != nil {
+				return err
+			}
+			run, err := openTarget(c, st, linkName)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(st.kill), rollbackTimeout)
+				defer cancel()
+				_ = run.Close(ctx)
+			}()
+			return injectFor(c, st, inj, spec, run.Target, links, params)
+		},
+	}
+}
+
+// injectFor injects one fault, waits for --for or a signal, and removes it.
+func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
+	links []string, params faults.Params) error {
+	out := st.env.Stdout
+	for _, name := range sortedKeys(t.Endpoints) {
+		fmt.Fprintf(out, "%s=%s\n", name, t.Endpoints[name])
+	}
+	for _, l := range t.Links {
+		fmt.Fprintf(out, "link %s: %s -> %s\n", l.Name, l.Listen, l.Upstream)
+	}
+	d := c.Duration("for")
+	req := faults.Request{ID: fmt.Sprintf("inject-%d", time.Now().UnixMilli()), Owner: "inject", Fault: spec.Name,
+		Target: t, Links: links, Params: params, TTL: d + ttlGrace}
+	if err := inj.Validate(st.stop, req); err != nil {
+		return err
+	}
+	h, err := inj.Inject(st.stop, req)
+	if err != nil {
+		return fmt.Errorf("inject %s: %w", spec.Name, err)
+	}
+	fmt.Fprintf(out, "injected %s for %s (id %s); Ctrl-C removes it early\n", spec.Name, d, h.ID)
+	timer := time.NewTimer(d)
+	select {
+	case <-timer.C:
+	case <-st.stop.Done():
+		timer.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.kill), rollbackTimeout)
+	defer cancel()
+	if stat, err := inj.Status(ctx, h); err == nil && stat.Detail != "" {
+		fmt.Fprintln(out, stat.Detail)
+	}
+	if err := inj.Remove(ctx, h); err != nil {
+		return &faults.RollbackError{Handle: h, Err: err}
+	}
+	fmt.Fprintf(out, "removed %s\n", spec.Name)
+	if st.stop.Err() != nil {
+		return errInterrupted
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func proxyCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:   "proxy",
+		Usage:  "run a toxiproxy server with mailchaos' toxics",
+		Action: subcommandRequired,
+		Subcommands: []*ucli.Command{{
+			Name: "serve",
+			Usage: "serve a standalone toxiproxy server, with mailchaos' custom toxics and expired-fault reaping, " +
+				"for hosts whose real mail stack is pointed through it",
+			Flags: []ucli.Flag{
+				&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:8474", Usage: "API listen `ADDR`"},
+				&ucli.BoolFlag{Name: "allow-remote", Usage: "allow an API address off loopback"},
+			},
+			Action: func(c *ucli.Context) error {
+				listen := c.String("listen")
+				host, _, err := net.SplitHostPort(listen)
+				if err != nil {
+					return &usageError{fmt.Errorf("flag --listen: %q is not a host:port address", listen)}
+				}
+				if !targets.IsLoopback(host) && !c.Bool("allow-remote") {
+					return &usageError{fmt.Errorf("flag --listen: %s is not a loopback address; add --allow-remote to serve on it", listen)}
+				}
+				srv, err := network.StartServer(st.stop, listen, st.log.With("component", "toxiproxy"))
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				fmt.Fprintf(st.env.Stdout, "toxiproxy=%s\n", srv.URL())
+				<-st.stop.Done()
+				return nil
+			},
+		}},
+	}
+}
+
+func faultsCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "faults",
+		Usage:     "list the faults and their parameters",
+		ArgsUsage: "[FAULT]",
+		Action: func(c *ucli.Context) error {
+			reg, err := newRegistry(st.stop)
+			if err != nil {
+				return err
+			}
+			specs := reg.Specs()
+			if c.NArg() > 0 {
+				_, spec, err := reg.Get(c.Args().First())
+				if err != nil {
+					return err
+				}
+				specs = []faults.Spec{spec}
+			}
+			for _, s := range specs {
+				fmt.Fprintf(st.env.Stdout, "%s: %s\n", s.Name, s.Summary)
+				for _, p := range s.Params {
+					extra := string(p.Type)
+					if p.Default != "" {
+						extra += ", default " + p.Default
+					}
+					if len(p.Enum) > 0 {
+						extra += ", one of " + strings.Join(p.Enum, "|")
+					}
+					if p.Min != "" || p.Max != "" {
+						extra += fmt.Sprintf(", range [%s, %s]", p.Min, p.Max)
+					}
+					if p.Required {
+						extra += ", required"
+					}
+					fmt.Fprintf(st.env.Stdout, "  %-12s %s (%s)\n", p.Name, p.Doc, extra)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// builtinInjectors are the fault families mailchaos ships.
+func builtinInjectors() []faults.Injector {
+	return []faults.Injector{avlatency.New(), grayfailure.New()}
+}

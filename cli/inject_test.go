@@ -1,0 +1,219 @@
+package cli_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+)
+
+// startCLI runs the command line in the background; the returned function
+// sends a signal, and done yields the exit code.
+func startCLI(t *testing.T, args ...string) (out, errb *syncBuffer, signal func(os.Signal), done <-chan int) {
+	t.Helper()
+	out, errb = &syncBuffer{}, &syncBuffer{}
+	sigs := make(chan os.Signal, 2)
+	ch := make(chan int, 1)
+	go func() {
+		ch <- cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: out, Stderr: errb, Signals: sigs})
+	}()
+	t.Cleanup(func() {
+		select {
+		case sigs <- os.Interrupt:
+		default:
+		}
+	})
+	return out, errb, func(s os.Signal) { sigs <- s }, ch
+}
+
+func waitExit(t *testing.T, done <-chan int) int {
+	t.Helper()
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(waitFor):
+		t.Fatal("mailchaos did not exit")
+	}
+	return -1
+}
+
+// lineServer greets and echoes lines, like a tiny SMTP server.
+func lineServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.WriteString(c, "220 hi\r\n")
+				r := bufio.NewReader(c)
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					_, _ = io.WriteString(c, "250 "+l)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// linkAddr waits for "link NAME: LISTEN -> UPSTREAM" and returns LISTEN.
+func linkAddr(t *testing.T, out *syncBuffer, name string) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		for _, l := range strings.Split(out.String(), "\n") {
+			if rest, ok := strings.CutPrefix(l, "link "+name+": "); ok {
+				addr, _, _ = strings.Cut(rest, " -> ")
+				return strings.Contains(out.String(), "injected ")
+			}
+		}
+		return false
+	}, waitFor, 5*time.Millisecond, "no link line in %q", out.String())
+	return addr
+}
+
+func TestInjectAdHocAgainstAPlainAddressRemovedOnCtrlC(t *testing.T) {
+	upstream := lineServer(t)
+	out, errb, signal, done := startCLI(t, "inject", "gray-failure", "--upstream", upstream, "--param", "mode=stall-after", "--for", "10m")
+	listen := linkAddr(t, out, "link")
+
+	c, err := net.Dial("tcp", listen)
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
+	greeting, err := r.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "220 hi\r\n", greeting)
+	_, err = io.WriteString(c, "NOOP\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err = r.ReadString('\n')
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the session should hang")
+
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "removed gray-failure")
+	require.Contains(t, errb.String(), "interrupted; every fault was removed")
+}
+
+func TestInjectOnTheEmbeddedStackEndsWhenTimeIsUp(t *testing.T) {
+	out, errb, _, done := startCLI(t, "inject", "av-latency", "--param", "latency=3s", "--for", "1500ms")
+	engine := linkAddr(t, out, "av-engine-2")
+	c := &clamd.Client{Addr: engine}
+	start := time.Now()
+	res, err := c.Scan(context.Background(), []byte(clamd.EICAR))
+	require.NoError(t, err)
+	require.True(t, res.Infected)
+	require.Greater(t, time.Since(start), time.Second, "the infected scan was not slowed")
+	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "removed av-latency")
+}
+
+func TestInjectOnATargetFileWithAnExternalToxiproxy(t *testing.T) {
+	upstream := lineServer(t)
+	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "target.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("name: lab\ntoxiproxy: "+srv.URL()+"\nlinks:\n  - name: smtp-in\n    listen: 127.0.0.1:0\n    upstream: "+upstream+"\n"), 0o600))
+	out, errb, _, done := startCLI(t, "inject", "gray-failure", "--target", file, "--link", "smtp-in", "--param", "mode=blackhole", "--for", "1s")
+	linkAddr(t, out, "smtp-in")
+	proxy, err := srv.Client().Proxy(context.Background(), "smtp-in")
+	require.NoError(t, err)
+	require.Len(t, proxy.Toxics, 2)
+	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
+	proxy, err = srv.Client().Proxy(context.Background(), "smtp-in")
+	require.NoError(t, err)
+	require.Empty(t, proxy.Toxics, "the fault outlived the run")
+}
+
+func TestInjectInvalidInput(t *testing.T) {
+	dir := t.TempDir()
+	remote := filepath.Join(dir, "remote.yaml")
+	require.NoError(t, os.WriteFile(remote, []byte("links:\n  - name: mx\n    listen: 127.0.0.1:2525\n    upstream: 192.0.2.10:25\n"), 0o600))
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inject", "grey-failure"}, `unknown fault "grey-failure"; did you mean "gray-failure"?`},
+		{[]string{"inject", "gray-failure", "--upstream", "127.0.0.1:9", "--param", "mode=blakhole"}, `did you mean "blackhole"?`},
+		{[]string{"inject", "gray-failure", "--upstream", "127.0.0.1:9", "--param", "mode"}, `flag --param: "mode" is not name=value`},
+		{[]string{"inject", "gray-failure", "--param", "mode=blackhole", "--link", "av-engine-9"}, `parameter link = "av-engine-9": the target has no such link`},
+		{[]string{"inject", "gray-failure", "--upstream", "192.0.2.1:25", "--param", "mode=blackhole"}, "flag --upstream: 192.0.2.1:25 is not a loopback address"},
+		{[]string{"inject", "gray-failure", "--target", remote, "--param", "mode=blackhole"}, remote + ":4:5: links[0].upstream: 192.0.2.10:25 is not a loopback address"},
+		{[]string{"inject", "gray-failure", "--for", "-1s", "--param", "mode=blackhole"}, "flag --for: must be positive"},
+		{[]string{"inject"}, "inject needs exactly one FAULT"},
+		{[]string{"proxy", "serve", "--listen", "0.0.0.0:8474"}, "not a loopback address"},
+	} {
+		code, _, stderr := run(t, tt.args...)
+		require.Equal(t, cli.ExitInvalid, code, "%v: %s", tt.args, stderr)
+		require.Contains(t, stderr, tt.want, "%v", tt.args)
+	}
+}
+
+func TestProxyServeRegistersMailchaosToxics(t *testing.T) {
+	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
+	eps := endpoints(t, out, "toxiproxy")
+	c := network.NewClient(eps["toxiproxy"])
+	p, err := c.CreateProxy(context.Background(), "x", "127.0.0.1:0", lineServer(t))
+	require.NoError(t, err)
+	require.NoError(t, c.AddToxic(context.Background(), "x", network.Toxic{Name: "s", Type: network.ToxicStall, Stream: network.Downstream,
+		Attributes: map[string]any{"line": true}}))
+	conn, err := net.Dial("tcp", p.Listen)
+	require.NoError(t, err)
+	defer conn.Close()
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
+}
+
+func TestFaultsLists(t *testing.T) {
+	code, out, _ := run(t, "faults")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "gray-failure: ")
+	require.Contains(t, out, "av-latency: ")
+	code, out, _ = run(t, "faults", "gray-failure")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "stall-after")
+	require.NotContains(t, out, "av-latency")
+}

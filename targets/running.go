@@ -1,0 +1,133 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/mailstack"
+)
+
+// Running is a target ready to be hurt: its description for the faults, and
+// whatever mailchaos started for it (the embedded stack, an in-process
+// toxiproxy server), which Close stops.
+type Running struct {
+	// Target is the description faults work on.
+	Target faults.Target
+	// Stack is the embedded reference stack, or nil for an external target.
+	Stack *mailstack.Stack
+
+	proxy *network.Server
+}
+
+// StartMailstack starts the embedded reference stack with every internal
+// hop (MTA → each AV engine) behind an in-process toxiproxy server, so
+// network faults work on it exactly as on an external stack.
+func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger) (*Running, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv, err := network.StartServer(ctx, "127.0.0.1:0", log.With("component", "toxiproxy"))
+	if err != nil {
+		return nil, err
+	}
+	stack, err := mailstack.New(cfg, mailstack.Options{
+		Logger: log.With("component", "mailstack"),
+		Interpose: func(ctx context.Context, l mailstack.Link) (string, error) {
+			return srv.Link(ctx, l.Name, "127.0.0.1:0", l.Upstream)
+		},
+	})
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	if err := stack.Start(ctx); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	r := &Running{Stack: stack, proxy: srv, Target: faults.Target{
+		Endpoints: map[string]string{}, Toxiproxy: srv.URL(),
+	}}
+	for _, e := range stack.Endpoints() {
+		r.Target.Endpoints[e.Name] = e.Addr
+	}
+	for _, l := range stack.Links() {
+		r.Target.Links = append(r.Target.Links, faults.Link{Name: l.Name, Listen: l.Dial, Upstream: l.Upstream})
+	}
+	for _, u := range stack.Config().Users {
+		r.Target.Users = append(r.Target.Users, u.Address)
+	}
+	return r, nil
+}
+
+// Open makes an external target ready: with a toxiproxy server in the file
+// (or given by toxiproxyURL, which wins), links are expected to exist there
+// and are created when missing; without one, an in-process server is
+// started and the links are created on it at their listen addresses.
+func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*Running, error) {
+	t := f.Target()
+	r := &Running{Target: t}
+	if toxiproxyURL != "" {
+		t.Toxiproxy = toxiproxyURL
+	}
+	if t.Toxiproxy == "" && len(t.Links) > 0 {
+		srv, err := network.StartServer(ctx, "127.0.0.1:0", log)
+		if err != nil {
+			return nil, err
+		}
+		r.proxy, t.Toxiproxy = srv, srv.URL()
+	}
+	r.Target = t
+	if len(t.Links) == 0 {
+		return r, nil
+	}
+	c := network.NewClient(t.Toxiproxy)
+	existing, err := c.Proxies(ctx)
+	if err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("toxiproxy at %s: %w", t.Toxiproxy, err)
+	}
+	for i, l := range t.Links {
+		if p, ok := existing[l.Name]; ok {
+			if l.Upstream != "" && p.Upstream != l.Upstream {
+				r.Close(ctx)
+				return nil, fmt.Errorf("link %s: the proxy on %s forwards to %s, the target file says %s", l.Name, t.Toxiproxy, p.Upstream, l.Upstream)
+			}
+			r.Target.Links[i].Listen = p.Listen
+			continue
+		}
+		p, err := c.CreateProxy(ctx, l.Name, l.Listen, l.Upstream)
+		if err != nil {
+			r.Close(ctx)
+			return nil, fmt.Errorf("create link %s: %w", l.Name, err)
+		}
+		r.Target.Links[i].Listen = p.Listen
+	}
+	return r, nil
+}
+
+// Close stops what mailchaos started for the target: the embedded stack is
+// shut down gracefully within ctx and the in-process toxiproxy server (with
+// every toxic on it) is closed. An external stack is left running.
+func (r *Running) Close(ctx context.Context) error {
+	var errs []error
+	if r.proxy != nil {
+		// Faults go first, so that the stack can drain through healthy links.
+		if _, err := network.RemoveOwnedAll(ctx, r.proxy.Client()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.Stack != nil {
+		if err := r.Stack.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("mailstack shutdown: %w", err))
+		}
+		_ = r.Stack.Close()
+	}
+	if r.proxy != nil {
+		r.proxy.Close()
+	}
+	return errors.Join(errs...)
+}
