@@ -196,7 +196,11 @@ func indexNodes(f *ast.File) *nodeIndex {
 		case *ast.SequenceNode:
 			for i, v := range n.Values {
 				p := path + "[" + strconv.Itoa(i) + "]"
-				if tk := v.GetToken(); tk != nil {
+				tk := v.GetToken()
+				if m, ok := v.(*ast.MappingNode); ok && len(m.Values) > 0 {
+					tk = m.Values[0].Key.GetToken() // where the item starts
+				}
+				if tk != nil {
 					if _, ok := idx.pos[p]; !ok {
 						idx.pos[p] = tk.Position
 					}
