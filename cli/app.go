@@ -117,6 +117,7 @@ func newApp(st *state) *ucli.App {
 			injectCommand(st),
 			faultsCommand(st),
 			targetCommand(st),
+			surgeCommand(st),
 			proxyCommand(st),
 		},
 		DisableSliceFlagSeparator: true,

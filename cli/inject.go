@@ -18,8 +18,9 @@ import (
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
-// ttlGrace is how long a fault may outlive its planned end if mailchaos
-// dies before removing it: its time-to-live is its duration plus this.
+// ttlGrace is the default of how long a fault may outlive its planned end if
+// mailchaos dies before removing it: its time-to-live is its duration plus
+// this.
 const ttlGrace = 30 * time.Second
 
 // rollbackTimeout bounds the removal of faults after a run.
@@ -128,6 +129,7 @@ func injectCommand(st *state) *ucli.Command {
 			&ucli.StringSliceFlag{Name: "link", Usage: "a link the fault sits on (repeat for more)"},
 			&ucli.StringSliceFlag{Name: "param", Usage: "a fault parameter as `NAME=VALUE` (repeat for more)"},
 			&ucli.DurationFlag{Name: "for", Value: 30 * time.Second, Usage: "how long the fault stays"},
+			&ucli.DurationFlag{Name: "grace", Value: ttlGrace, Usage: "if mailchaos dies, the fault still ends this long after --for at the latest (on servers mailchaos runs)"},
 		),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -135,6 +137,9 @@ func injectCommand(st *state) *ucli.Command {
 			}
 			if c.Duration("for") <= 0 {
 				return &usageError{fmt.Errorf("flag --for: must be positive")}
+			}
+			if c.Duration("grace") < 0 {
+				return &usageError{fmt.Errorf("flag --grace: must not be negative")}
 			}
 			params, err := parseParams(c.StringSlice("param"))
 			if err != nil {
@@ -186,7 +191,7 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	}
 	d := c.Duration("for")
 	req := faults.Request{ID: fmt.Sprintf("inject-%d", time.Now().UnixMilli()), Owner: "inject", Fault: spec.Name,
-		Target: t, Links: links, Params: params, TTL: d + ttlGrace}
+		Target: t, Links: links, Params: params, TTL: d + c.Duration("grace")}
 	if err := inj.Validate(st.stop, req); err != nil {
 		return err
 	}

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,4 +218,100 @@ func TestFaultsLists(t *testing.T) {
 	require.Equal(t, cli.ExitOK, code)
 	require.Contains(t, out, "stall-after")
 	require.NotContains(t, out, "av-latency")
+}
+
+// clamdServer runs a bundled engine on loopback.
+func clamdServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &clamd.Server{}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func toxicsOn(t *testing.T, c *network.Client) int {
+	t.Helper()
+	ps, err := c.Proxies(context.Background())
+	require.NoError(t, err)
+	n := 0
+	for _, p := range ps {
+		n += len(p.Toxics)
+	}
+	return n
+}
+
+// TestInjectLeavesNothingBehind runs each injector against a plain address
+// through an external toxiproxy server, ending it every way it can end, and
+// checks the server is clean afterwards.
+func TestInjectLeavesNothingBehind(t *testing.T) {
+	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	for _, fault := range []struct {
+		name     string
+		upstream func(*testing.T) string
+		params   []string
+	}{
+		{"av-latency", clamdServer, []string{"--param", "latency=2s"}},
+		{"gray-failure", lineServer, []string{"--param", "mode=stall-after"}},
+	} {
+		for _, end := range []string{"time-up", "SIGINT", "SIGTERM"} {
+			t.Run(fault.name+"/"+end, func(t *testing.T) {
+				link := strings.ReplaceAll(fault.name+"-"+end, "_", "-")
+				forFlag := "10m"
+				if end == "time-up" {
+					forFlag = "300ms"
+				}
+				args := append([]string{"inject", fault.name, "--toxiproxy", srv.URL(), "--upstream", fault.upstream(t),
+					"--link", link, "--for", forFlag}, fault.params...)
+				out, errb, signal, done := startCLI(t, args...)
+				if end != "time-up" {
+					linkAddr(t, out, link)
+					require.Positive(t, toxicsOn(t, srv.Client()), "the fault is not in place")
+					if end == "SIGINT" {
+						signal(os.Interrupt)
+					} else {
+						signal(syscall.SIGTERM)
+					}
+				}
+				code := waitExit(t, done)
+				require.Contains(t, []int{cli.ExitOK, cli.ExitAborted}, code, errb.String())
+				require.Contains(t, out.String(), "removed "+fault.name)
+				require.Zero(t, toxicsOn(t, srv.Client()), "a fault was left behind")
+			})
+		}
+	}
+}
+
+// TestKilledInjectFaultExpires kills the real binary with SIGKILL while its
+// fault is in place: the fault must still go, at its time-to-live, removed
+// by the toxiproxy server's reaper.
+func TestKilledInjectFaultExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
+	defer func() { signal(os.Interrupt); waitExit(t, done); _ = errb }()
+	api := endpoints(t, out, "toxiproxy")["toxiproxy"]
+	c := network.NewClient(api)
+
+	bin := filepath.Join(t.TempDir(), "mailchaos")
+	build := exec.Command("go", "build", "-o", bin, "..")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	var stdout syncBuffer
+	cmd := exec.Command(bin, "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
+		"--param", "mode=blackhole", "--for", "1s", "--grace", "1s")
+	cmd.Stdout = &stdout
+	require.NoError(t, cmd.Start())
+	linkAddr(t, &stdout, "link")
+	require.Positive(t, toxicsOn(t, c))
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Positive(t, toxicsOn(t, c), "the fault should outlive its killed injector for a while")
+	require.Eventually(t, func() bool { return toxicsOn(t, c) == 0 }, waitFor, 50*time.Millisecond,
+		"the fault outlived its time-to-live")
 }

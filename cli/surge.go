@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/targets"
+)
+
+// surgeCommand is "mailchaos surge": the load-surge generator on its own,
+// against one SMTP server. Its schedule and message flags are the
+// load-surge fault's parameters (with --rcpt for the parameter "to"), so
+// they share defaults, limits and checks.
+func surgeCommand(st *state) *ucli.Command {
+	spec := loadsurge.Spec()
+	flags := []ucli.Flag{
+		&ucli.StringFlag{Name: "to", Usage: "SMTP server `HOST:PORT` to send to; loopback only unless --allow-remote"},
+		&ucli.DurationFlag{Name: "duration", Usage: "send for this long; give --duration, --count or both"},
+		&ucli.Int64Flag{Name: "count", Usage: "send this many messages at most"},
+	}
+	for _, p := range spec.Params {
+		if p.Name == "endpoint" {
+			continue
+		}
+		usage := p.Doc
+		if p.Default != "" {
+			usage += " (default: " + p.Default + ")"
+		}
+		flags = append(flags, &ucli.StringFlag{Name: surgeFlag(p.Name), Usage: usage})
+	}
+	flags = append(flags,
+		&ucli.StringFlag{Name: "run-id", Usage: "prefix of every X-Mailchaos-Id (default: random)"},
+		&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		&ucli.BoolFlag{Name: "allow-remote", Usage: "allow --to to be a non-loopback address"},
+	)
+	return &ucli.Command{
+		Name:  "surge",
+		Usage: "send open-loop SMTP load to a server and report rates and latencies",
+		UsageText: "mailchaos surge --to ADDR --rate R --duration D [--concurrency C] [--size S] [--infected P]\n" +
+			"  [--per-session N] [--count N] [--from ADDR] [--rcpt A,B] [--schedule ...] [--json]",
+		Description: "Messages are due at the times the schedule sets, whatever the server does: time spent waiting for\n" +
+			"a free session counts as latency. --rate 0 is the closed loop: each session sends back to back.\n" +
+			"The first SIGINT/SIGTERM stops sending and waits briefly for messages in flight; the summary is\n" +
+			"still printed (exit 3). A second one aborts at once.",
+		Flags: flags,
+		Action: func(c *ucli.Context) error {
+			if c.Args().Present() {
+				return &usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			cfg, err := surgeConfig(c, spec)
+			if err != nil {
+				return err
+			}
+			return runSurge(st, cfg, c.Bool("json"))
+		},
+	}
+}
+
+// surgeFlag is the flag of a load-surge parameter.
+func surgeFlag(param string) string {
+	if param == "to" {
+		return "rcpt"
+	}
+	return param
+}
+
+// surgeConfig checks the flags and builds the generator's configuration.
+func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Config, error) {
+	to := c.String("to")
+	if to == "" {
+		return loadsurge.Config{}, &usageError{errors.New("flag --to: required: the SMTP server's host:port")}
+	}
+	if err := checkAddr(to); err != nil {
+		return loadsurge.Config{}, &usageError{fmt.Errorf("flag --to: %w", err)}
+	}
+	if host, _, _ := net.SplitHostPort(to); !c.Bool("allow-remote") && !targets.IsLoopback(host) {
+		return loadsurge.Config{}, &usageError{fmt.Errorf("flag --to: %s is not a loopback address; add --allow-remote to load another host", to)}
+	}
+	d, n := c.Duration("duration"), c.Int64("count")
+	switch {
+	case d < 0:
+		return loadsurge.Config{}, &usageError{errors.New("flag --duration: must not be negative")}
+	case n < 0:
+		return loadsurge.Config{}, &usageError{errors.New("flag --count: must not be negative")}
+	case d == 0 && n == 0:
+		return loadsurge.Config{}, &usageError{errors.New("give --duration, --count or both")}
+	}
+	params := faults.Params{}
+	for _, p := range spec.Params {
+		if name := surgeFlag(p.Name); c.IsSet(name) {
+			params[p.Name] = c.String(name)
+		}
+	}
+	cfg, err := loadsurge.ParseParams(params, nil, d)
+	if err != nil {
+		return cfg, flagErrors(err)
+	}
+	cfg.Addr, cfg.Duration, cfg.Count, cfg.RunID = to, d, n, c.String("run-id")
+	return cfg, nil
+}
+
+// flagErrors rewrites the parameter errors of ParseParams in terms of
+// flags, as one usage error.
+func flagErrors(err error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var out []error
+	for _, e := range errs {
+		var pe *faults.ParamError
+		if !errors.As(e, &pe) {
+			out = append(out, e)
+			continue
+		}
+		msg := fmt.Sprintf("flag --%s", surgeFlag(pe.Param))
+		if pe.Value != "" {
+			msg += fmt.Sprintf(" %q", pe.Value)
+		}
+		msg += ": " + pe.Msg
+		if pe.Allowed != "" {
+			msg += " (" + pe.Allowed + ")"
+		}
+		out = append(out, errors.New(msg))
+	}
+	return &usageError{errors.Join(out...)}
+}
+
+// runSurge runs the generator until it ends or the first signal, then
+// prints the result. The second signal (st.kill) aborts the run at once.
+func runSurge(st *state, cfg loadsurge.Config, asJSON bool) error {
+	run, err := loadsurge.Start(st.kill, cfg)
+	if err != nil {
+		return err
+	}
+	stopProgress := progress(st, run)
+	interrupted := false
+	select {
+	case <-run.Done():
+	case <-st.stop.Done():
+		interrupted = true
+		run.Stop()
+	}
+	stopProgress()
+	res := run.Wait()
+	if asJSON {
+		enc := json.NewEncoder(st.env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return fmt.Errorf("surge: write result: %w", err)
+		}
+	} else {
+		fmt.Fprint(st.env.Stdout, res.String())
+	}
+	if interrupted || st.kill.Err() != nil {
+		return fmt.Errorf("surge interrupted: %w", context.Canceled)
+	}
+	return nil
+}
+
+// progress prints a one-line status to stderr every second while the run
+// goes on, if stderr is a terminal. The returned function stops it.
+func progress(st *state, run *loadsurge.Run) (stop func()) {
+	f, ok := st.env.Stderr.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprint(f, "\r\033[K")
+				return
+			case <-t.C:
+				r := run.Snapshot()
+				fmt.Fprintf(f, "\r\033[K%5.0fs  sent %d (%.0f msg/s)  accepted %d  failed %d  unsent %d  waiting %d  p99 %.1fms",
+					r.Duration.Seconds(), r.Sent, r.AchievedRate, r.Accepted, r.Sent-r.Accepted, r.Unsent, r.Backlog,
+					float64(r.Latency.P99)/float64(time.Millisecond))
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		wg.Wait()
+	}
+}
