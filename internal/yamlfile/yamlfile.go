@@ -1,85 +1,18 @@
-// Package yamlfile decodes YAML files strictly into Go structs and reports
-// every mistake with the file, line, column and dotted field path, and the
-// nearest valid name for a misspelt field. Structs are described by their
-// yaml tags; durations are Go duration strings.
 package yamlfile
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
-
-	"github.com/mailchaos/mailchaos/internal/suggest"
 )
-
-// Error is one mistake in a file or value.
-type Error struct {
-	File  string // the file, or "" for values built in code or from flags
-	Line  int    // 1-based; 0 when unknown
-	Col   int    // 1-based; 0 when unknown
-	Field string // dotted path, e.g. scan.workers or engines[1].dial
-	Msg   string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// InvalidInput marks the error as the user's input being wrong (exit 2).
-func (e *Error) InvalidInput() bool { return true }
-
-// Errors is every mistake found in one file, in file order.
-type Errors []*Error
-
-func (l Errors) Error() string {
-	switch len(l) {
-	case 0:
-		return "no errors"
-	case 1:
-		return l[0].Error()
-	}
-	msgs := make([]string, len(l))
-	for i, e := range l {
-		msgs[i] = e.Error()
-	}
-	return fmt.Sprintf("%d errors:\n  %s", len(l), strings.Join(msgs, "\n  "))
-}
-
-// InvalidInput marks the errors as the user's input being wrong (exit 2).
-func (l Errors) InvalidInput() bool { return true }
-
-// FieldError is an invalid value found by a validator, before positions are
-// known.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // ReadFile reads a file, returning an *Error naming it on failure.
 func ReadFile(path string) ([]byte, error) {
@@ -89,49 +22,160 @@ func ReadFile(path string) ([]byte, error) {
 		if u := errors.Unwrap(err); u != nil {
 			msg = u.Error()
 		}
-		return nil, &Error{File: path, Msg: "cannot read: " + msg}
+		return nil, &Error{File: path, Msg: "cannot read: " + msg, cause: err}
 	}
 	return data, nil
 }
 
-// Doc is a parsed YAML document that knows where each field is written.
+// Doc is a parsed YAML file that knows where each field is written. Only
+// its first document is used; [Doc.Decode] reports any other. A Doc is
+// not changed by its methods and may be used by several goroutines at once.
 type Doc struct {
-	name string
-	data []byte
-	idx  *nodeIndex
+	name  string
+	file  *ast.File
+	body  ast.Node                    // the first document's content; nil when empty
+	alias map[*ast.AliasNode]ast.Node // each alias -> the value of the anchor it names; absent when undefined
+	nodes int                         // number of nodes in the first document
 }
 
 // Parse parses data; name is used in errors. A syntax error is returned as
-// Errors.
+// Errors. Duplicate keys are not syntax errors here: [Doc.Decode] reports
+// them together with every other mistake.
 func Parse(name string, data []byte) (*Doc, error) {
-	file, err := parser.ParseBytes(data, 0)
+	file, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
-		return nil, Errors{yamlError(name, nil, nil, err)}
+		return nil, Errors{syntaxError(name, err)}
 	}
-	return &Doc{name: name, data: data, idx: indexNodes(file)}, nil
+	d := &Doc{name: name, file: file, alias: map[*ast.AliasNode]ast.Node{}}
+	if len(file.Docs) > 0 && file.Docs[0] != nil {
+		d.body = file.Docs[0].Body
+	}
+	d.indexAnchors()
+	return d, nil
 }
 
-// Decode decodes the document into v (a pointer to a struct, which may hold
-// defaults: fields the document does not set keep them). Unknown fields,
-// wrong types and bad durations are returned as Errors.
+// syntaxError turns a goccy/go-yaml parse error into an *Error.
+func syntaxError(file string, err error) *Error {
+	var ye yaml.Error
+	if !errors.As(err, &ye) || ye.GetToken() == nil || ye.GetToken().Position == nil {
+		return &Error{File: file, Msg: err.Error(), cause: err}
+	}
+	tk := ye.GetToken()
+	return &Error{File: file, Line: tk.Position.Line, Col: tk.Position.Column, Msg: ye.GetMessage(), cause: err}
+}
+
+// indexAnchors resolves every alias of the first document to the anchor
+// defined last before it, as YAML does, and counts the nodes. An anchor is
+// only known once its whole value is read, so aliases never form a cycle.
+func (d *Doc) indexAnchors() {
+	anchors := map[string]ast.Node{}
+	var walk func(n ast.Node)
+	walk = func(n ast.Node) {
+		if isNil(n) {
+			return
+		}
+		d.nodes++
+		switch n := n.(type) {
+		case *ast.MappingNode:
+			for _, mv := range n.Values {
+				walk(mv)
+			}
+		case *ast.MappingValueNode:
+			walk(n.Key)
+			walk(n.Value)
+		case *ast.MappingKeyNode:
+			walk(n.Value)
+		case *ast.SequenceNode:
+			for _, v := range n.Values {
+				walk(v)
+			}
+		case *ast.TagNode:
+			walk(n.Value)
+		case *ast.AnchorNode:
+			walk(n.Value)
+			if !isNil(n.Name) && n.Name.GetToken() != nil {
+				anchors[n.Name.GetToken().Value] = n.Value
+			}
+		case *ast.AliasNode:
+			if isNil(n.Value) || n.Value.GetToken() == nil {
+				return
+			}
+			if target, ok := anchors[n.Value.GetToken().Value]; ok {
+				d.alias[n] = target
+			}
+		}
+	}
+	walk(d.body)
+}
+
+// Decode decodes the document into v, a non-nil pointer (usually to a
+// struct, which may hold defaults: fields the document does not set keep
+// them). It reports every unknown field, duplicate key, wrong type, number
+// out of range, bad duration and second document at once, as Errors in
+// file order; see the package documentation for the rules. Parts of v
+// whose values have errors are left unspecified.
 func (d *Doc) Decode(v any) error {
-	root := reflect.TypeOf(v).Elem()
-	if errs := d.idx.durationErrors(d.name, root); len(errs) > 0 {
-		return errs
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("yamlfile: Decode needs a non-nil pointer, got %T", v)
 	}
-	if len(bytes.TrimSpace(d.data)) == 0 {
-		return nil
+	var errs Errors
+	dec := newDecoder(d)
+	if !isNil(d.body) {
+		dec.decodeNode(d.body, rv.Elem(), "", &errs)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(d.data), yaml.DisallowUnknownField())
-	if err := dec.Decode(v); err != nil {
-		return Errors{yamlError(d.name, root, d.idx, err)}
+	for _, doc := range d.file.Docs[min(1, len(d.file.Docs)):] {
+		if doc == nil || isNil(doc.Body) {
+			continue // a trailing "---" with nothing after it
+		}
+		e := &Error{File: d.name, Msg: "one document expected; a second one starts here"}
+		n := ast.Node(doc.Body)
+		if doc.Start != nil {
+			n = doc
+		}
+		e.Line, e.Col = nodePos(n)
+		errs = append(errs, e)
+		break
 	}
-	return nil
+	sortErrors(errs)
+	return dedupe(errs).Err()
+}
+
+// dedupe drops repeated errors, which a value used through several
+// aliases or merge keys can cause.
+func dedupe(errs Errors) Errors {
+	seen := map[Error]bool{}
+	out := errs[:0]
+	for _, e := range errs {
+		k := *e
+		k.cause = nil
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // At returns an Error for field, positioned where the field (or its nearest
 // written ancestor) is in the document.
-func (d *Doc) At(field, msg string) *Error { return d.idx.errorAt(d.name, field, msg) }
+func (d *Doc) At(field, msg string) *Error {
+	e := &Error{File: d.name, Field: field, Msg: msg}
+	_, e.Line, e.Col, _ = d.find(field)
+	return e
+}
+
+// Node returns the value written at a dotted field path such as
+// engines[1].dial ("" is the whole document), with anchors, aliases and
+// tags around it resolved; false when the document does not write the
+// path. Keys reached through merge keys (<<) are found too.
+func (d *Doc) Node(path string) (ast.Node, bool) {
+	n, _, _, ok := d.find(path)
+	if !ok {
+		return nil, false
+	}
+	return n, true
+}
 
 // Positioned turns validation errors into Errors in file order; nil when
 // there are none.
@@ -143,7 +187,7 @@ func (d *Doc) Positioned(fes []FieldError) error {
 	for _, fe := range fes {
 		out = append(out, d.At(fe.Field, fe.Msg))
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	sortErrors(out)
 	return out
 }
 
@@ -159,246 +203,141 @@ func Unpositioned(fes []FieldError) error {
 	return out
 }
 
-// nodeIndex maps the dotted field paths of a YAML file to their positions.
-type nodeIndex struct {
-	pos  map[string]*token.Position // path -> position of its key (or value in a list)
-	byAt map[[2]int]string          // (line, col) of a key or value token -> path
-	vals map[string]ast.Node        // path -> value node
-}
-
-func indexNodes(f *ast.File) *nodeIndex {
-	idx := &nodeIndex{pos: map[string]*token.Position{}, byAt: map[[2]int]string{}, vals: map[string]ast.Node{}}
-	var walk func(n ast.Node, path string)
-	note := func(tk *token.Token, path string) {
-		if tk != nil && tk.Position != nil {
-			idx.byAt[[2]int{tk.Position.Line, tk.Position.Column}] = path
-		}
+// find follows path from the document's root. It returns the value node
+// of the deepest part of path that is written, the position that stands
+// for it (the key of a mapping entry; the first key of a list item that is
+// a mapping, or the item itself) and whether the whole path is written.
+func (d *Doc) find(path string) (n ast.Node, line, col int, ok bool) {
+	cur := d.resolve(d.body)
+	if cur == nil {
+		return nil, 0, 0, false
 	}
-	walk = func(n ast.Node, path string) {
-		switch n := n.(type) {
-		case *ast.MappingNode:
-			for _, mv := range n.Values {
-				walk(mv, path)
-			}
-		case *ast.MappingValueNode:
-			key := strings.Trim(n.Key.String(), `"'`)
-			p := key
-			if path != "" {
-				p = path + "." + key
-			}
-			if tk := n.Key.GetToken(); tk != nil {
-				idx.pos[p] = tk.Position
-				note(tk, p)
-			}
-			note(n.Value.GetToken(), p)
-			idx.vals[p] = n.Value
-			walk(n.Value, p)
-		case *ast.SequenceNode:
-			for i, v := range n.Values {
-				p := path + "[" + strconv.Itoa(i) + "]"
-				tk := v.GetToken()
-				if m, ok := v.(*ast.MappingNode); ok && len(m.Values) > 0 {
-					tk = m.Values[0].Key.GetToken() // where the item starts
+	line, col = nodePos(cur)
+	if path == "" {
+		return cur, line, col, true
+	}
+	segs, valid := splitPath(path)
+	for _, s := range segs {
+		if !valid {
+			return cur, line, col, false
+		}
+		var next ast.Node
+		if s.key != nil {
+			var discard Errors
+			for _, e := range newDecoder(d).entries(cur, "", &discard) {
+				if e.key == *s.key {
+					next = e.value
+					line, col = nodePos(e.keyNode)
+					break
 				}
-				if tk != nil {
-					if _, ok := idx.pos[p]; !ok {
-						idx.pos[p] = tk.Position
-					}
-					note(tk, p)
-				}
-				idx.vals[p] = v
-				walk(v, p)
 			}
-		case *ast.TagNode:
-			walk(n.Value, path)
-		case *ast.AnchorNode:
-			walk(n.Value, path)
+		} else if seq, isSeq := cur.(*ast.SequenceNode); isSeq && s.index < len(seq.Values) {
+			next = seq.Values[s.index]
+			item := d.resolve(next)
+			if m, isMap := item.(*ast.MappingNode); isMap && len(m.Values) > 0 {
+				line, col = nodePos(m.Values[0].Key)
+			} else {
+				line, col = nodePos(next)
+			}
 		}
-	}
-	for _, d := range f.Docs {
-		if d.Body != nil {
-			walk(d.Body, "")
+		if next == nil {
+			return cur, line, col, false
 		}
+		cur = d.resolve(next)
 	}
-	return idx
+	return cur, line, col, valid
 }
 
-// durationErrors checks every value written for a duration field, so that
-// a bad duration is reported with its position (the YAML decoder reports
-// none).
-func (idx *nodeIndex) durationErrors(file string, root reflect.Type) Errors {
-	var errs Errors
-	durType := reflect.TypeOf(time.Duration(0))
-	for path, node := range idx.vals {
-		if fieldType(root, path) != durType {
-			continue
-		}
-		sc, ok := node.(ast.ScalarNode)
-		if !ok {
-			continue
-		}
-		s, ok := sc.GetValue().(string)
-		if !ok {
-			continue
-		}
-		if _, err := time.ParseDuration(s); err != nil {
-			e := &Error{File: file, Field: path,
-				Msg: fmt.Sprintf("%q is not a duration; use a number with a unit, such as 500ms, 30s or 2m", s)}
-			if tk := node.GetToken(); tk != nil && tk.Position != nil {
-				e.Line, e.Col = tk.Position.Line, tk.Position.Column
-			}
-			errs = append(errs, e)
-		}
-	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-	return errs
+// pathSeg is one step of a field path: a key or a list index.
+type pathSeg struct {
+	key   *string
+	index int
 }
 
-// fieldType returns the Go type of the field at a dotted path inside t, or
-// nil when the path names no field.
-func fieldType(t reflect.Type, path string) reflect.Type {
+// splitPath splits a path such as a.b[2].c into its steps; valid is false
+// when part of it is not well formed (the steps before it are returned).
+func splitPath(path string) (segs []pathSeg, valid bool) {
 	for _, part := range strings.Split(path, ".") {
-		name, _, _ := strings.Cut(part, "[")
-		if t.Kind() != reflect.Struct {
-			return nil
+		name, rest, hasIndex := strings.Cut(part, "[")
+		if name != "" || !hasIndex {
+			segs = append(segs, pathSeg{key: &name})
 		}
-		var found bool
-		for i := 0; !found && i < t.NumField(); i++ {
-			if yamlName(t.Field(i)) == name {
-				t, found = t.Field(i).Type, true
+		if !hasIndex {
+			continue
+		}
+		for rest = "[" + rest; rest != ""; {
+			end := strings.IndexByte(rest, ']')
+			if rest[0] != '[' || end < 0 {
+				return segs, false
 			}
-		}
-		if !found {
-			return nil
-		}
-		for n := strings.Count(part, "["); n > 0; n-- {
-			if t.Kind() != reflect.Slice {
-				return nil
+			i, err := strconv.Atoi(rest[1:end])
+			if err != nil || i < 0 {
+				return segs, false
 			}
-			t = t.Elem()
+			segs = append(segs, pathSeg{index: i})
+			rest = rest[end+1:]
 		}
 	}
-	return t
+	return segs, true
 }
 
-// errorAt builds a ConfigError for field, positioned at the field or at its
-// nearest written ancestor (a value left to its default has no position of
-// its own).
-func (idx *nodeIndex) errorAt(file, field, msg string) *Error {
-	e := &Error{File: file, Field: field, Msg: msg}
-	for p := field; p != ""; p = parentPath(p) {
-		if pos, ok := idx.pos[p]; ok && pos != nil {
-			e.Line, e.Col = pos.Line, pos.Column
-			break
-		}
-	}
-	return e
-}
-
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
-}
-
-// yamlError turns a goccy/go-yaml error into a ConfigError with the field's
-// path and, for an unknown field, the nearest valid name.
-func yamlError(file string, root reflect.Type, idx *nodeIndex, err error) *Error {
-	var ye yaml.Error
-	if !errors.As(err, &ye) || ye.GetToken() == nil || ye.GetToken().Position == nil {
-		return &Error{File: file, Msg: err.Error()}
-	}
-	tk := ye.GetToken()
-	e := &Error{File: file, Line: tk.Position.Line, Col: tk.Position.Column, Msg: ye.GetMessage()}
-	if idx != nil {
-		e.Field = idx.byAt[[2]int{tk.Position.Line, tk.Position.Column}]
-	}
-	var unknown *yaml.UnknownFieldError
-	if errors.As(err, &unknown) {
-		name := e.Field
-		if i := strings.LastIndexAny(name, "."); i >= 0 {
-			name = name[i+1:]
-		}
-		valid := fieldNames(root, parentPath(e.Field))
-		e.Msg = fmt.Sprintf("unknown field %q; valid fields here: %s%s", name, strings.Join(valid, ", "), suggest.Hint(name, valid))
-	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		e.Msg = fmt.Sprintf("cannot use %s here: want %s", te.SrcType, typeWord(te.DstType))
-	}
-	return e
-}
-
-// typeWord names a Go type the way a configuration file's author thinks of it.
-func typeWord(t reflect.Type) string {
-	switch {
-	case t == reflect.TypeOf(time.Duration(0)):
-		return "a duration such as 500ms or 30s"
-	case t.Kind() == reflect.Bool:
-		return "true or false"
-	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
-		return "a whole number"
-	case t.Kind() == reflect.String:
-		return "a string"
-	case t.Kind() == reflect.Slice:
-		return "a list"
-	case t.Kind() == reflect.Struct:
-		return "a mapping"
-	}
-	return t.String()
-}
-
-// fieldNames lists the YAML field names valid at a dotted path inside t.
-func fieldNames(t reflect.Type, path string) []string {
-	for _, part := range splitPath(path) {
-		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct {
+// resolve returns the value n stands for, looking through anchors,
+// aliases, tags and explicit keys ("? key"); nil for an undefined alias.
+func (d *Doc) resolve(n ast.Node) ast.Node {
+	for i := 0; i < 1000; i++ {
+		if isNil(n) {
 			return nil
 		}
-		found := false
-		for i := 0; i < t.NumField(); i++ {
-			if yamlName(t.Field(i)) == part {
-				t, found = t.Field(i).Type, true
-				break
-			}
-		}
-		if !found {
-			return nil
-		}
-	}
-	for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if n := yamlName(t.Field(i)); n != "" && n != "-" {
-			names = append(names, n)
+		switch x := n.(type) {
+		case *ast.AnchorNode:
+			n = x.Value
+		case *ast.AliasNode:
+			n = d.alias[x]
+		case *ast.TagNode:
+			n = x.Value
+		case *ast.MappingKeyNode:
+			n = x.Value
+		default:
+			return n
 		}
 	}
-	return names
+	return n
 }
 
-func splitPath(p string) []string {
-	var parts []string
-	for _, s := range strings.Split(p, ".") {
-		if i := strings.IndexByte(s, '['); i >= 0 {
-			s = s[:i]
-		}
-		if s != "" {
-			parts = append(parts, s)
-		}
+// nodePos is the line and column that stand for n: the first key of a
+// block mapping, the start of anything else; 0, 0 when n has no position.
+func nodePos(n ast.Node) (line, col int) {
+	if isNil(n) {
+		return 0, 0
 	}
-	return parts
+	var tk *token.Token
+	switch x := n.(type) {
+	case *ast.MappingNode:
+		if !x.IsFlowStyle && len(x.Values) > 0 {
+			return nodePos(x.Values[0].Key)
+		}
+		tk = x.Start
+	case *ast.MappingValueNode:
+		return nodePos(x.Key)
+	case *ast.DocumentNode:
+		if x.Start == nil {
+			return nodePos(x.Body)
+		}
+		tk = x.Start
+	default:
+		tk = n.GetToken()
+	}
+	if tk == nil || tk.Position == nil {
+		return 0, 0
+	}
+	return tk.Position.Line, tk.Position.Column
 }
 
-func yamlName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-	return name
+// isNil reports whether n is nil or a nil pointer in an interface.
+func isNil(n ast.Node) bool {
+	if n == nil {
+		return true
+	}
+	v := reflect.ValueOf(n)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }

@@ -67,7 +67,7 @@ func TestInvalidConfigFiles(t *testing.T) {
 	want := map[string]string{
 		"unknown-field.yaml":   `testdata/invalid/unknown-field.yaml:3:3: scan.wrokers: unknown field "wrokers"; valid fields here: workers, timeout, retries, defer, interceptor, on-unscannable; did you mean "workers"?`,
 		"bad-duration.yaml":    `testdata/invalid/bad-duration.yaml:2:12: scan.timeout: "fast" is not a duration; use a number with a unit, such as 500ms, 30s or 2m`,
-		"wrong-type.yaml":      `testdata/invalid/wrong-type.yaml:3:12: scan.workers: cannot use string here: want a whole number`,
+		"wrong-type.yaml":      `testdata/invalid/wrong-type.yaml:3:12: scan.workers: cannot use string "many" here: want a whole number`,
 		"bad-profile.yaml":     `testdata/invalid/bad-profile.yaml:1:1: profile: unknown profile "incidnet"; did you mean "incident"?`,
 		"bad-values.yaml":      "2 errors:\n  testdata/invalid/bad-values.yaml:3:3: scan.workers: must be at least 1, got 0\n  testdata/invalid/bad-values.yaml:7:5: engines[1].name: engine \"e\" is defined twice",
 		"bad-unscannable.yaml": `testdata/invalid/bad-unscannable.yaml:2:3: scan.on-unscannable: "quarantne" is not one of quarantine, bounce; did you mean "quarantine"?`,

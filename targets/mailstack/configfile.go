@@ -57,7 +57,7 @@ func ParseConfig(name string, data []byte, profile string) (Config, error) {
 		return Config{}, err
 	}
 	cfg.Profile = profile
-	cfg.fillDefaults()
+	cfg.FillDefaults()
 	if err := doc.Positioned(cfg.Validate()); err != nil {
 		return Config{}, err
 	}
