@@ -24,8 +24,9 @@ lint:
 
 ## bench: every benchmark, figures printed per benchmark.
 bench:
-	$(GO) test -run='^$$' -bench=. -skip=StackThroughput -benchmem -benchtime=$(BENCHTIME) ./...
+	$(GO) test -run='^$$' -bench=. -skip='StackThroughput|Memory5000' -benchmem -benchtime=$(BENCHTIME) ./...
 	$(GO) test -run='^$$' -bench=StackThroughput -benchtime=20000x ./targets/mailstack/
+	$(GO) test -run='^$$' -bench=Memory5000 -benchtime=1x -timeout 10m ./faults/loadsurge/
 
 ## fuzz: run each fuzz target for FUZZTIME.
 fuzz:

@@ -13,6 +13,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
+	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
@@ -309,5 +310,5 @@ func faultsCommand(st *state) *ucli.Command {
 
 // builtinInjectors are the fault families mailchaos ships.
 func builtinInjectors() []faults.Injector {
-	return []faults.Injector{avlatency.New(), grayfailure.New()}
+	return []faults.Injector{avlatency.New(), grayfailure.New(), loadsurge.New()}
 }

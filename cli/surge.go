@@ -95,6 +95,11 @@ func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Config, error) {
 	case d == 0 && n == 0:
 		return loadsurge.Config{}, &usageError{errors.New("give --duration, --count or both")}
 	}
+	if id := c.String("run-id"); id != "" {
+		if err := loadsurge.CheckRunID(id); err != nil {
+			return loadsurge.Config{}, &usageError{fmt.Errorf("flag --run-id: %w", err)}
+		}
+	}
 	params := faults.Params{}
 	for _, p := range spec.Params {
 		if name := surgeFlag(p.Name); c.IsSet(name) {

@@ -1,0 +1,126 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+)
+
+func TestSurgePrintsSummary(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "200/s", "--duration", "500ms", "--run-id", "cli1",
+		"--concurrency", "4", "--size", "2KB", "--infected", "10%", "--rcpt", "bob@example.test")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "load-surge cli1 (open loop, done)")
+	require.Contains(t, out, "100 accepted")
+	require.Contains(t, out, "lag (start - schedule)")
+	require.EqualValues(t, 100, s.Count())
+	require.Equal(t, 1, s.IDs()["cli1-99"])
+}
+
+func TestSurgeJSON(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "0", "--count", "50", "--concurrency", "5", "--json")
+	require.Equal(t, cli.ExitOK, code, errb)
+	var res loadsurge.Result
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	require.True(t, res.Done)
+	require.True(t, res.ClosedLoop)
+	require.EqualValues(t, 50, res.Accepted)
+	require.Positive(t, res.AchievedRate)
+	require.Positive(t, res.Latency.P99)
+	require.EqualValues(t, 50, s.Count())
+}
+
+func TestSurgeReportsFailuresAsFigures(t *testing.T) {
+	code, out, errb := run(t, "surge", "--to", closedAddr(t), "--rate", "0", "--count", "3")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "3 conn-error")
+}
+
+func TestSurgeInvalidInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rate", "10", "--count", "1"}, "flag --to: required"},
+		{[]string{"--to", "nowhere", "--count", "1"}, "flag --to"},
+		{[]string{"--to", "192.0.2.1:25", "--count", "1"}, "not a loopback address; add --allow-remote"},
+		{[]string{"--to", "mail.example.com:25", "--count", "1"}, "not a loopback address"},
+		{[]string{"--to", "127.0.0.1:25"}, "give --duration, --count or both"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "-1"}, "flag --count"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "x"}, "count"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--rate", "fast"}, `flag --rate "fast": not a rate`},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--size", "4XB"}, `flag --size "4XB"`},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--concurrency", "0"}, "flag --concurrency"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--rcpt", "bob"}, `flag --rcpt "bob"`},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--schedule", "ramp", "--rate-to", "10"}, "ramp needs a run duration"},
+		{[]string{"--to", "127.0.0.1:25", "--duration", "1s", "--schedule", "ramp"}, "flag --rate-to: is required with schedule ramp"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--schedule", "step", "--steps", "10"}, "flag --steps"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--run-id", "a b"}, "flag --run-id"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--bogus"}, "bogus"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "extra"}, `unexpected argument "extra"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errb := run(t, append([]string{"surge"}, tc.args...)...)
+			require.Equal(t, cli.ExitInvalid, code, "stdout %q stderr %q", out, errb)
+			require.Contains(t, errb, tc.want)
+		})
+	}
+}
+
+func TestSurgeAllowRemoteSkipsTheLoopbackGuard(t *testing.T) {
+	// The address is still only ever loopback in tests: "localhost" and
+	// ::1-style names pass the guard without --allow-remote, and
+	// --allow-remote lets a non-loopback name through to validation.
+	s := sinktest.Start(t, sinktest.Options{})
+	_, port, _ := strings.Cut(s.Addr, ":")
+	code, _, errb := run(t, "surge", "--to", "localhost:"+port, "--rate", "0", "--count", "1", "--timeout", "5s")
+	require.Equal(t, cli.ExitOK, code, errb)
+	code, _, errb = run(t, "surge", "--to", "mail.example.com:25", "--allow-remote", "--count", "1", "--rate", "bad")
+	require.Equal(t, cli.ExitInvalid, code)
+	require.Contains(t, errb, "flag --rate", "the guard passed, the next check failed")
+}
+
+func TestSurgeStopsOnSignalAndPrintsSummary(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	out, errb, signal, done := startCLI(t, "surge", "--to", s.Addr, "--rate", "100", "--duration", "1h", "--run-id", "sig")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	require.True(t, s.WaitCount(ctx, 10), errb.String())
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "load-surge sig (open loop, done)")
+	require.Contains(t, errb.String(), "surge interrupted")
+}
+
+func TestSurgeSecondSignalAbortsAtOnce(t *testing.T) {
+	addr, conns := sinktest.Silent(t)
+	out, errb, signal, done := startCLI(t, "surge", "--to", addr, "--rate", "100", "--duration", "1h", "--timeout", "1h", "--run-id", "kill")
+	require.Eventually(t, func() bool { return conns() > 0 }, waitFor, time.Millisecond, "a session is waiting for its greeting")
+	signal(os.Interrupt)
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "load-surge kill (open loop, done)")
+	require.Regexp(t, `[1-9]\d* timeout`, out.String(), "the transactions cut short")
+}
+
+// closedAddr returns a loopback address where nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}

@@ -1,0 +1,22 @@
+// Package loadsurge is an open-loop SMTP load generator and the load-surge
+// fault built on it.
+//
+// A [Run] sends messages to one SMTP server at the times an arrival-rate
+// [Schedule] sets (constant, ramp, step or spike), whatever the server
+// does: a single scheduler goroutine makes messages due, and up to
+// Concurrency workers, each with its own SMTP session, send them. When every
+// session is busy, due messages wait in a bounded backlog; the wait counts in
+// their latency, which runs from the scheduled time to the reply to the end
+// of DATA. A slow server therefore shows up as latency and backlog, never as
+// a quietly lower offered rate (no coordinated omission). The closed loop
+// (rate 0) instead has every worker send back to back, for peak throughput.
+//
+// Every message carries a unique X-Mailchaos-Id header, "<run ID>-<seq>";
+// the run keeps which ones were accepted ([Run.Accepted]) so that what the
+// server delivered can be accounted for afterwards. Each message ends with
+// one [Outcome]; latencies go to HDR histograms with microsecond resolution.
+//
+// [Injector] is the load-surge fault ([faults.Injector]): Inject starts a Run
+// against the target's SMTP endpoint, Remove stops it, and it ends by itself
+// when the request's TTL has passed.
+package loadsurge

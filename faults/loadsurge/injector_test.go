@@ -1,0 +1,240 @@
+package loadsurge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+)
+
+func request(id, addr string, params faults.Params) faults.Request {
+	return faults.Request{
+		ID: id, Owner: "test", Fault: loadsurge.Name, TTL: time.Minute, Params: params,
+		Target: faults.Target{Endpoints: map[string]string{"smtp": addr, "imap": "127.0.0.1:1"}, Users: []string{"bob@example.test"}},
+	}
+}
+
+// paramErrors returns the parameters named by err's *faults.ParamError
+// values.
+func paramErrors(err error) []string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		var pe *faults.ParamError
+		if errors.As(e, &pe) {
+			names = append(names, pe.Param)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestInjectorDescribe(t *testing.T) {
+	spec, err := loadsurge.New().Describe(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "load-surge", spec.Name)
+	require.False(t, spec.NeedsLink)
+	for _, name := range []string{"rate", "schedule", "rate-to", "steps", "spike-rate", "spike-at", "spike-for", "concurrency",
+		"per-session", "size", "infected", "from", "to", "endpoint", "timeout"} {
+		p, ok := spec.Param(name)
+		require.True(t, ok, name)
+		require.NotEmpty(t, p.Doc, name)
+	}
+	// Every default passes the schema's own checks.
+	_, errs := faults.Check(spec, faults.Params{})
+	require.Empty(t, errs)
+}
+
+func TestInjectorValidate(t *testing.T) {
+	inj := loadsurge.New()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		params faults.Params
+		want   []string
+		msg    string
+	}{
+		{faults.Params{}, nil, ""},
+		{faults.Params{"rate": "0", "concurrency": "50"}, nil, ""},
+		{faults.Params{"schedule": "ramp", "rate": "10", "rate-to": "500/s"}, nil, ""},
+		{faults.Params{"schedule": "step", "steps": "100@0s,300@10s,50@20s"}, nil, ""},
+		{faults.Params{"schedule": "spike", "spike-rate": "1000", "spike-at": "5s", "spike-for": "2s"}, nil, ""},
+		{faults.Params{"size": "1KB-64KB", "infected": "30%", "to": "a@example.test, b@example.test"}, nil, ""},
+		{faults.Params{"rat": "100"}, []string{"rat"}, `did you mean "rate"?`},
+		{faults.Params{"rate": "fast"}, []string{"rate"}, "not a rate"},
+		{faults.Params{"rate": "-5"}, []string{"rate"}, "not a rate"},
+		{faults.Params{"schedule": "ramp"}, []string{"rate-to"}, "required with schedule ramp"},
+		{faults.Params{"schedule": "rampe"}, []string{"schedule"}, `did you mean "ramp"?`},
+		{faults.Params{"rate-to": "10"}, []string{"rate-to"}, "only applies to schedule ramp"},
+		{faults.Params{"schedule": "step"}, []string{"steps"}, "required"},
+		{faults.Params{"schedule": "step", "steps": "100@0s,50"}, []string{"steps"}, "RATE@OFFSET"},
+		{faults.Params{"schedule": "spike", "spike-rate": "10"}, []string{"spike-at", "spike-for"}, "required with schedule spike"},
+		{faults.Params{"size": "4XB"}, []string{"size"}, "not a size"},
+		{faults.Params{"size": "64KB-1KB"}, []string{"size"}, "reversed"},
+		{faults.Params{"concurrency": "0"}, []string{"concurrency"}, "below the minimum"},
+		{faults.Params{"infected": "2"}, []string{"infected"}, "not between 0 and 1"},
+		{faults.Params{"to": "bob"}, []string{"to"}, "not an address"},
+		{faults.Params{"from": "x@y>"}, []string{"from"}, "not an address"},
+		{faults.Params{"endpoint": "smpt"}, []string{"endpoint"}, `did you mean "smtp"?`},
+		{faults.Params{"rate": "x", "size": "y"}, []string{"rate", "size"}, ""},
+	} {
+		t.Run(fmt.Sprint(tc.params), func(t *testing.T) {
+			err := inj.Validate(ctx, request("v1", "127.0.0.1:25", tc.params))
+			if tc.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.Equal(t, tc.want, paramErrors(err), err.Error())
+			require.Contains(t, err.Error(), tc.msg)
+			require.Contains(t, err.Error(), "load-surge: parameter "+tc.want[0])
+		})
+	}
+	req := request("v1", "127.0.0.1:25", nil)
+	req.TTL = 0
+	require.Error(t, inj.Validate(ctx, req), "a request needs a TTL")
+	req = request("bad id", "127.0.0.1:25", nil)
+	require.Error(t, inj.Validate(ctx, req), "the ID goes into headers")
+}
+
+func TestInjectStatusRemove(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	inj := loadsurge.New()
+	ctx := context.Background()
+	h, err := inj.Inject(ctx, request("surge-1", s.Addr, faults.Params{"rate": "200/s", "concurrency": "4"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = inj.Remove(ctx, h) })
+	require.Equal(t, "surge-1", h.ID)
+	require.Equal(t, loadsurge.Name, h.Fault)
+	require.Equal(t, "test", h.Owner)
+	require.Equal(t, time.Minute, h.Expires.Sub(h.Injected))
+
+	_, err = inj.Inject(ctx, request("surge-1", s.Addr, nil))
+	require.Error(t, err, "the ID is in use")
+
+	wctx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	require.True(t, s.WaitCount(wctx, 20))
+	st, err := inj.Status(ctx, h)
+	require.NoError(t, err)
+	require.True(t, st.Active)
+	require.Positive(t, st.Figures["accepted"])
+	for _, k := range []string{"sent", "accepted", "tempfail", "rejected", "conn_error", "timeout", "unsent", "rate", "p50_ms", "p99_ms", "lag_p99_ms"} {
+		require.Contains(t, st.Figures, k)
+	}
+	require.Contains(t, st.Detail, "load-surge surge-1 (open loop, running)")
+
+	require.NoError(t, inj.Remove(ctx, h))
+	st, err = inj.Status(ctx, h)
+	require.NoError(t, err)
+	require.False(t, st.Active)
+	require.Equal(t, float64(s.Count()), st.Figures["accepted"])
+	require.NoError(t, inj.Remove(ctx, h), "Remove is idempotent")
+
+	ids := inj.Accepted("surge-1")
+	require.Len(t, ids, int(s.Count()))
+	for id := range s.IDs() {
+		require.Contains(t, ids, id)
+	}
+	for _, m := range s.Messages() {
+		require.Contains(t, m.ID, "surge-1-")
+	}
+
+	// The ID can be used again once the run is over.
+	h2, err := inj.Inject(ctx, request("surge-1", s.Addr, faults.Params{"rate": "10"}))
+	require.NoError(t, err)
+	require.NoError(t, inj.Remove(ctx, h2))
+	require.True(t, inj.Forget("surge-1"))
+	require.Nil(t, inj.Accepted("surge-1"))
+}
+
+func TestRemoveAndStatusOfUnknownHandle(t *testing.T) {
+	inj := loadsurge.New()
+	h := faults.Handle{ID: "never", Fault: loadsurge.Name}
+	require.NoError(t, inj.Remove(context.Background(), h))
+	st, err := inj.Status(context.Background(), h)
+	require.NoError(t, err)
+	require.False(t, st.Active)
+	require.False(t, inj.Forget("never"))
+}
+
+func TestInjectEndsByItselfAtTTL(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	inj := loadsurge.New()
+	ctx := context.Background()
+	req := request("ttl", s.Addr, faults.Params{"rate": "100"})
+	req.TTL = time.Second
+	h, err := inj.Inject(ctx, req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = inj.Remove(ctx, h) })
+	require.Eventually(t, func() bool {
+		st, err := inj.Status(ctx, h)
+		return err == nil && !st.Active
+	}, waitFor, 5*time.Millisecond)
+	// It schedules load until a grace period (a quarter of the TTL here)
+	// before the TTL.
+	require.GreaterOrEqual(t, time.Since(h.Injected), 750*time.Millisecond)
+	st, err := inj.Status(ctx, h)
+	require.NoError(t, err)
+	require.Positive(t, st.Figures["accepted"])
+}
+
+func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
+	addr := silentServer(t)
+	inj := loadsurge.New()
+	h, err := inj.Inject(context.Background(), request("stuck", addr, faults.Params{"rate": "100", "timeout": "1h"}))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, _ := inj.Status(context.Background(), h)
+		return st.Figures["in_flight"] > 0
+	}, waitFor, time.Millisecond, "a transaction starts")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.NoError(t, inj.Remove(ctx, h))
+	st, err := inj.Status(context.Background(), h)
+	require.NoError(t, err)
+	require.False(t, st.Active)
+	require.Positive(t, st.Figures["timeout"])
+}
+
+func TestInjectorConcurrentUse(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	inj := loadsurge.New()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := inj.Inject(ctx, request(fmt.Sprintf("c%d", i), s.Addr, faults.Params{"rate": "50", "concurrency": "2"}))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := inj.Status(ctx, h); err != nil {
+				errs <- err
+			}
+			_ = inj.Accepted(h.ID)
+			if err := inj.Remove(ctx, h); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
