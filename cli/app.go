@@ -114,6 +114,11 @@ func newApp(st *state) *ucli.App {
 			return nil
 		},
 		Commands: []*ucli.Command{
+			runCommand(st),
+			validateCommand(st),
+			reportCommand(st),
+			recoverCommand(st),
+			schemaCommand(st),
 			injectCommand(st),
 			faultsCommand(st),
 			targetCommand(st),

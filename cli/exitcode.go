@@ -44,11 +44,14 @@ var errInterrupted = errors.New("interrupted; every fault was removed")
 func exitCode(err error) int {
 	var inv invalidInput
 	var rb rollbackFailed
+	var failed *runFailed
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &rb) && rb.RollbackFailed():
 		return ExitRollbackFailed
+	case errors.As(err, &failed):
+		return ExitFailed
 	case errors.As(err, &inv) && inv.InvalidInput():
 		return ExitInvalid
 	case errors.Is(err, context.Canceled):

@@ -163,7 +163,8 @@ type DeferConfig struct {
 
 // InterceptorConfig is the pre-scan interceptor.
 type InterceptorConfig struct {
-	// Block lists content strings; a message containing any of them is
+	// Block lists content strings; a message containing any of them, in its
+	// raw text or in a decoded (base64, quoted-printable) MIME part, is
 	// quarantined without being scanned. Empty means the interceptor is off.
 	Block []string `yaml:"block" json:"block"`
 }
@@ -224,13 +225,13 @@ func ProfileConfig(name string) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("unknown profile %q%s", name, suggestion(name, Profiles()))
 	}
-	c.fillDefaults()
+	c.FillDefaults()
 	return c, nil
 }
 
-// fillDefaults completes the parts of c that a file may leave out: engine
+// FillDefaults completes the parts of c that a file may leave out: engine
 // names and listen addresses.
-func (c *Config) fillDefaults() {
+func (c *Config) FillDefaults() {
 	for i := range c.Engines {
 		e := &c.Engines[i]
 		if e.Name == "" {

@@ -1,7 +1,6 @@
 package mailstack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -92,14 +91,13 @@ func (s *Stack) process(ctx context.Context, msg *message) {
 	}
 }
 
-// intercepted reports whether data contains a blocked pattern.
+// intercepted reports whether data contains a blocked pattern, in its raw
+// bytes or in a decoded MIME part.
 func (s *Stack) intercepted(data []byte) (string, bool) {
-	for _, p := range s.block {
-		if bytes.Contains(data, p) {
-			return string(p), true
-		}
+	if s.block == nil {
+		return "", false
 	}
-	return "", false
+	return s.block.Match(data)
 }
 
 // scanPass scans msg with every engine in parallel and waits for every

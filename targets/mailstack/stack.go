@@ -65,7 +65,7 @@ type Stack struct {
 	queue   *queue
 	boxes   *mailboxes
 	domains map[string]bool
-	block   [][]byte
+	block   *clamd.Matcher // the interceptor's block list; nil when off
 	engines []*engine
 
 	qidBase string
@@ -92,7 +92,7 @@ type Stack struct {
 // New validates cfg and builds a stack; nothing listens until [Stack.Start].
 // An invalid configuration is returned as [ConfigErrors].
 func New(cfg Config, opts Options) (*Stack, error) {
-	cfg.fillDefaults()
+	cfg.FillDefaults()
 	if err := yamlfile.Unpositioned(cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -117,8 +117,12 @@ func New(cfg Config, opts Options) (*Stack, error) {
 	for _, d := range cfg.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
-	for _, b := range cfg.Scan.Interceptor.Block {
-		s.block = append(s.block, []byte(b))
+	if len(cfg.Scan.Interceptor.Block) > 0 {
+		sigs := make([]clamd.Signature, len(cfg.Scan.Interceptor.Block))
+		for i, b := range cfg.Scan.Interceptor.Block {
+			sigs[i] = clamd.Signature{Name: b, Pattern: []byte(b)}
+		}
+		s.block = clamd.NewMatcher(sigs)
 	}
 	m.workers.Set(float64(cfg.Scan.Workers))
 	return s, nil

@@ -1,0 +1,299 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/mailchaos/mailchaos/experiments"
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/experiments/report"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
+)
+
+// catalog builds what experiment files may name.
+func catalog(ctx context.Context, allowRemote bool) (experiments.Catalog, error) {
+	reg, err := newRegistry(ctx)
+	if err != nil {
+		return experiments.Catalog{}, err
+	}
+	return experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(probes.Builtin()...), AllowRemote: allowRemote}, nil
+}
+
+// loadAll loads every experiment file, reporting every error of every file.
+func loadAll(ctx context.Context, files []string, cat experiments.Catalog) ([]*experiments.Experiment, error) {
+	var exps []*experiments.Experiment
+	var errs []error
+	for _, f := range files {
+		e, err := experiments.Load(ctx, f, cat)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		exps = append(exps, e)
+	}
+	return exps, errors.Join(errs...)
+}
+
+func validateCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "validate",
+		Usage:     "check experiment files without running them",
+		ArgsUsage: "FILE...",
+		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback"}},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() == 0 {
+				return &usageError{errors.New("validate needs at least one experiment FILE")}
+			}
+			cat, err := catalog(st.stop, c.Bool("allow-remote"))
+			if err != nil {
+				return err
+			}
+			if _, err := loadAll(st.stop, c.Args().Slice(), cat); err != nil {
+				return err
+			}
+			for _, f := range c.Args().Slice() {
+				fmt.Fprintf(st.env.Stdout, "%s: ok\n", f)
+			}
+			return nil
+		},
+	}
+}
+
+func schemaCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:  "schema",
+		Usage: "print the JSON Schema of experiment files (for editors)",
+		Action: func(c *ucli.Context) error {
+			b, err := yamlfile.Schema(reflect.TypeOf(experiments.Experiment{}), "mailchaos experiment")
+			if err != nil {
+				return err
+			}
+			_, err = st.env.Stdout.Write(append(b, '\n'))
+			return err
+		},
+	}
+}
+
+// runFailed is a run whose system under test failed (exit 1).
+type runFailed struct{ msg string }
+
+func (e *runFailed) Error() string { return e.msg }
+
+// runAborted is a run that failed or was stopped (exit 3).
+type runAborted struct{ msg string }
+
+func (e *runAborted) Error() string { return e.msg }
+
+// resultCode is the exit code of one run's result.
+func resultCode(r experiments.Result) int {
+	switch {
+	case r.RollbackFailed:
+		return ExitRollbackFailed
+	case r.Status == journal.StatusCompleted:
+		return ExitOK
+	case r.Status == journal.StatusFailed:
+		return ExitFailed
+	}
+	return ExitAborted
+}
+
+func runCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "run",
+		Usage:     "run experiment files and gate on their verdict",
+		ArgsUsage: "FILE...",
+		Description: "Exit codes: 0 everything held; 1 the system under test failed; 2 invalid input; " +
+			"3 the run failed or was interrupted (every fault rolled back); 4 a rollback failed.",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "journal", Usage: "write the journal (JSON Lines) to `FILE`; default mailchaos-journal.jsonl in a temporary directory"},
+			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
+			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE` (e.g. $GITHUB_STEP_SUMMARY)"},
+			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback (the experiment must allow them too)"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, only the summary"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() == 0 {
+				return &usageError{errors.New("run needs at least one experiment FILE")}
+			}
+			cat, err := catalog(st.stop, c.Bool("allow-remote"))
+			if err != nil {
+				return err
+			}
+			files := c.Args().Slice()
+			exps, err := loadAll(st.stop, files, cat)
+			if err != nil {
+				return err
+			}
+			jpath := c.String("journal")
+			if jpath == "" {
+				jpath = filepath.Join(os.TempDir(), fmt.Sprintf("mailchaos-journal-%d.jsonl", time.Now().UnixMilli()))
+			}
+			jw, err := journal.Create(jpath, "")
+			if err != nil {
+				return &usageError{fmt.Errorf("flag --journal: %w", err)}
+			}
+			var progress io.Writer = st.env.Stdout
+			if c.Bool("quiet") {
+				progress = nil
+			}
+			worst := ExitOK
+			var results []experiments.Result
+			for i, e := range exps {
+				if st.stop.Err() != nil {
+					break
+				}
+				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
+				res := experiments.Run(st.stop, e, experiments.Options{
+					Catalog: cat, Journal: jw, Log: st.log, Progress: progress, Kill: st.kill,
+					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode,
+				})
+				results = append(results, res)
+				worst = worse(worst, resultCode(res))
+			}
+			if err := jw.Close(); err != nil {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
+			}
+			if err := writeReports(st, jpath, c.String("junit"), c.String("summary"), true); err != nil {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
+			}
+			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+			return runError(worst, results)
+		},
+	}
+}
+
+// worse orders exit codes by gravity: 4 > 3 > 1 > 0.
+func worse(a, b int) int {
+	rank := map[int]int{ExitOK: 0, ExitFailed: 1, ExitAborted: 2, ExitRollbackFailed: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// runError turns the worst exit code into the error the exit table maps
+// back to it.
+func runError(code int, results []experiments.Result) error {
+	var msgs []string
+	for _, r := range results {
+		if r.Message != "" {
+			msgs = append(msgs, r.Message)
+		}
+		if r.RollbackFailed && r.Err != nil {
+			return r.Err // a *faults.RollbackError: exit 4, with how to remove the fault
+		}
+	}
+	switch code {
+	case ExitFailed:
+		return &runFailed{"the system under test failed: see the summary"}
+	case ExitAborted:
+		return &runAborted{"the run did not complete: " + strings.Join(msgs, "; ")}
+	}
+	return nil
+}
+
+// writeReports renders a journal to the terminal and the report files.
+func writeReports(st *state, jpath, junit, summary string, terminal bool) error {
+	events, err := journal.ReadFile(jpath)
+	if err != nil {
+		return err
+	}
+	runs := report.Split(events)
+	if terminal {
+		if err := report.Terminal(st.env.Stdout, runs...); err != nil {
+			return err
+		}
+	}
+	write := func(path string, fn func(io.Writer, ...[]journal.Event) error) error {
+		if path == "" {
+			return nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(f, runs...); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	if err := write(junit, report.JUnit); err != nil {
+		return fmt.Errorf("junit report: %w", err)
+	}
+	if err := write(summary, report.Markdown); err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	return nil
+}
+
+func reportCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "report",
+		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown",
+		ArgsUsage: "JOURNAL",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
+			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE`"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return &usageError{errors.New("report needs exactly one JOURNAL")}
+			}
+			return writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), true)
+		},
+	}
+}
+
+func recoverCommand(st *state) *ucli.Command {
+	return &ucli.Command{
+		Name:      "recover",
+		Usage:     "remove the faults a crashed run's journal shows as injected and not removed",
+		ArgsUsage: "JOURNAL",
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return &usageError{errors.New("recover needs exactly one JOURNAL")}
+			}
+			events, err := journal.ReadFile(c.Args().First())
+			if err != nil {
+				return err
+			}
+			reg, err := newRegistry(st.stop)
+			if err != nil {
+				return err
+			}
+			left := journal.Outstanding(events)
+			if len(left) == 0 {
+				fmt.Fprintln(st.env.Stdout, "nothing to recover: every injected fault was removed")
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(st.stop), rollbackTimeout)
+			defer cancel()
+			var errs []error
+			for _, h := range left {
+				inj, _, err := reg.Get(h.Fault)
+				if err != nil {
+					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
+					continue
+				}
+				if err := inj.Remove(ctx, h); err != nil {
+					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
+					continue
+				}
+				fmt.Fprintf(st.env.Stdout, "removed %s (%s)\n", h.ID, h.Fault)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}

@@ -1,0 +1,276 @@
+// Package journal is the append-only record of an experiment run: JSON
+// Lines, one event per line, written and flushed as the run goes so that a
+// run that crashes still leaves a readable prefix. Every report is rendered
+// from a journal, and `mailchaos recover` reads one to remove the faults a
+// crashed run left behind.
+package journal
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mailchaos/mailchaos/faults"
+)
+
+// Event types.
+const (
+	// TypeRunStart opens a run: Experiment holds the fully resolved
+	// experiment, Target the target as the faults saw it.
+	TypeRunStart = "run-start"
+	// TypePhase marks the start of a phase (baseline, inject, recover,
+	// accounting, rollback).
+	TypePhase = "phase"
+	// TypeSample is one probe measurement of an SLI.
+	TypeSample = "sample"
+	// TypeInject is a fault injected: Handle says how to remove it.
+	TypeInject = "inject"
+	// TypeRemove is a fault removed (Err set if removal failed).
+	TypeRemove = "remove"
+	// TypeAssertion is a checked hypothesis, bound or invariant.
+	TypeAssertion = "assertion"
+	// TypeAbort is a safety condition that stopped the run.
+	TypeAbort = "abort"
+	// TypeLog is a message worth keeping.
+	TypeLog = "log"
+	// TypeVerdict closes a run.
+	TypeVerdict = "verdict"
+)
+
+// Run statuses (chaostoolkit's vocabulary).
+const (
+	StatusCompleted   = "completed"   // ran to the end; see Deviated
+	StatusFailed      = "failed"      // the system under test failed an assertion
+	StatusAborted     = "aborted"     // a safety condition or an error stopped the run
+	StatusInterrupted = "interrupted" // a signal stopped the run
+)
+
+// Event is one line of a journal. Fields not relevant to a type are empty.
+type Event struct {
+	T    time.Time `json:"t"`
+	Type string    `json:"type"`
+	Run  string    `json:"run,omitempty"`
+
+	// run-start
+	Title      string          `json:"title,omitempty"`
+	File       string          `json:"file,omitempty"`
+	Experiment json.RawMessage `json:"experiment,omitempty"`
+	Target     *faults.Target  `json:"target,omitempty"`
+
+	// phase
+	Phase string `json:"phase,omitempty"`
+
+	// sample: At is when the measurement started; Value is in the SLI's
+	// unit (seconds for latencies); Failed means the probe failed (counts
+	// as out of tolerance).
+	SLI    string    `json:"sli,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+	Value  float64   `json:"value,omitempty"`
+	Failed bool      `json:"failed,omitempty"`
+
+	// inject / remove
+	Step   int            `json:"step,omitempty"`
+	Fault  string         `json:"fault,omitempty"`
+	Handle *faults.Handle `json:"handle,omitempty"`
+
+	// assertion: Name identifies it ("steady-state baseline: delivery-p99",
+	// "recovery: delivery-p99", "invariant: no-mail-lost"); Measured and
+	// Bound are human-readable.
+	Name     string `json:"name,omitempty"`
+	Passed   *bool  `json:"passed,omitempty"`
+	Measured string `json:"measured,omitempty"`
+	Bound    string `json:"bound,omitempty"`
+
+	// verdict
+	Status   string        `json:"status,omitempty"`
+	Deviated bool          `json:"deviated,omitempty"`
+	ExitCode int           `json:"exit_code,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Summary  *Summary      `json:"summary,omitempty"`
+
+	// Message explains (log, abort, errors of remove, verdict).
+	Message string `json:"message,omitempty"`
+	Err     string `json:"error,omitempty"`
+}
+
+// Summary is the per-SLI outcome, kept in the verdict for reports.
+type Summary struct {
+	SLIs []SLISummary `json:"slis"`
+	// TimeToRecover is the largest per-SLI time-to-recover; negative means
+	// some SLI did not recover.
+	TimeToRecover time.Duration `json:"time_to_recover"`
+	// RecoveryBound is the experiment's `recovery.within`.
+	RecoveryBound time.Duration `json:"recovery_bound"`
+}
+
+// SLISummary is one SLI's figures over the run.
+type SLISummary struct {
+	Name      string `json:"name"`
+	Tolerance string `json:"tolerance"`
+	Unit      string `json:"unit,omitempty"`
+	// Baseline and Worst are the window statistic at the end of the
+	// baseline and the worst one while faults were active.
+	Baseline float64 `json:"baseline"`
+	Worst    float64 `json:"worst"`
+	// TimeToRecover from the last fault's removal; negative: not recovered.
+	TimeToRecover time.Duration `json:"time_to_recover"`
+	Recovered     bool          `json:"recovered"`
+	Passed        bool          `json:"passed"`
+	// Failures counts the evaluations during the faults whose window held
+	// a failed sample (the probe could not measure at all).
+	Failures int `json:"failures,omitempty"`
+}
+
+// Writer appends events to a journal. Safe for concurrent use; each event
+// is written and flushed to the OS before Write returns.
+type Writer struct {
+	mu  sync.Mutex
+	w   io.Writer
+	f   *os.File
+	enc *json.Encoder
+	run string
+	err error
+}
+
+// Create creates (truncating) a journal file.
+func Create(path, run string) (*Writer, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	w := NewWriter(f, run)
+	w.f = f
+	return w, nil
+}
+
+// NewWriter writes a journal to w.
+func NewWriter(w io.Writer, run string) *Writer {
+	return &Writer{w: w, enc: json.NewEncoder(w), run: run}
+}
+
+// Write appends e, stamping its time and run if unset. The first error is
+// kept and returned by every later call and by Close.
+func (w *Writer) Write(e Event) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if e.T.IsZero() {
+		e.T = time.Now()
+	}
+	if e.Run == "" {
+		e.Run = w.run
+	}
+	if err := w.enc.Encode(e); err != nil {
+		w.err = fmt.Errorf("journal: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// Close closes the journal file, if Create opened one.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f != nil {
+		if err := w.f.Close(); err != nil && w.err == nil {
+			w.err = fmt.Errorf("journal: %w", err)
+		}
+		w.f = nil
+	}
+	return w.err
+}
+
+// Read reads every event of a journal. A truncated last line (a run that
+// crashed mid-write) is ignored; any other bad line is an error naming it.
+func Read(r io.Reader) ([]Event, error) {
+	var out []Event
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	line := 0
+	var pendingErr error
+	for sc.Scan() {
+		line++
+		if pendingErr != nil {
+			return nil, pendingErr
+		}
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			// Only the last line may be cut short.
+			pendingErr = &LineError{Line: line, Err: err}
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return out, nil
+}
+
+// ReadFile reads a journal file.
+func ReadFile(path string) ([]Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	defer f.Close()
+	evs, err := Read(f)
+	if err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	return evs, nil
+}
+
+// LineError is a line that is not a journal event.
+type LineError struct {
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string {
+	return fmt.Sprintf("line %d: not a journal event: %v", e.Line, e.Err)
+}
+
+// FileError is a journal that cannot be read.
+type FileError struct {
+	Path string
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// InvalidInput marks an unreadable journal as the user's input (exit 2).
+func (e *FileError) InvalidInput() bool { return true }
+
+// Outstanding returns the handles of faults a journal shows as injected and
+// never (successfully) removed, in injection order.
+func Outstanding(events []Event) []faults.Handle {
+	removed := map[string]bool{}
+	for _, e := range events {
+		if e.Type == TypeRemove && e.Err == "" && e.Handle != nil {
+			removed[e.Handle.ID] = true
+		}
+	}
+	var out []faults.Handle
+	for _, e := range events {
+		if e.Type == TypeInject && e.Handle != nil && !removed[e.Handle.ID] {
+			out = append(out, *e.Handle)
+		}
+	}
+	return out
+}
+
+// ErrNoVerdict is reported for a journal that has no verdict: the run did
+// not finish (it crashed or is still going).
+var ErrNoVerdict = errors.New("the journal has no verdict: the run did not finish")

@@ -1,0 +1,447 @@
+package experiments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/suggest"
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
+	"github.com/mailchaos/mailchaos/targets"
+	"github.com/mailchaos/mailchaos/targets/mailstack"
+)
+
+// Defaults.
+const (
+	defaultInterval        = time.Second
+	defaultTimeout         = 10 * time.Second
+	defaultRollbackTimeout = 30 * time.Second
+)
+
+// Catalog is what an experiment may name: the faults and probes.
+type Catalog struct {
+	Faults *faults.Registry
+	Probes *probes.Registry
+	// AllowRemote is the command line's consent to targets off loopback.
+	AllowRemote bool
+}
+
+// Load reads, decodes and validates an experiment file. Every problem is
+// reported at once, as yamlfile.Errors naming the file, line, column and
+// field, with the nearest valid name suggested.
+func Load(ctx context.Context, path string, cat Catalog) (*Experiment, error) {
+	data, err := yamlfile.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(ctx, path, data, cat)
+}
+
+// Parse is Load on bytes already read; name is used in errors.
+func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experiment, error) {
+	doc, err := yamlfile.Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	var head struct {
+		Target struct {
+			Kind    string `yaml:"kind"`
+			Profile string `yaml:"profile"`
+		} `yaml:"target"`
+	}
+	_ = yaml.Unmarshal(data, &head)
+	exp := &Experiment{}
+	profile := head.Target.Profile
+	if profile == "" {
+		profile = mailstack.ProfileRemediated
+	}
+	var errs []yamlfile.FieldError
+	if cfg, err := mailstack.ProfileConfig(profile); err == nil {
+		cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		if head.Target.Kind == "" || head.Target.Kind == TargetMailstack {
+			exp.Target.Config = &cfg
+		}
+	}
+	if err := doc.Decode(exp); err != nil {
+		var ye yamlfile.Errors
+		if !errors.As(err, &ye) {
+			return nil, err
+		}
+		// Decoding errors first; validation of what did decode follows, so
+		// that every mistake is reported in one go.
+		errs = append(errs, fieldErrors(ye)...)
+	}
+	errs = append(errs, exp.validate(ctx, cat)...)
+	if len(errs) == 0 {
+		return exp, nil
+	}
+	return nil, doc.Positioned(dedupe(errs))
+}
+
+// fieldErrors turns positioned decode errors back into field errors, so
+// they merge with validation errors (their positions are found again).
+func fieldErrors(l yamlfile.Errors) []yamlfile.FieldError {
+	out := make([]yamlfile.FieldError, len(l))
+	for i, e := range l {
+		out[i] = yamlfile.FieldError{Field: e.Field, Msg: e.Msg}
+	}
+	return out
+}
+
+func dedupe(errs []yamlfile.FieldError) []yamlfile.FieldError {
+	seen := map[yamlfile.FieldError]bool{}
+	out := errs[:0]
+	for _, e := range errs {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// validate checks everything the decoder cannot: values, references between
+// fields, and every fault's and probe's parameters against their schemas.
+func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if e.Version != 1 {
+		add("version", "must be 1, got %d", e.Version)
+	}
+	if strings.TrimSpace(e.Title) == "" {
+		add("title", "required: a title for reports")
+	}
+	target, terrs := e.Target.validate(cat.AllowRemote)
+	errs = append(errs, terrs...)
+
+	// Steady state.
+	if len(e.SteadyState) == 0 {
+		add("steady-state", "at least one SLI is needed")
+	}
+	names := map[string]bool{}
+	var sliNames []string
+	for i := range e.SteadyState {
+		s := &e.SteadyState[i]
+		f := fmt.Sprintf("steady-state[%d]", i)
+		switch {
+		case s.Name == "":
+			add(f+".name", "required")
+		case names[s.Name]:
+			add(f+".name", "SLI %q is defined twice", s.Name)
+		}
+		names[s.Name] = true
+		sliNames = append(sliNames, s.Name)
+		if s.Interval == 0 {
+			s.Interval = defaultInterval
+		}
+		if s.Interval < 10*time.Millisecond {
+			add(f+".interval", "must be at least 10ms, got %s", s.Interval)
+		}
+		if s.Timeout == 0 {
+			s.Timeout = min(defaultTimeout, 20*s.Interval)
+		}
+		if s.Timeout < 0 {
+			add(f+".timeout", "must be positive, got %s", s.Timeout)
+		}
+		if kind, err := cat.Probes.Get(s.Probe); err != nil {
+			add(f+".probe", "%v", err)
+		} else {
+			for _, pe := range checkParams(kind.Spec(), s.Params) {
+				add(f+".params"+paramPath(pe), "%s", pe.Msg+allowed(pe))
+			}
+		}
+		errs = append(errs, s.Tolerance.validate(f+".tolerance")...)
+	}
+
+	// Method.
+	if len(e.Method) == 0 {
+		add("method", "at least one fault is needed")
+	}
+	for i, st := range e.Method {
+		f := fmt.Sprintf("method[%d]", i)
+		if st.At < 0 {
+			add(f+".at", "must not be negative, got %s", st.At)
+		}
+		if st.For <= 0 {
+			add(f+".for", "must be positive, got %s", st.For)
+		}
+		inj, _, err := cat.Faults.Get(st.Fault)
+		if err != nil {
+			add(f+".fault", "%v", err)
+			continue
+		}
+		req := faults.Request{ID: fmt.Sprintf("s%d", i), Fault: st.Fault, Target: target, Links: st.AllLinks(),
+			Params: faults.Params(st.Params), TTL: max(st.For, time.Second) + ttlGrace}
+		for _, err := range flatten(inj.Validate(ctx, req)) {
+			var pe *faults.ParamError
+			if errors.As(err, &pe) {
+				field := f + ".params" + paramPath(pe)
+				if pe.Param == "link" {
+					field = f + ".link"
+					if st.Link == "" && len(st.Links) > 0 {
+						field = f + ".links"
+					}
+				}
+				add(field, "%s", pe.Msg+allowed(pe))
+				continue
+			}
+			add(f, "%v", err)
+		}
+	}
+
+	// Recovery.
+	if e.Recovery.Within <= 0 {
+		add("recovery.within", "required and positive: how soon after the last fault every SLI must be back within tolerance")
+	}
+	if e.Recovery.Hold < 0 {
+		add("recovery.hold", "must not be negative, got %s", e.Recovery.Hold)
+	}
+
+	// Invariants.
+	for i, inv := range e.Invariants {
+		if !contains(Invariants(), inv) {
+			add(fmt.Sprintf("invariants[%d]", i), "unknown invariant %q%s (valid: %s)", inv,
+				suggest.Hint(inv, Invariants()), strings.Join(Invariants(), ", "))
+		}
+	}
+	if len(e.Invariants) > 0 && e.Target.kind() != TargetMailstack && target.Endpoints["metrics"] == "" {
+		add("invariants", "invariants need the target's message ledger: the embedded mailstack, or an endpoint named metrics served by mailchaos target serve mailstack")
+	}
+
+	// Safety.
+	keys := make([]string, 0, len(e.Safety.AbortWhen))
+	for k := range e.Safety.AbortWhen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := "safety.abort-when." + k
+		if !names[k] {
+			add(f, "no SLI is named %q%s (SLIs: %s)", k, suggest.Hint(k, sliNames), strings.Join(sliNames, ", "))
+		}
+		if _, err := ParseCondition(e.Safety.AbortWhen[k]); err != nil {
+			add(f, "%v", err)
+		}
+	}
+	if e.Safety.MaxDuration < 0 {
+		add("safety.max-duration", "must not be negative")
+	}
+	if e.Safety.MaxDuration > 0 && len(errs) == 0 {
+		if need := e.plannedDuration(); e.Safety.MaxDuration < need {
+			add("safety.max-duration", "%s is shorter than the planned run (%s: baseline, method, recovery within and hold)",
+				e.Safety.MaxDuration, need)
+		}
+	}
+
+	// Rollbacks.
+	if s := e.Rollbacks.Strategy; s != "" && s != "always" {
+		add("rollbacks.strategy", "%q is not a strategy; the only one is \"always\": every fault is removed on every exit path", s)
+	}
+	if e.Rollbacks.Timeout == 0 {
+		e.Rollbacks.Timeout = defaultRollbackTimeout
+	}
+	if e.Baseline == 0 {
+		e.Baseline = e.defaultBaseline()
+	}
+	return errs
+}
+
+// defaultBaseline is the longest SLI window, at least three intervals.
+func (e *Experiment) defaultBaseline() time.Duration {
+	var d time.Duration
+	for _, s := range e.SteadyState {
+		d = max(d, s.Tolerance.Over, 3*s.Interval)
+	}
+	return d
+}
+
+// methodEnd is when the last fault ends, from the start of the method.
+func (e *Experiment) methodEnd() time.Duration {
+	var end time.Duration
+	for _, s := range e.Method {
+		end = max(end, s.At+s.For)
+	}
+	return end
+}
+
+// plannedDuration is the longest a run takes when nothing goes wrong.
+func (e *Experiment) plannedDuration() time.Duration {
+	b := e.Baseline
+	if b == 0 {
+		b = e.defaultBaseline()
+	}
+	return b + e.methodEnd() + e.Recovery.Within + e.Recovery.Hold
+}
+
+func (t *Target) kind() string {
+	if t.Kind == "" {
+		return TargetMailstack
+	}
+	return t.Kind
+}
+
+// validate checks the target and returns it as the faults will see it (for
+// the embedded stack, its endpoints and links are known by name only).
+func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldError) {
+	var errs []yamlfile.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	switch t.kind() {
+	case TargetMailstack:
+		if t.File != "" || len(t.Endpoints) > 0 || len(t.Links) > 0 || t.Toxiproxy != "" {
+			add("target.kind", "endpoints, links, file and toxiproxy describe an external target: set kind: external")
+		}
+		if _, err := mailstack.ProfileConfig(t.profile()); err != nil {
+			add("target.profile", "%v", err)
+			return faults.Target{}, errs
+		}
+		if t.Config == nil {
+			return faults.Target{}, errs
+		}
+		t.Config.Profile = t.profile()
+		t.Config.FillDefaults()
+		for _, fe := range t.Config.Validate() {
+			add("target.config."+fe.Field, "%s", fe.Msg)
+		}
+		ft := faults.Target{Endpoints: map[string]string{"smtp": "", "imap": "", "metrics": ""}, Toxiproxy: "embedded"}
+		for _, en := range t.Config.Engines {
+			ft.Links = append(ft.Links, faults.Link{Name: en.Name})
+			ft.Endpoints[en.Name] = ""
+		}
+		for _, u := range t.Config.Users {
+			ft.Users = append(ft.Users, u.Address)
+		}
+		return ft, errs
+	case TargetExternal:
+		if t.Profile != "" || t.Config != nil {
+			add("target.profile", "profile and config apply to the embedded mailstack only")
+		}
+		f := t.file()
+		if t.File != "" {
+			loaded, err := targets.LoadFile(t.File, allowRemote)
+			if err != nil {
+				add("target.file", "%v", err)
+				return faults.Target{}, errs
+			}
+			f = loaded
+		} else {
+			for _, fe := range f.Validate(allowRemote) {
+				add("target."+fe.Field, "%s", fe.Msg)
+			}
+		}
+		ft := f.Target()
+		if ft.Toxiproxy == "" {
+			ft.Toxiproxy = "embedded"
+		}
+		return ft, errs
+	}
+	add("target.kind", "%q is not a target kind%s (valid: mailstack, external)", t.Kind,
+		suggest.Hint(t.Kind, []string{TargetMailstack, TargetExternal}))
+	return faults.Target{}, errs
+}
+
+func (t *Target) profile() string {
+	if t.Profile == "" {
+		return mailstack.ProfileRemediated
+	}
+	return t.Profile
+}
+
+// file is the inline external target as a target file.
+func (t *Target) file() targets.File {
+	return targets.File{Toxiproxy: t.Toxiproxy, AllowRemote: t.AllowRemote, Endpoints: t.Endpoints, Users: t.Users, Links: t.Links}
+}
+
+func (tol *Tolerance) validate(f string) []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if tol.Max == nil && tol.Min == nil && len(tol.Range) == 0 {
+		add(f, "needs max, min or range")
+	}
+	if len(tol.Range) > 0 {
+		if len(tol.Range) != 2 {
+			add(f+".range", "needs exactly two values [low, high], got %d", len(tol.Range))
+		} else if tol.Range[0] > tol.Range[1] {
+			add(f+".range", "low %g is above high %g", tol.Range[0], tol.Range[1])
+		}
+		if tol.Max != nil || tol.Min != nil {
+			add(f+".range", "use range or max/min, not both")
+		}
+	}
+	if tol.Max != nil && tol.Min != nil && *tol.Min > *tol.Max {
+		add(f+".min", "min %g is above max %g", *tol.Min, *tol.Max)
+	}
+	if tol.Over < 0 {
+		add(f+".over", "must not be negative")
+	}
+	if tol.Stat != "" && !contains(Stats(), tol.Stat) {
+		add(f+".stat", "unknown statistic %q%s (valid: %s)", tol.Stat, suggest.Hint(tol.Stat, Stats()), strings.Join(Stats(), ", "))
+	}
+	if tol.Stat == "" {
+		tol.Stat = "max"
+	}
+	return errs
+}
+
+// checkParams validates probe parameters with the fault schema checker.
+func checkParams(spec faults.Spec, params map[string]string) []*faults.ParamError {
+	_, errs := faults.Check(spec, faults.Params(params))
+	var out []*faults.ParamError
+	for _, err := range errs {
+		var pe *faults.ParamError
+		if errors.As(err, &pe) {
+			out = append(out, pe)
+		}
+	}
+	return out
+}
+
+func paramPath(pe *faults.ParamError) string {
+	if pe.Param == "" {
+		return ""
+	}
+	return "." + pe.Param
+}
+
+func allowed(pe *faults.ParamError) string {
+	if pe.Allowed == "" {
+		return ""
+	}
+	return " (" + pe.Allowed + ")"
+}
+
+// flatten splits an errors.Join tree into its leaves.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

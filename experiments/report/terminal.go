@@ -1,0 +1,143 @@
+package report
+
+import (
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mailchaos/mailchaos/experiments/journal"
+)
+
+// Terminal writes a plain-text summary of each run to w: its title, its
+// status with the exit code, a table of the SLIs (tolerance, baseline,
+// worst value while faults were active, time to recover, recovery bound,
+// verdict), the failed assertions, the faults injected and removed, and
+// the invariants. A fault that may still be in place (a removal failed, or
+// a crashed run never removed it) is reported loudly with its toxics. A
+// run without a verdict is shown as far as it goes, with per-SLI sample
+// counts instead of the SLI table. With several runs, a last line counts
+// them by outcome.
+//
+// Values are formatted by unit: seconds as durations (850ms, 1.2s),
+// ratios as percentages. All journal text is reduced to single lines
+// without control characters. Terminal returns the first write error.
+func Terminal(w io.Writer, runs ...[]journal.Event) error {
+	ew := &errWriter{w: w}
+	rs := splitAll(runs)
+	for i, r := range rs {
+		if i > 0 {
+			ew.printf("\n")
+		}
+		r.terminal(ew)
+	}
+	if len(rs) > 1 {
+		ew.printf("\n%s\n", tally(rs))
+	}
+	return ew.err
+}
+
+func (r *run) terminal(w *errWriter) {
+	w.printf("%s\n", clean(r.name()))
+	var about []string
+	if r.file != "" {
+		about = append(about, "file "+clean(r.file))
+	}
+	if r.id != "" {
+		about = append(about, "run "+clean(r.id))
+	}
+	if !r.started.IsZero() {
+		about = append(about, "started "+stamp(r.started))
+	}
+	if len(about) > 0 {
+		w.printf("  %s\n", strings.Join(about, ", "))
+	}
+	if t := targetEndpoints(r.target); t != "" {
+		w.printf("  target %s\n", t)
+	}
+	badge := r.badge()
+	if l := r.leftover(); l != "" {
+		badge += ", " + l
+	}
+	w.printf("  %s: %s\n", badge, r.statusLine())
+	if r.verdict != nil && r.verdict.Message != "" {
+		w.printf("  %s\n", clean(r.verdict.Message))
+	}
+	if r.verdict != nil && r.verdict.Err != "" {
+		w.printf("  error: %s\n", clean(r.verdict.Err))
+	}
+	for _, a := range r.aborts {
+		w.printf("  ABORT %s %s\n", r.offset(a.T), clean(joinNonEmpty(": ", a.Message, a.Err)))
+	}
+
+	if rows := r.table(); rows != nil {
+		w.printf("\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, row := range append([]sliRow{tableHeader()}, rows...) {
+			_, _ = io.WriteString(tw, "  "+strings.Join(row.cells(), "\t")+"\n")
+		}
+		_ = tw.Flush() // a write error is kept by w
+	} else if len(r.samples) > 0 {
+		w.printf("\n")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		_, _ = io.WriteString(tw, "  SLI\tsamples\tfailed probes\tlast value\n")
+		for _, s := range r.samples {
+			last := "failed"
+			if s.lastOK {
+				last = value(s.last, "")
+			}
+			_, _ = io.WriteString(tw, "  "+strings.Join([]string{
+				clean(s.name), strconv.Itoa(s.count), strconv.Itoa(s.failed), last,
+			}, "\t")+"\n")
+		}
+		_ = tw.Flush()
+	}
+
+	if failed := r.failedAssertions(); len(failed) > 0 {
+		w.printf("\n  Failed assertions:\n")
+		for _, a := range failed {
+			w.printf("    %s\n", assertionLine(a))
+		}
+	}
+	if len(r.faults) > 0 {
+		w.printf("\n  Faults:\n")
+		for _, e := range r.faults {
+			w.printf("    %s\n", r.faultLine(e))
+		}
+	}
+	if len(r.outstanding) > 0 {
+		w.printf("\n  !! %s: these faults may still be in place until they expire:\n", r.leftover())
+		for _, o := range r.outstanding {
+			w.printf("  !!   %s\n", outstandingLine(o))
+		}
+		w.printf("  !! %s\n", recoverHint)
+	}
+	if inv := r.invariants(); len(inv) > 0 {
+		w.printf("\n  Invariants:\n")
+		for _, a := range inv {
+			w.printf("    %-4s %s\n", resultWord(a), assertionLine(a))
+		}
+	}
+}
+
+// resultWord is pass, FAIL or skip.
+func resultWord(a assertion) string {
+	switch {
+	case a.skipped():
+		return "skip"
+	case a.passed():
+		return "pass"
+	}
+	return "FAIL"
+}
+
+// joinNonEmpty joins the non-empty parts with sep.
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}

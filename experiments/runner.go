@@ -1,0 +1,654 @@
+package experiments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/targets"
+)
+
+// Phases of a run.
+const (
+	PhaseBaseline   = "baseline"
+	PhaseInject     = "inject"
+	PhaseRecover    = "recover"
+	PhaseAccounting = "accounting"
+	PhaseRollback   = "rollback"
+)
+
+// ttlGrace is how long a fault may outlive its planned end if mailchaos dies
+// before removing it.
+const ttlGrace = 30 * time.Second
+
+// Options are a run's surroundings.
+type Options struct {
+	// Catalog names the faults and probes.
+	Catalog Catalog
+	// Journal receives every event; required.
+	Journal *journal.Writer
+	// Log receives operational messages; nil discards them.
+	Log *slog.Logger
+	// Progress receives one line per phase change, injection, removal and
+	// assertion, as it happens; nil discards them.
+	Progress io.Writer
+	// Kill ends when the run must stop at once (a second signal): rollbacks
+	// are then attempted only briefly.
+	Kill context.Context
+	// RunID identifies the run; default run-<unix ms>.
+	RunID string
+	// File is the experiment file, for reports.
+	File string
+	// ExitCode maps a result to the process exit code recorded in the
+	// journal's verdict (the command line owns that table); nil records 0.
+	ExitCode func(Result) int
+}
+
+// Result is a run's outcome.
+type Result struct {
+	// Status is one of journal.StatusCompleted, StatusFailed (the system
+	// under test failed), StatusAborted (the run failed or a safety
+	// condition stopped it) or StatusInterrupted.
+	Status string
+	// Deviated is true when an SLI, recovery bound or invariant failed.
+	Deviated bool
+	// RollbackFailed is true when a fault may still be in place; Err then
+	// says which.
+	RollbackFailed bool
+	// Summary holds the per-SLI figures.
+	Summary journal.Summary
+	// Message explains an abort.
+	Message string
+	// Err is the error that aborted the run or a rollback failure.
+	Err error
+}
+
+// runner is the state of one run.
+type runner struct {
+	exp  *Experiment
+	opts Options
+	log  *slog.Logger
+	j    *journal.Writer
+	run  *targets.Running
+
+	slis   []*sliState
+	active map[string]activeFault // by handle ID
+	mu     sync.Mutex
+
+	abort chan string // safety conditions and probe failures, first one wins
+	once  sync.Once
+}
+
+type sliState struct {
+	spec   SLI
+	probe  probes.Probe
+	series series
+	cond   *Condition
+}
+
+type activeFault struct {
+	inj    faults.Injector
+	handle faults.Handle
+	step   int
+}
+
+// Run runs an experiment that Load validated. ctx ends at the first signal:
+// every fault is then rolled back and the run ends as interrupted. Faults
+// are removed on every exit path, panics included.
+func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
+	if opts.RunID == "" {
+		opts.RunID = fmt.Sprintf("run-%d", time.Now().UnixMilli())
+	}
+	if opts.Kill == nil {
+		opts.Kill = context.WithoutCancel(ctx)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, active: map[string]activeFault{},
+		abort: make(chan string, 1)}
+	start := time.Now()
+	if d := exp.Safety.MaxDuration; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, errMaxDuration)
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			res = Result{Status: journal.StatusAborted, Message: fmt.Sprintf("internal error: %v", p),
+				Err: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
+		}
+		if rb := r.rollback(); rb != nil {
+			res.RollbackFailed, res.Err = true, errors.Join(res.Err, rb)
+			if res.Status == journal.StatusCompleted || res.Status == journal.StatusFailed {
+				res.Status = journal.StatusAborted
+			}
+		}
+		r.closeTarget()
+		r.verdict(res, time.Since(start))
+	}()
+	return r.execute(ctx)
+}
+
+// execute runs the phases; Run's deferred code rolls back and writes the
+// verdict whatever happens here.
+func (r *runner) execute(ctx context.Context) Result {
+	if err := r.startTarget(ctx); err != nil {
+		return r.aborted(ctx, "cannot start the target", err)
+	}
+	if err := r.startProbes(); err != nil {
+		return r.aborted(ctx, "cannot start the probes", err)
+	}
+	sctx, stopSamplers := context.WithCancel(ctx)
+	var samplers sync.WaitGroup
+	defer func() {
+		stopSamplers()
+		samplers.Wait()
+		for _, s := range r.slis {
+			_ = s.probe.Close()
+		}
+	}()
+	for _, s := range r.slis {
+		samplers.Add(1)
+		go func() {
+			defer samplers.Done()
+			r.sample(sctx, s)
+		}()
+	}
+
+	// Baseline: the steady state must hold before anything is hurt.
+	r.phase(PhaseBaseline)
+	if msg, ok := r.wait(ctx, time.Now().Add(r.exp.Baseline)); !ok {
+		return r.stopped(ctx, msg)
+	}
+	now := time.Now()
+	var bad []string
+	for _, s := range r.slis {
+		pts := s.series.snapshot()
+		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
+		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), s.spec.Tolerance.String(), "")
+		if !ev.ok {
+			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), s.spec.Tolerance))
+		}
+	}
+	if len(bad) > 0 {
+		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil)
+	}
+
+	// Inject: the method's timeline.
+	r.phase(PhaseInject)
+	t0 := time.Now()
+	injectStart := t0
+	type event struct {
+		at     time.Time
+		step   int
+		remove bool
+	}
+	var timeline []event
+	for i, st := range r.exp.Method {
+		timeline = append(timeline, event{at: t0.Add(st.At), step: i}, event{at: t0.Add(st.At + st.For), step: i, remove: true})
+	}
+	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
+	handles := map[int]string{}
+	var lastRemoval time.Time
+	for _, ev := range timeline {
+		if msg, ok := r.wait(ctx, ev.at); !ok {
+			return r.stopped(ctx, msg)
+		}
+		if ev.remove {
+			if err := r.remove(ctx, handles[ev.step]); err != nil {
+				return r.aborted(ctx, "a fault could not be removed", err)
+			}
+			lastRemoval = time.Now()
+			continue
+		}
+		id, err := r.inject(ctx, ev.step, ev.at)
+		if err != nil {
+			return r.aborted(ctx, fmt.Sprintf("method[%d] %s could not be injected", ev.step, r.exp.Method[ev.step].Fault), err)
+		}
+		handles[ev.step] = id
+	}
+
+	// Recover: every SLI back within tolerance within the bound, and held.
+	r.phase(PhaseRecover)
+	deadline := lastRemoval.Add(r.exp.Recovery.Within + r.exp.Recovery.Hold)
+	for {
+		next := time.Now().Add(100 * time.Millisecond)
+		if r.allRecovered(lastRemoval, time.Now()) {
+			break
+		}
+		if !next.Before(deadline.Add(r.maxInterval())) {
+			next = deadline.Add(r.maxInterval())
+		}
+		if msg, ok := r.wait(ctx, next); !ok {
+			return r.stopped(ctx, msg)
+		}
+		if time.Now().After(deadline.Add(r.maxInterval())) {
+			break
+		}
+	}
+	end := time.Now()
+	stopSamplers()
+	samplers.Wait()
+
+	summary, deviated := r.recoverySummary(injectStart, lastRemoval, end)
+
+	// Accounting: the invariants.
+	if len(r.exp.Invariants) > 0 {
+		r.phase(PhaseAccounting)
+		if !r.accounting(ctx) {
+			deviated = true
+		}
+		if ctx.Err() != nil {
+			return r.stopped(ctx, "")
+		}
+	}
+	status := journal.StatusCompleted
+	if deviated {
+		status = journal.StatusFailed
+	}
+	return Result{Status: status, Deviated: deviated, Summary: summary}
+}
+
+// maxInterval is the longest SLI interval.
+func (r *runner) maxInterval() time.Duration {
+	var d time.Duration
+	for _, s := range r.slis {
+		d = max(d, s.spec.Interval)
+	}
+	return d
+}
+
+// wait blocks until t, a signal (ctx) or an abort condition. It returns
+// false with the reason when the run must stop.
+func (r *runner) wait(ctx context.Context, t time.Time) (string, bool) {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return "", true
+	case <-ctx.Done():
+		return "", false
+	case msg := <-r.abort:
+		return msg, false
+	}
+}
+
+// stopped turns a stop during wait into a result: a signal, the hard time
+// limit, or a safety condition.
+func (r *runner) stopped(ctx context.Context, msg string) Result {
+	if msg == "" && errors.Is(context.Cause(ctx), errMaxDuration) {
+		msg = fmt.Sprintf("safety: the run reached its max-duration of %s", r.exp.Safety.MaxDuration)
+	}
+	if msg != "" {
+		_ = r.j.Write(journal.Event{Type: journal.TypeAbort, Message: msg})
+		r.progress("ABORT %s", msg)
+		return Result{Status: journal.StatusAborted, Message: msg}
+	}
+	return Result{Status: journal.StatusInterrupted, Message: "interrupted by a signal; every fault was rolled back"}
+}
+
+// errMaxDuration is the cause of a run cut short by safety.max-duration.
+var errMaxDuration = errors.New("max-duration reached")
+
+func (r *runner) aborted(ctx context.Context, msg string, err error) Result {
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errMaxDuration) {
+		return r.stopped(ctx, "")
+	}
+	if err != nil {
+		msg += ": " + err.Error()
+	}
+	_ = r.j.Write(journal.Event{Type: journal.TypeAbort, Message: msg})
+	r.progress("ABORT %s", msg)
+	return Result{Status: journal.StatusAborted, Message: msg, Err: err}
+}
+
+// startTarget starts or opens the target and journals the run's start.
+func (r *runner) startTarget(ctx context.Context) error {
+	var err error
+	t := r.exp.Target
+	switch t.kind() {
+	case TargetMailstack:
+		r.run, err = targets.StartMailstack(ctx, *t.Config, r.log)
+	default:
+		f := t.file()
+		if t.File != "" {
+			f, err = targets.LoadFile(t.File, r.opts.Catalog.AllowRemote)
+			if err != nil {
+				return err
+			}
+		}
+		r.run, err = targets.Open(ctx, f, "", r.log)
+	}
+	if err != nil {
+		return err
+	}
+	expJSON, _ := json.Marshal(r.exp)
+	tg := r.run.Target
+	return r.j.Write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
+		Experiment: expJSON, Target: &tg})
+}
+
+func (r *runner) closeTarget() {
+	if r.run == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.opts.Kill, r.exp.Rollbacks.Timeout)
+	defer cancel()
+	if err := r.run.Close(ctx); err != nil {
+		r.log.Warn("closing the target", "err", err)
+	}
+}
+
+func (r *runner) startProbes() error {
+	for _, s := range r.exp.SteadyState {
+		kind, err := r.opts.Catalog.Probes.Get(s.Probe)
+		if err != nil {
+			return err
+		}
+		p, err := kind.New(probes.Config{Name: s.Name, Params: s.Params, Target: r.run.Target, RunID: r.opts.RunID})
+		if err != nil {
+			return fmt.Errorf("SLI %s: %w", s.Name, err)
+		}
+		st := &sliState{spec: s, probe: p}
+		if c, ok := r.exp.Safety.AbortWhen[s.Name]; ok {
+			cond, _ := ParseCondition(c)
+			st.cond = &cond
+		}
+		r.slis = append(r.slis, st)
+	}
+	return nil
+}
+
+// sample takes an SLI's samples on its interval until ctx ends. Each sample
+// runs in its own goroutine, so a slow one does not delay the next; at most
+// timeout/interval+1 are in flight.
+func (r *runner) sample(ctx context.Context, s *sliState) {
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	slots := make(chan struct{}, int(s.spec.Timeout/s.spec.Interval)+2)
+	tick := time.NewTicker(s.spec.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case slots <- struct{}{}:
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-slots }()
+				r.measure(ctx, s)
+			}()
+		default:
+			r.raise(fmt.Sprintf("probe %s of SLI %s cannot keep up: %d samples in flight", s.spec.Probe, s.spec.Name, cap(slots)))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// measure takes one sample, journals it and checks the abort condition. A
+// panicking probe aborts the run.
+func (r *runner) measure(ctx context.Context, s *sliState) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.raise(fmt.Sprintf("probe %s of SLI %s panicked: %v", s.spec.Probe, s.spec.Name, p))
+		}
+	}()
+	mctx, cancel := context.WithTimeout(ctx, s.spec.Timeout)
+	defer cancel()
+	smp := s.probe.Measure(mctx)
+	if ctx.Err() != nil && smp.Failed {
+		return // stopped, not failed
+	}
+	if smp.Skip {
+		return
+	}
+	if smp.At.IsZero() {
+		smp.At = time.Now()
+	}
+	s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed})
+	_ = r.j.Write(journal.Event{Type: journal.TypeSample, SLI: s.spec.Name, At: smp.At, Value: smp.Value,
+		Failed: smp.Failed, Err: smp.Err})
+	if s.cond != nil && !smp.Failed && s.cond.Holds(smp.Value) {
+		r.raise(fmt.Sprintf("safety: SLI %s is %g, abort-when %s", s.spec.Name, smp.Value, s.cond))
+	}
+}
+
+// raise stops the run with a reason; the first one wins.
+func (r *runner) raise(msg string) {
+	r.once.Do(func() { r.abort <- msg })
+}
+
+// inject starts one step's fault and journals it.
+func (r *runner) inject(ctx context.Context, step int, planned time.Time) (string, error) {
+	st := r.exp.Method[step]
+	inj, _, err := r.opts.Catalog.Faults.Get(st.Fault)
+	if err != nil {
+		return "", err
+	}
+	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
+		Links: st.AllLinks(), Params: faults.Params(st.Params), TTL: st.For + ttlGrace}
+	onset := time.Since(planned)
+	h, err := inj.Inject(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.active[h.ID] = activeFault{inj: inj, handle: h, step: step}
+	r.mu.Unlock()
+	_ = r.j.Write(journal.Event{Type: journal.TypeInject, Step: step, Fault: st.Fault, Handle: &h,
+		Message: fmt.Sprintf("onset %s after plan", onset.Round(time.Microsecond))})
+	r.progress("inject %s (method[%d]) for %s", st.Fault, step, st.For)
+	return h.ID, nil
+}
+
+// remove removes one injected fault and journals it.
+func (r *runner) remove(ctx context.Context, id string) error {
+	r.mu.Lock()
+	a, ok := r.active[id]
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.exp.Rollbacks.Timeout)
+	defer cancel()
+	var stat faults.Status
+	if s, err := a.inj.Status(rctx, a.handle); err == nil {
+		stat = s
+	}
+	err := a.inj.Remove(rctx, a.handle)
+	ev := journal.Event{Type: journal.TypeRemove, Step: a.step, Fault: a.handle.Fault, Handle: &a.handle, Message: stat.Detail}
+	if err != nil {
+		ev.Err = err.Error()
+		_ = r.j.Write(ev)
+		return &faults.RollbackError{Handle: a.handle, Err: err}
+	}
+	_ = r.j.Write(ev)
+	r.mu.Lock()
+	delete(r.active, id)
+	r.mu.Unlock()
+	r.progress("remove %s (method[%d])", a.handle.Fault, a.step)
+	return nil
+}
+
+// rollback removes every fault still active. It runs on every exit path;
+// after a second signal it tries only briefly.
+func (r *runner) rollback() error {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.active))
+	for id := range r.active {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Strings(ids)
+	r.phase(PhaseRollback)
+	ctx := r.opts.Kill
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := r.remove(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// allRecovered reports whether every SLI has recovered, judged on the
+// samples so far.
+func (r *runner) allRecovered(removed, now time.Time) bool {
+	for _, s := range r.slis {
+		if _, ok := timeToRecover(s.series.snapshot(), s.spec.Tolerance, removed, now, r.exp.Recovery.Hold); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// recoverySummary works out each SLI's worst value during the faults and
+// its time to recover, journals the recovery assertions and says whether
+// any failed.
+func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.Summary, bool) {
+	sum := journal.Summary{RecoveryBound: r.exp.Recovery.Within}
+	deviated := false
+	overall := time.Duration(0)
+	recoveredAll := true
+	for _, s := range r.slis {
+		pts := s.series.snapshot()
+		tol := s.spec.Tolerance
+		ss := journal.SLISummary{Name: s.spec.Name, Tolerance: tol.String(), Unit: r.unit(s)}
+		if evs := evaluate(pts, tol, injectStart.Add(-r.exp.Baseline), injectStart); len(evs) > 0 {
+			ss.Baseline = evs[len(evs)-1].stat
+		}
+		first := true
+		for _, ev := range evaluate(pts, tol, injectStart, removed) {
+			if ev.failed {
+				ss.Failures++
+			}
+			if first || tol.worse(ev.stat, ss.Worst) {
+				ss.Worst, first = ev.stat, false
+			}
+		}
+		ttr, ok := timeToRecover(pts, tol, removed, end, r.exp.Recovery.Hold)
+		ss.Recovered = ok
+		ss.TimeToRecover = ttr
+		if !ok {
+			ss.TimeToRecover = -1
+			recoveredAll = false
+		}
+		ss.Passed = ok && ttr <= r.exp.Recovery.Within
+		if !ss.Passed {
+			deviated = true
+		}
+		overall = max(overall, ttr)
+		measured := "did not recover"
+		if ok {
+			measured = ttr.Round(time.Millisecond).String()
+		}
+		r.assert("recovery: "+s.spec.Name, ss.Passed, measured,
+			fmt.Sprintf("within %s, held %s", r.exp.Recovery.Within, r.exp.Recovery.Hold), "")
+		sum.SLIs = append(sum.SLIs, ss)
+	}
+	sum.TimeToRecover = overall
+	if !recoveredAll {
+		sum.TimeToRecover = -1
+	}
+	return sum, deviated
+}
+
+// unit is the unit of an SLI's values: the probe's own, or its kind's.
+func (r *runner) unit(s *sliState) string {
+	if u, ok := s.probe.(probes.Uniter); ok {
+		return u.Unit()
+	}
+	if k, err := r.opts.Catalog.Probes.Get(s.spec.Probe); err == nil {
+		return k.Unit
+	}
+	return ""
+}
+
+// describe writes an evaluation for messages.
+func (r *runner) describe(s *sliState, ev evaluation) string {
+	switch {
+	case ev.failed:
+		return "failing (a probe failed)"
+	case math.IsNaN(ev.stat) || (ev.stat == 0 && !ev.ok && len(s.series.snapshot()) == 0):
+		return "unmeasured (no sample)"
+	}
+	return fmt.Sprintf("%g", ev.stat)
+}
+
+// window returns the samples in the tolerance window ending at t (the last
+// sample alone when the window is 0).
+func window(pts []point, tol Tolerance, t time.Time) []point {
+	if len(pts) == 0 {
+		return nil
+	}
+	if tol.Over == 0 {
+		return pts[len(pts)-1:]
+	}
+	var out []point
+	for _, p := range pts {
+		if p.at.After(t.Add(-tol.Over)) && !p.at.After(t) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *runner) phase(name string) {
+	_ = r.j.Write(journal.Event{Type: journal.TypePhase, Phase: name})
+	r.progress("phase %s", name)
+}
+
+func (r *runner) assert(name string, passed bool, measured, bound, msg string) {
+	p := passed
+	_ = r.j.Write(journal.Event{Type: journal.TypeAssertion, Name: name, Passed: &p, Measured: measured, Bound: bound, Message: msg})
+	verdict := "ok"
+	if !passed {
+		verdict = "FAILED"
+	}
+	r.progress("%s: %s (measured %s, bound %s)", name, verdict, measured, bound)
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+}
+
+// verdict journals the run's end.
+func (r *runner) verdict(res Result, d time.Duration) {
+	ev := journal.Event{Type: journal.TypeVerdict, Status: res.Status, Deviated: res.Deviated, Duration: d,
+		Summary: &res.Summary, Message: res.Message}
+	if res.Err != nil {
+		ev.Err = res.Err.Error()
+	}
+	if r.opts.ExitCode != nil {
+		ev.ExitCode = r.opts.ExitCode(res)
+	}
+	_ = r.j.Write(ev)
+	r.progress("verdict %s", res.Status)
+}
