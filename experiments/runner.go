@@ -504,7 +504,7 @@ func (r *runner) rollback() error {
 	ctx := r.opts.Kill
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 		defer cancel()
 	}
 	var errs []error

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -94,7 +95,7 @@ func NewRegistry(kinds ...Kind) *Registry {
 func (r *Registry) Get(name string) (Kind, error) {
 	k, ok := r.kinds[name]
 	if !ok {
-		return Kind{}, fmt.Errorf("unknown probe %q%s (known: %v)", name, faults.Suggest(name, r.Names()), r.Names())
+		return Kind{}, fmt.Errorf("unknown probe %q%s (known: %s)", name, faults.Suggest(name, r.Names()), strings.Join(r.Names(), ", "))
 	}
 	return k, nil
 }

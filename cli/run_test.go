@@ -1,0 +1,145 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
+)
+
+func TestInvalidExperimentsExitTwo(t *testing.T) {
+	files, err := filepath.Glob("../experiments/testdata/invalid/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		for _, cmd := range []string{"validate", "run"} {
+			code, _, stderr := run(t, cmd, f)
+			require.Equal(t, cli.ExitInvalid, code, "%s %s: %s", cmd, f, stderr)
+			require.Contains(t, stderr, filepath.Base(f))
+			require.NotContains(t, stderr, "goroutine ", "a stack trace reached the user")
+		}
+	}
+	code, out, _ := run(t, "validate", "../experiments/catalog/av-latency-remediated.yaml")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "av-latency-remediated.yaml: ok")
+}
+
+func TestSchemaIsJSON(t *testing.T) {
+	code, out, _ := run(t, "schema")
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, `"steady-state"`)
+	require.Contains(t, out, `"$schema"`)
+}
+
+// TestCatalogAVIncidentPair runs the AV-engine incident pair end to end:
+// the incident settings must fail their recovery bound (exit 1), the
+// remediated ones must pass (exit 0).
+func TestCatalogAVIncidentPair(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two 40-second experiments")
+	}
+	for _, tt := range []struct {
+		file string
+		want int
+	}{
+		{"av-latency-incident.yaml", cli.ExitFailed},
+		{"av-latency-remediated.yaml", cli.ExitOK},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			dir := t.TempDir()
+			junit, summary, jpath := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md"), filepath.Join(dir, "journal.jsonl")
+			code, out, stderr := run(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
+				"../experiments/catalog/"+tt.file)
+			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
+			require.Contains(t, out, "time to recover")
+
+			data, err := os.ReadFile(junit)
+			require.NoError(t, err)
+			var suites struct {
+				Tests    int `xml:"tests,attr"`
+				Failures int `xml:"failures,attr"`
+			}
+			require.NoError(t, xml.Unmarshal(data, &suites))
+			require.Positive(t, suites.Tests)
+			require.Equal(t, tt.want == cli.ExitFailed, suites.Failures > 0)
+			md, err := os.ReadFile(summary)
+			require.NoError(t, err)
+			require.Contains(t, string(md), "| SLI |")
+
+			evs, err := journal.ReadFile(jpath)
+			require.NoError(t, err)
+			require.Empty(t, journal.Outstanding(evs))
+			require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type)
+
+			// The journal renders again, the same way.
+			code, again, _ := run(t, "report", jpath)
+			require.Equal(t, cli.ExitOK, code)
+			require.Contains(t, again, "time to recover")
+		})
+	}
+}
+
+func TestRunStopsOnSignals(t *testing.T) {
+	for _, signals := range [][]os.Signal{{os.Interrupt}, {os.Interrupt, syscall.SIGTERM}} {
+		t.Run(strings.Repeat("signal ", len(signals)), func(t *testing.T) {
+			jpath := filepath.Join(t.TempDir(), "j.jsonl")
+			out, errb, signal, done := startCLI(t, "--log-level", "warn", "run", "--journal", jpath,
+				"../experiments/catalog/av-latency-remediated.yaml")
+			require.Eventually(t, func() bool { return strings.Contains(out.String(), "inject av-latency") },
+				waitFor, 10*time.Millisecond, "the faults never went in: %s %s", out.String(), errb.String())
+			start := time.Now()
+			for _, s := range signals {
+				signal(s)
+			}
+			require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+			require.Less(t, time.Since(start), 15*time.Second)
+			evs, err := journal.ReadFile(jpath)
+			require.NoError(t, err)
+			last := evs[len(evs)-1]
+			require.Equal(t, journal.TypeVerdict, last.Type)
+			require.Equal(t, journal.StatusInterrupted, last.Status)
+			if len(signals) == 1 {
+				require.Empty(t, journal.Outstanding(evs), "the first signal must roll every fault back")
+			}
+		})
+	}
+}
+
+func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
+	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	_, err = srv.Link(context.Background(), "svc", "127.0.0.1:0", lineServer(t))
+	require.NoError(t, err)
+	name := network.ToxicName("run-1", "s0", time.Now().Add(time.Hour), 0)
+	require.NoError(t, srv.Client().AddToxic(context.Background(), "svc", network.Toxic{Name: name, Type: network.ToxicBlackhole, Stream: network.Downstream}))
+	h := faults.Handle{ID: "s0", Fault: "gray-failure", Owner: "run-1", Toxiproxy: srv.URL(),
+		Toxics: []faults.ToxicRef{{Proxy: "svc", Name: name}}}
+	jpath := filepath.Join(t.TempDir(), "crashed.jsonl")
+	jw, err := journal.Create(jpath, "run-1")
+	require.NoError(t, err)
+	require.NoError(t, jw.Write(journal.Event{Type: journal.TypeRunStart, Title: "crashed"}))
+	require.NoError(t, jw.Write(journal.Event{Type: journal.TypeInject, Fault: "gray-failure", Handle: &h}))
+	require.NoError(t, jw.Close())
+
+	code, out, stderr := run(t, "recover", jpath)
+	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Contains(t, out, "removed s0 (gray-failure)")
+	require.Zero(t, toxicsOn(t, srv.Client()))
+
+	code, _, _ = run(t, "report", jpath)
+	require.Equal(t, cli.ExitOK, code)
+	code, _, stderr = run(t, "recover", filepath.Join(t.TempDir(), "missing.jsonl"))
+	require.Equal(t, cli.ExitInvalid, code, stderr)
+}

@@ -1,0 +1,475 @@
+package experiments_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mailchaos/mailchaos/experiments"
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/grayfailure"
+	"github.com/mailchaos/mailchaos/faults/network"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// slowServer greets every connection with "220 ok" after its current
+// delay: a synthetic target whose health the test controls exactly.
+type slowServer struct {
+	ln    net.Listener
+	delay atomic.Int64 // nanoseconds
+	wg    sync.WaitGroup
+	stop  chan struct{}
+}
+
+func startSlowServer(t *testing.T) *slowServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &slowServer{ln: ln, stop: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				timer := time.NewTimer(time.Duration(s.delay.Load()))
+				defer timer.Stop()
+				select {
+				case <-timer.C:
+					_, _ = io.WriteString(c, "220 ok\r\n")
+				case <-s.stop:
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { close(s.stop); _ = ln.Close(); s.wg.Wait() })
+	return s
+}
+
+// synthetic is a test fault: it makes the slowServer slow, and on removal
+// keeps it slow for recover-after more, so the true recovery moment is
+// known.
+type synthetic struct {
+	srv    *slowServer
+	mu     sync.Mutex
+	active bool
+	timers []*time.Timer
+}
+
+func (f *synthetic) Describe(context.Context) (faults.Spec, error) {
+	return faults.Spec{Name: "synthetic", Params: []faults.Param{
+		{Name: "delay", Type: faults.TypeDuration, Default: "400ms"},
+		{Name: "recover-after", Type: faults.TypeDuration, Default: "0s"},
+	}}, nil
+}
+
+func (f *synthetic) Validate(_ context.Context, req faults.Request) error {
+	spec, _ := f.Describe(context.Background())
+	_, errs := faults.Check(spec, req.Params)
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+func (f *synthetic) Inject(_ context.Context, req faults.Request) (faults.Handle, error) {
+	spec, _ := f.Describe(context.Background())
+	v, _ := faults.Check(spec, req.Params)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active = true
+	f.srv.delay.Store(int64(v.Duration("delay")))
+	return faults.Handle{ID: req.ID, Fault: "synthetic", Owner: req.Params["recover-after"], Injected: time.Now()}, nil
+}
+
+func (f *synthetic) Remove(_ context.Context, h faults.Handle) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active = false
+	after, _ := time.ParseDuration(h.Owner)
+	if after <= 0 {
+		f.srv.delay.Store(0)
+		return nil
+	}
+	f.timers = append(f.timers, time.AfterFunc(after, func() { f.srv.delay.Store(0) }))
+	return nil
+}
+
+func (f *synthetic) Status(context.Context, faults.Handle) (faults.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return faults.Status{Active: f.active}, nil
+}
+
+func (f *synthetic) isActive() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.active
+}
+
+// panicky is a probe kind whose probe panics after a few samples.
+func panicky() probes.Kind {
+	return probes.Kind{Name: "panicky", Unit: "s", New: func(probes.Config) (probes.Probe, error) {
+		return &panicProbe{}, nil
+	}}
+}
+
+type panicProbe struct{ n atomic.Int32 }
+
+func (p *panicProbe) Measure(context.Context) probes.Sample {
+	if p.n.Add(1) > 8 {
+		panic("probe bug")
+	}
+	return probes.Sample{At: time.Now(), Value: 0.001}
+}
+func (p *panicProbe) Close() error { return nil }
+
+// lab is a synthetic target: the slow server behind a link of an
+// in-test toxiproxy server, the synthetic fault, and a catalog.
+type lab struct {
+	srv   *slowServer
+	proxy *network.Server
+	syn   *synthetic
+	cat   experiments.Catalog
+	yaml  string // the target block
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	l := &lab{srv: startSlowServer(t)}
+	var err error
+	l.proxy, err = network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	t.Cleanup(l.proxy.Close)
+	listen, err := l.proxy.Link(context.Background(), "svc", "127.0.0.1:0", l.srv.ln.Addr().String())
+	require.NoError(t, err)
+	l.syn = &synthetic{srv: l.srv}
+	t.Cleanup(func() {
+		l.syn.mu.Lock()
+		defer l.syn.mu.Unlock()
+		for _, tm := range l.syn.timers {
+			tm.Stop()
+		}
+	})
+	reg := faults.NewRegistry()
+	require.NoError(t, reg.Add(context.Background(), l.syn))
+	require.NoError(t, reg.Add(context.Background(), grayfailure.New()))
+	l.cat = experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(append(probes.Builtin(), panicky())...)}
+	l.yaml = fmt.Sprintf(`target:
+  kind: external
+  toxiproxy: %s
+  endpoints: { svc: "%s" }
+  links:
+    - name: svc
+      upstream: %s
+`, l.proxy.URL(), listen, l.srv.ln.Addr())
+	return l
+}
+
+// experiment builds an experiment on the lab from the given blocks.
+func (l *lab) experiment(t *testing.T, body string) *experiments.Experiment {
+	t.Helper()
+	src := "version: 1\ntitle: synthetic\n" + l.yaml + body
+	e, err := experiments.Parse(context.Background(), "synthetic.yaml", []byte(src), l.cat)
+	require.NoError(t, err, src)
+	return e
+}
+
+// run runs e and returns the result and the journal.
+func (l *lab) run(t *testing.T, ctx context.Context, e *experiments.Experiment) (experiments.Result, []journal.Event) {
+	t.Helper()
+	var buf bytes.Buffer
+	jw := journal.NewWriter(&buf, "test")
+	res := experiments.Run(ctx, e, experiments.Options{Catalog: l.cat, Journal: jw})
+	evs, err := journal.Read(&buf)
+	require.NoError(t, err)
+	require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type, "the journal must end with a verdict")
+	// Whatever happened, nothing is left behind.
+	require.False(t, l.syn.isActive(), "the synthetic fault was left in place")
+	ps, err := l.proxy.Client().Proxies(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, ps["svc"].Toxics, "a toxic was left on the link")
+	require.Empty(t, journal.Outstanding(evs), "the journal shows a fault never removed")
+	return res, evs
+}
+
+const banner = `
+steady-state:
+  - name: banner
+    probe: banner
+    interval: 50ms
+    timeout: 1s
+    params: { endpoint: svc, expect: "220" }
+    tolerance: { max: 150ms }
+`
+
+func TestRunPasses(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: gray-failure
+    at: 100ms
+    for: 500ms
+    link: svc
+    params: { mode: stall-after, after: "0" }
+recovery: { within: 1s, hold: 300ms }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	require.False(t, res.Deviated)
+	require.Len(t, res.Summary.SLIs, 1)
+	require.True(t, res.Summary.SLIs[0].Recovered)
+	require.Greater(t, res.Summary.SLIs[0].Worst, 0.15, "the stall should have shown in the banner's latency")
+	var injected, removed int
+	for _, ev := range evs {
+		switch ev.Type {
+		case journal.TypeInject:
+			injected++
+		case journal.TypeRemove:
+			removed++
+		}
+	}
+	require.Equal(t, 1, injected)
+	require.Equal(t, 1, removed)
+}
+
+// TestTimeToRecoverOnASyntheticTarget checks the measured time-to-recover
+// against a target whose true recovery moment is known: it stays slow for
+// exactly 1.2 s after the fault's removal.
+func TestTimeToRecoverOnASyntheticTarget(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 500ms
+    params: { delay: 400ms, recover-after: 1200ms }
+recovery: { within: 3s, hold: 300ms }
+`)
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	s := res.Summary.SLIs[0]
+	require.True(t, s.Recovered)
+	// A sample taken at t sees the server's state at t; the first good one
+	// is within one interval (50 ms) of the truth, plus the sample's own
+	// connect and read on a busy machine.
+	require.InDelta(t, 1.2, s.TimeToRecover.Seconds(), 0.2, "measured %s", s.TimeToRecover)
+}
+
+func TestRecoveryOverTheBoundFails(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 300ms
+    params: { delay: 400ms, recover-after: 1500ms }
+recovery: { within: 500ms, hold: 300ms }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusFailed, res.Status, "1.5 s to recover is over the 500 ms bound")
+	require.True(t, res.Deviated)
+	require.False(t, res.Summary.SLIs[0].Passed)
+	var failed []string
+	for _, ev := range evs {
+		if ev.Type == journal.TypeAssertion && ev.Passed != nil && !*ev.Passed {
+			failed = append(failed, ev.Name)
+		}
+	}
+	require.Equal(t, []string{"recovery: banner"}, failed)
+}
+
+func TestBaselineMustHoldBeforeAnythingIsInjected(t *testing.T) {
+	l := newLab(t)
+	l.srv.delay.Store(int64(400 * time.Millisecond))
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 500ms
+recovery: { within: 1s, hold: 100ms }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusAborted, res.Status)
+	require.Contains(t, res.Message, "the steady state does not hold before any fault")
+	for _, ev := range evs {
+		require.NotEqual(t, journal.TypeInject, ev.Type, "nothing may be injected when the baseline fails")
+	}
+}
+
+func TestAbortConditionRollsBackAtOnce(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 1m
+    params: { delay: 300ms }
+recovery: { within: 1s, hold: 100ms }
+safety:
+  abort-when: { banner: "> 200ms" }
+`)
+	start := time.Now()
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusAborted, res.Status)
+	require.Contains(t, res.Message, "abort-when")
+	require.Less(t, time.Since(start), 30*time.Second, "the abort did not cut the minute-long fault short")
+	var aborts int
+	for _, ev := range evs {
+		if ev.Type == journal.TypeAbort {
+			aborts++
+		}
+	}
+	require.Equal(t, 1, aborts)
+}
+
+func TestMaxDurationAborts(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 200ms
+method:
+  - fault: gray-failure
+    at: 0s
+    for: 1s
+    link: svc
+    params: { mode: stall-after, after: "0" }
+recovery: { within: 20s, hold: 20s }
+safety:
+  max-duration: 42s
+`)
+	// Cut the planned time short by editing the parsed limit: the file
+	// itself must declare a limit that covers its plan.
+	e.Safety.MaxDuration = 700 * time.Millisecond
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusAborted, res.Status)
+	require.Contains(t, res.Message, "max-duration")
+}
+
+func TestSignalRollsBack(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 200ms
+method:
+  - fault: gray-failure
+    at: 0s
+    for: 1m
+    link: svc
+    params: { mode: blackhole }
+recovery: { within: 1s, hold: 100ms }
+`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel once the fault is in place, as a first Ctrl-C would.
+		for {
+			ps, err := l.proxy.Client().Proxies(context.Background())
+			if err == nil && len(ps["svc"].Toxics) > 0 {
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	res, _ := l.run(t, ctx, e)
+	require.Equal(t, journal.StatusInterrupted, res.Status)
+}
+
+func TestPanickingProbeAbortsAndRollsBack(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, `
+steady-state:
+  - name: p
+    probe: panicky
+    interval: 50ms
+    tolerance: { max: 1 }
+baseline: 200ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 1m
+recovery: { within: 1s, hold: 100ms }
+`)
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusAborted, res.Status)
+	require.Contains(t, res.Message, "panicked")
+}
+
+func TestProbeThatCannotStartAborts(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, `
+steady-state:
+  - name: b
+    probe: banner
+    params: { endpoint: "127.0.0.1:1" }
+    interval: 50ms
+    timeout: 200ms
+    tolerance: { max: 1s }
+baseline: 200ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 1s
+recovery: { within: 1s, hold: 100ms }
+`)
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusAborted, res.Status, "a probe failing from the start fails the baseline")
+}
+
+// failingRemove is a fault whose removal always fails.
+type failingRemove struct{ synthetic }
+
+func (f *failingRemove) Describe(context.Context) (faults.Spec, error) {
+	return faults.Spec{Name: "sticky"}, nil
+}
+func (f *failingRemove) Validate(context.Context, faults.Request) error { return nil }
+func (f *failingRemove) Remove(context.Context, faults.Handle) error {
+	return fmt.Errorf("the fault's server is gone")
+}
+
+func TestRollbackFailureIsReported(t *testing.T) {
+	l := newLab(t)
+	sticky := &failingRemove{synthetic{srv: startSlowServer(t)}}
+	require.NoError(t, l.cat.Faults.Add(context.Background(), sticky))
+	e := l.experiment(t, banner+`
+baseline: 200ms
+method:
+  - fault: sticky
+    at: 0s
+    for: 200ms
+recovery: { within: 1s, hold: 100ms }
+`)
+	var buf bytes.Buffer
+	res := experiments.Run(context.Background(), e, experiments.Options{Catalog: l.cat, Journal: journal.NewWriter(&buf, "t")})
+	require.True(t, res.RollbackFailed)
+	require.ErrorContains(t, res.Err, "may still be in place")
+	evs, err := journal.Read(&buf)
+	require.NoError(t, err)
+	require.Len(t, journal.Outstanding(evs), 1, "recover must find the fault in the journal")
+}
