@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/mailchaos/mailchaos/cli.Version=$(VERSION)
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: build test lint bench fuzz demo clean
+.PHONY: build test lint bench fuzz demo demo-mail clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -32,9 +32,15 @@ bench:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseConfig -fuzztime=$(FUZZTIME) ./targets/mailstack/
 	$(GO) test -run='^$$' -fuzz=FuzzMatch -fuzztime=$(FUZZTIME) ./targets/mailstack/clamd/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./experiments/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/yamlfile/
 
-## demo: start the embedded mail stack, send clean and infected mail, read it back.
+## demo: run the remediated AV-engine incident experiment on the embedded stack.
 demo: build
+	$(BIN) --log-level warn run experiments/catalog/av-latency-remediated.yaml
+
+## demo-mail: start the embedded mail stack, send clean and infected mail, read it back.
+demo-mail: build
 	@targets/mailstack/demo/demo.sh $(BIN)
 
 clean:

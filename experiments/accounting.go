@@ -75,7 +75,7 @@ func noMailLost(recs []mailstack.Record) (bool, string) {
 			queued++
 		}
 	}
-	msg := fmt.Sprintf("%d accepted: %d still queued after %s, %d bounced", len(recs), queued, drainTimeout, bounced)
+	msg := fmt.Sprintf("%d accepted: %d still queued at the end, %d bounced", len(recs), queued, bounced)
 	return queued == 0 && bounced == 0, msg
 }
 

@@ -111,17 +111,30 @@ func (tol Tolerance) worse(a, b float64) bool {
 }
 
 // String writes the tolerance the way a user reads it.
-func (tol Tolerance) String() string {
+func (tol Tolerance) String() string { return tol.format("") }
+
+// format writes the tolerance with its values in unit: seconds as
+// durations, ratios as percentages.
+func (tol Tolerance) format(unit string) string {
+	v := func(q Quantity) string {
+		switch unit {
+		case "s":
+			return time.Duration(float64(q) * float64(time.Second)).String()
+		case "ratio":
+			return fmt.Sprintf("%g%%", float64(q)*100)
+		}
+		return fmt.Sprintf("%g", float64(q))
+	}
 	var s string
 	switch {
 	case len(tol.Range) == 2:
-		s = fmt.Sprintf("%g..%g", tol.Range[0], tol.Range[1])
+		s = v(tol.Range[0]) + ".." + v(tol.Range[1])
 	case tol.Max != nil && tol.Min != nil:
-		s = fmt.Sprintf("%g..%g", *tol.Min, *tol.Max)
+		s = v(*tol.Min) + ".." + v(*tol.Max)
 	case tol.Max != nil:
-		s = fmt.Sprintf("<= %g", *tol.Max)
+		s = "<= " + v(*tol.Max)
 	case tol.Min != nil:
-		s = fmt.Sprintf(">= %g", *tol.Min)
+		s = ">= " + v(*tol.Min)
 	}
 	if tol.Over > 0 {
 		s = fmt.Sprintf("%s of %s over %s", tol.Stat, s, tol.Over)

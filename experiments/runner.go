@@ -179,9 +179,10 @@ func (r *runner) execute(ctx context.Context) Result {
 	for _, s := range r.slis {
 		pts := s.series.snapshot()
 		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
-		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), s.spec.Tolerance.String(), "")
+		tol := s.spec.Tolerance.format(r.unit(s))
+		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
 		if !ev.ok {
-			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), s.spec.Tolerance))
+			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), tol))
 		}
 	}
 	if len(bad) > 0 {
@@ -538,7 +539,8 @@ func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.S
 	for _, s := range r.slis {
 		pts := s.series.snapshot()
 		tol := s.spec.Tolerance
-		ss := journal.SLISummary{Name: s.spec.Name, Tolerance: tol.String(), Unit: r.unit(s)}
+		ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s)}
+		ss.Tolerance = tol.format(ss.Unit)
 		if evs := evaluate(pts, tol, injectStart.Add(-r.exp.Baseline), injectStart); len(evs) > 0 {
 			ss.Baseline = evs[len(evs)-1].stat
 		}
@@ -596,6 +598,9 @@ func (r *runner) describe(s *sliState, ev evaluation) string {
 		return "failing (a probe failed)"
 	case math.IsNaN(ev.stat) || (ev.stat == 0 && !ev.ok && len(s.series.snapshot()) == 0):
 		return "unmeasured (no sample)"
+	}
+	if r.unit(s) == "s" {
+		return time.Duration(ev.stat * float64(time.Second)).Round(time.Microsecond).String()
 	}
 	return fmt.Sprintf("%g", ev.stat)
 }
