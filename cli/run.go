@@ -143,9 +143,11 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return &usageError{fmt.Errorf("flag --journal: %w", err)}
 			}
-			var progress io.Writer = st.env.Stdout
+			var progress, live io.Writer = st.env.Stdout, nil
 			if c.Bool("quiet") {
 				progress = nil
+			} else if isTerminal(st.env.Stdout) {
+				live = st.env.Stdout
 			}
 			worst := ExitOK
 			var results []experiments.Result
@@ -156,7 +158,7 @@ func runCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
 				res := experiments.Run(st.stop, e, experiments.Options{
 					Catalog: cat, Journal: jw, Log: st.log, Progress: progress, Kill: st.kill,
-					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode,
+					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode, Live: live,
 				})
 				results = append(results, res)
 				worst = worse(worst, resultCode(res))
@@ -296,4 +298,15 @@ func recoverCommand(st *state) *ucli.Command {
 			return errors.Join(errs...)
 		},
 	}
+}
+
+// isTerminal reports whether w is a terminal (then a live status line is
+// drawn; otherwise only timestamped lines are written).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// ExitCode maps a result to the process exit code recorded in the
 	// journal's verdict (the command line owns that table); nil records 0.
 	ExitCode func(Result) int
+	// Live, when set, is a terminal: a status line (phase, elapsed and
+	// planned time, latest SLI values, faults active) is redrawn on it four
+	// times a second, below the progress lines.
+	Live io.Writer
 }
 
 // Result is a run's outcome.
@@ -83,9 +87,12 @@ type runner struct {
 	j    *journal.Writer
 	run  *targets.Running
 
-	slis   []*sliState
-	active map[string]activeFault // by handle ID
-	mu     sync.Mutex
+	slis      []*sliState
+	active    map[string]activeFault // by handle ID
+	mu        sync.Mutex
+	phaseName string     // guarded by mu
+	started   time.Time  // when the run started
+	outMu     sync.Mutex // orders progress lines and the live status line
 
 	abort chan string // safety conditions and probe failures, first one wins
 	once  sync.Once
@@ -119,8 +126,12 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, active: map[string]activeFault{},
-		abort: make(chan string, 1)}
-	start := time.Now()
+		abort: make(chan string, 1), started: time.Now()}
+	start := r.started
+	if opts.Live != nil {
+		stopLive := r.live()
+		defer stopLive()
+	}
 	if d := exp.Safety.MaxDuration; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d, errMaxDuration)
@@ -624,6 +635,9 @@ func window(pts []point, tol Tolerance, t time.Time) []point {
 }
 
 func (r *runner) phase(name string) {
+	r.mu.Lock()
+	r.phaseName = name
+	r.mu.Unlock()
 	_ = r.j.Write(journal.Event{Type: journal.TypePhase, Phase: name})
 	r.progress("phase %s", name)
 }
@@ -639,9 +653,76 @@ func (r *runner) assert(name string, passed bool, measured, bound, msg string) {
 }
 
 func (r *runner) progress(format string, args ...any) {
-	if r.opts.Progress != nil {
-		fmt.Fprintf(r.opts.Progress, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	if r.opts.Progress == nil {
+		return
 	}
+	r.outMu.Lock()
+	defer r.outMu.Unlock()
+	if r.opts.Live != nil {
+		fmt.Fprint(r.opts.Live, "\r\033[K") // clear the status line first
+	}
+	fmt.Fprintf(r.opts.Progress, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// live redraws the status line until the returned function is called.
+func (r *runner) live() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				r.outMu.Lock()
+				fmt.Fprint(r.opts.Live, "\r\033[K")
+				r.outMu.Unlock()
+				return
+			case <-t.C:
+				line := r.statusLine()
+				r.outMu.Lock()
+				fmt.Fprint(r.opts.Live, "\r\033[K"+line)
+				r.outMu.Unlock()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// statusLine is the live status: phase, elapsed/planned, the latest value
+// of each SLI, and the faults active.
+func (r *runner) statusLine() string {
+	r.mu.Lock()
+	phase := r.phaseName
+	var active []string
+	for _, a := range r.active {
+		active = append(active, a.handle.Fault)
+	}
+	r.mu.Unlock()
+	sort.Strings(active)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s] %s/%s", phase, time.Since(r.started).Round(100*time.Millisecond),
+		r.exp.plannedDuration().Round(time.Second))
+	for _, s := range r.slis {
+		pts := s.series.snapshot()
+		if len(pts) == 0 {
+			continue
+		}
+		last := pts[len(pts)-1]
+		v := "failed"
+		if !last.failed {
+			v = fmt.Sprintf("%.4g", last.value)
+			if r.unit(s) == "s" {
+				v = time.Duration(last.value * float64(time.Second)).Round(time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(&b, "  %s=%s", s.spec.Name, v)
+	}
+	if len(active) > 0 {
+		fmt.Fprintf(&b, "  faults: %s", strings.Join(active, ", "))
+	}
+	return b.String()
 }
 
 // verdict journals the run's end.

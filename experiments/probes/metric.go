@@ -34,6 +34,9 @@ const (
 	// MetricQuantile is a quantile of a histogram's observations between
 	// the previous sample and this one.
 	MetricQuantile = "quantile"
+	// MetricRatio is the increase of a counter divided by the increase of
+	// another (param per) between the previous sample and this one.
+	MetricRatio = "ratio"
 )
 
 // maxScrape bounds the size of a /metrics response.
@@ -65,8 +68,12 @@ func MetricKind() Kind {
 				Doc: "the metric family (mailstack_queue_depth); for histograms and summaries also NAME_count or NAME_sum"},
 			{Name: "labels", Type: faults.TypeString,
 				Doc: "label pairs every selected series must have, comma-separated (reason=virus,engine=av-engine-2); matching series are summed"},
-			{Name: "kind", Type: faults.TypeEnum, Default: MetricGauge, Enum: []string{MetricGauge, MetricRate, MetricQuantile},
-				Doc: "gauge: current value; rate: per-second increase since the previous sample; quantile: histogram quantile of the observations since the previous sample"},
+			{Name: "kind", Type: faults.TypeEnum, Default: MetricGauge, Enum: []string{MetricGauge, MetricRate, MetricQuantile, MetricRatio},
+				Doc: "gauge: current value; rate: per-second increase since the previous sample; quantile: histogram quantile of the observations since the previous sample; ratio: increase of metric divided by the increase of per"},
+			{Name: "per", Type: faults.TypeString,
+				Doc: "kind ratio: the denominator counter (mailstack_accepted_total), with the same labels"},
+			{Name: "window", Type: faults.TypeDuration, Default: "0s", Min: "0s", Max: "1h",
+				Doc: "kind ratio: the span both increases are taken over (0: since the previous sample)"},
 			{Name: "quantile", Type: faults.TypeFloat, Default: "0.99", Min: "0", Max: "1",
 				Doc: "the quantile for kind quantile"},
 			{Name: "endpoint", Type: faults.TypeString, Default: "metrics",
@@ -95,6 +102,10 @@ func MetricKind() Kind {
 			}
 			target = "http://" + addr + "/metrics"
 		}
+		if v.String("kind") == MetricRatio && v.String("per") == "" {
+			return nil, &faults.ParamError{Fault: k.Name, Param: "per", Msg: "kind ratio needs the denominator counter",
+				Allowed: "a counter such as mailstack_accepted_total"}
+		}
 		labels, err := parseLabels(v.String("labels"))
 		if err != nil {
 			return nil, &faults.ParamError{Fault: k.Name, Param: "labels", Value: v.String("labels"), Msg: err.Error(),
@@ -102,7 +113,7 @@ func MetricKind() Kind {
 		}
 		p := &metricProbe{
 			url: target, metric: v.String("metric"), labels: labels, kind: v.String("kind"),
-			q: v.Float("quantile"), unit: v.String("unit"),
+			q: v.Float("quantile"), unit: v.String("unit"), per: v.String("per"), window: v.Duration("window"),
 			transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute},
 			turn:      make(chan struct{}, 1),
 		}
@@ -165,6 +176,11 @@ type metricProbe struct {
 	turn chan struct{}
 	// prev is the previous scrape's selected series, guarded by turn.
 	prev *snapshot
+	// per is the denominator counter of kind ratio, window the span it is
+	// taken over, and history the recent scrapes (numerator, denominator).
+	per     string
+	window  time.Duration
+	history [][2]*snapshot
 }
 
 var _ Probe = (*metricProbe)(nil)
@@ -205,6 +221,8 @@ func (p *metricProbe) Measure(ctx context.Context) Sample {
 		return p.rate(start, fams)
 	case MetricQuantile:
 		return p.quantile(start, fams)
+	case MetricRatio:
+		return p.ratio(start, fams)
 	}
 	series, err := p.selectSeries(fams)
 	if err != nil {
@@ -366,22 +384,48 @@ func (s series) scalar() (float64, error) {
 		s.family, strings.ToLower(s.typ.String()), s.family, s.family)
 }
 
-// rate computes the per-second increase since the previous sample.
-func (p *metricProbe) rate(start time.Time, fams map[string]*dto.MetricFamily) Sample {
-	sel, err := p.selectSeries(fams)
+// counters selects the counter series of name and sums them by series.
+func (p *metricProbe) counters(start time.Time, fams map[string]*dto.MetricFamily, name string) (*snapshot, error) {
+	q := *p
+	q.metric = name
+	sel, err := q.selectSeries(fams)
 	if err != nil {
-		return failed(start, err)
+		return nil, err
 	}
 	cur := &snapshot{at: start, values: map[string]float64{}}
 	for _, s := range sel {
 		if s.typ == dto.MetricType_GAUGE {
-			return failed(start, fmt.Errorf("%s is a gauge: kind rate needs a counter", s.family))
+			return nil, fmt.Errorf("%s is a gauge: kinds rate and ratio need counters", s.family)
 		}
 		x, err := s.scalar()
 		if err != nil {
-			return failed(start, err)
+			return nil, err
 		}
 		cur.values[signature(s.m)] += x
+	}
+	return cur, nil
+}
+
+// increase is how much counters grew from prev to cur, counting a new
+// series and a reset series from zero.
+func increase(prev, cur *snapshot) float64 {
+	var inc float64
+	for sig, x := range cur.values {
+		before, ok := prev.values[sig]
+		if !ok || x < before {
+			inc += x
+			continue
+		}
+		inc += x - before
+	}
+	return inc
+}
+
+// rate computes the per-second increase since the previous sample.
+func (p *metricProbe) rate(start time.Time, fams map[string]*dto.MetricFamily) Sample {
+	cur, err := p.counters(start, fams, p.metric)
+	if err != nil {
+		return failed(start, err)
 	}
 	prev := p.prev
 	p.prev = cur
@@ -392,19 +436,42 @@ func (p *metricProbe) rate(start time.Time, fams map[string]*dto.MetricFamily) S
 	if dt <= 0 {
 		return Sample{At: start, Skip: true}
 	}
-	var inc float64
-	for sig, x := range cur.values {
-		before, ok := prev.values[sig]
-		switch {
-		case !ok: // a new series: it counted from zero
-			inc += x
-		case x < before: // a reset: it counted from zero again
-			inc += x
-		default:
-			inc += x - before
+	return Sample{At: start, Value: increase(prev, cur) / dt}
+}
+
+// ratio divides the increase of the metric by the increase of the `per`
+// counter over the last `window` (or since the previous sample): delivered
+// per accepted is the share of arriving mail the stack keeps up with. No
+// increase of `per` is a Skip.
+func (p *metricProbe) ratio(start time.Time, fams map[string]*dto.MetricFamily) Sample {
+	num, err := p.counters(start, fams, p.metric)
+	if err != nil {
+		return failed(start, err)
+	}
+	den, err := p.counters(start, fams, p.per)
+	if err != nil {
+		return failed(start, err)
+	}
+	p.history = append(p.history, [2]*snapshot{num, den})
+	// Compare with the newest scrape at least window old (the previous one
+	// when window is 0), and forget older ones.
+	base := -1
+	for i := len(p.history) - 2; i >= 0; i-- {
+		if start.Sub(p.history[i][0].at) >= p.window {
+			base = i
+			break
 		}
 	}
-	return Sample{At: start, Value: inc / dt}
+	if base < 0 {
+		return Sample{At: start, Skip: true}
+	}
+	then := p.history[base]
+	p.history = p.history[base:]
+	d := increase(then[1], den)
+	if d <= 0 {
+		return Sample{At: start, Skip: true}
+	}
+	return Sample{At: start, Value: increase(then[0], num) / d}
 }
 
 // quantile computes the quantile of the observations since the previous

@@ -566,19 +566,19 @@ func (r *run) offset(t time.Time) string {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // value formats an SLI value by its unit: "s" as a duration, "ratio" as a
-// percentage, anything else as %g followed by the unit.
+// percentage, anything else as %.4g followed by the unit.
 func value(v float64, unit string) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return fmt.Sprintf("%g", v)
+		return fmt.Sprintf("%.4g", v)
 	case unit == "s" && math.Abs(v) < math.MaxInt64/1e9:
 		return human(time.Duration(math.Round(v * 1e9)))
 	case unit == "ratio":
 		return decimal(v*100, 2) + "%"
 	case unit == "":
-		return fmt.Sprintf("%g", v)
+		return fmt.Sprintf("%.4g", v)
 	}
-	return fmt.Sprintf("%g %s", v, clean(unit))
+	return fmt.Sprintf("%.4g %s", v, clean(unit))
 }
 
 // human formats a duration briefly: 850ms, 1.2s, 12.5s, 1m15s, 2m, 1h5m.
