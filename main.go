@@ -17,5 +17,6 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	os.Exit(cli.Run(context.Background(), os.Args, cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Signals: sigs,
+		StopSignals: func() { signal.Stop(sigs) },
 	}))
 }

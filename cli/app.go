@@ -31,6 +31,9 @@ type Env struct {
 	// command to stop gracefully (roll back, drain); the second one makes it
 	// stop at once. Nil means no signals.
 	Signals <-chan os.Signal
+	// StopSignals, if set, is called after the second signal: main stops
+	// catching signals then, so that a third one ends the process at once.
+	StopSignals func()
 }
 
 // state is what every command gets: the environment plus the two stop
@@ -79,6 +82,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 					}
 					fmt.Fprintf(env.Stderr, "mailchaos: %s: stopping now\n", sig)
 					killCancel()
+					if env.StopSignals != nil {
+						env.StopSignals()
+					}
 					return
 				}
 			}

@@ -1,9 +1,6 @@
 package cli
 
-import (
-	"context"
-	"errors"
-)
+import "errors"
 
 // Exit codes. This table is the one place where errors become exit codes;
 // the README documents it for pipelines.
@@ -54,8 +51,6 @@ func exitCode(err error) int {
 		return ExitFailed
 	case errors.As(err, &inv) && inv.InvalidInput():
 		return ExitInvalid
-	case errors.Is(err, context.Canceled):
-		return ExitAborted
 	default:
 		return ExitAborted
 	}

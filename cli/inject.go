@@ -66,9 +66,14 @@ func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, 
 		return targets.Open(ctx, f, "", st.log)
 	}
 	if u := c.String("toxiproxy"); u != "" {
-		f := targets.File{Toxiproxy: u, Endpoints: map[string]string{"toxiproxy": "x"}}
-		if fes := f.Validate(allowRemote); len(fes) > 0 && fes[0].Field == "toxiproxy" {
-			return nil, &usageError{fmt.Errorf("flag --toxiproxy: %s", fes[0].Msg)}
+		f := targets.File{Toxiproxy: u, AllowRemote: true, Endpoints: map[string]string{"toxiproxy": "127.0.0.1:1"}}
+		for _, fe := range f.Validate(allowRemote) {
+			if fe.Field == "toxiproxy" {
+				return nil, &usageError{fmt.Errorf("flag --toxiproxy: %s", fe.Msg)}
+			}
+		}
+		if c.String("target") == "mailstack" {
+			return nil, &usageError{fmt.Errorf("flag --toxiproxy: the embedded stack's links live on its own in-process toxiproxy; use --toxiproxy with --upstream or a target file")}
 		}
 	}
 	if t := c.String("target"); t != "mailstack" {
@@ -162,8 +167,10 @@ func injectCommand(st *state) *ucli.Command {
 			if c.String("upstream") != "" && len(links) == 0 && spec.NeedsLink {
 				links, linkName = []string{"link"}, "link"
 			}
-			// Validate what can be checked before anything starts.
-			if err := inj.Validate(st.stop, faults.Request{Fault: spec.Name, Params: params}); err != nil {
+			// Validate what can be checked before anything starts (the links
+			// once the target is up).
+			if err := inj.Validate(st.stop, faults.Request{ID: "check", Owner: "inject", Fault: spec.Name,
+				Params: params, TTL: c.Duration("for") + c.Duration("grace")}); err != nil {
 				return err
 			}
 			run, err := openTarget(c, st, linkName)
@@ -171,7 +178,7 @@ func injectCommand(st *state) *ucli.Command {
 				return err
 			}
 			defer func() {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(st.kill), rollbackTimeout)
+				ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
 				defer cancel()
 				_ = run.Close(ctx)
 			}()
@@ -182,7 +189,7 @@ func injectCommand(st *state) *ucli.Command {
 
 // injectFor injects one fault, waits for --for or a signal, and removes it.
 func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
-	links []string, params faults.Params) error {
+	links []string, params faults.Params) (err error) {
 	out := st.env.Stdout
 	for _, name := range sortedKeys(t.Endpoints) {
 		fmt.Fprintf(out, "%s=%s\n", name, t.Endpoints[name])
@@ -200,6 +207,19 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if err != nil {
 		return fmt.Errorf("inject %s: %w", spec.Name, err)
 	}
+	// Removed on every way out of here, panics included; a second signal
+	// (st.kill) cuts the removal short.
+	removed := false
+	defer func() {
+		if removed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
+		defer cancel()
+		if rerr := inj.Remove(ctx, h); rerr != nil && err == nil {
+			err = &faults.RollbackError{Handle: h, Err: rerr}
+		}
+	}()
 	fmt.Fprintf(out, "injected %s for %s (id %s); Ctrl-C removes it early\n", spec.Name, d, h.ID)
 	timer := time.NewTimer(d)
 	select {
@@ -207,13 +227,16 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	case <-st.stop.Done():
 		timer.Stop()
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.kill), rollbackTimeout)
+	ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
 	defer cancel()
-	if stat, err := inj.Status(ctx, h); err == nil && stat.Detail != "" {
-		fmt.Fprintln(out, stat.Detail)
-	}
+	removed = true
 	if err := inj.Remove(ctx, h); err != nil {
 		return &faults.RollbackError{Handle: h, Err: err}
+	}
+	sctx, scancel := context.WithTimeout(st.kill, 2*time.Second)
+	defer scancel()
+	if stat, err := inj.Status(sctx, h); err == nil && stat.Detail != "" {
+		fmt.Fprintln(out, stat.Detail)
 	}
 	fmt.Fprintf(out, "removed %s\n", spec.Name)
 	if st.stop.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -153,6 +154,9 @@ func runCommand(st *state) *ucli.Command {
 			var results []experiments.Result
 			for i, e := range exps {
 				if st.stop.Err() != nil {
+					worst = worse(worst, ExitAborted)
+					results = append(results, experiments.Result{Status: journal.StatusInterrupted,
+						Message: "interrupted before " + strings.Join(files[i:], ", ") + " ran"})
 					break
 				}
 				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
@@ -290,6 +294,12 @@ func recoverCommand(st *state) *ucli.Command {
 					continue
 				}
 				if err := inj.Remove(ctx, h); err != nil {
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						// An in-process toxiproxy died with the run, its proxies too.
+						fmt.Fprintf(st.env.Stdout, "%s (%s): the toxiproxy server at %s is gone, and its faults with it\n",
+							h.ID, h.Fault, h.Toxiproxy)
+						continue
+					}
 					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
 					continue
 				}

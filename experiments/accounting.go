@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -107,11 +108,15 @@ func (r *runner) infectedNeverDelivered(ctx context.Context, stack *mailstack.St
 	var infected []string
 	scanned := 0
 	for _, u := range cfg.Users {
-		c, err := imapclient.DialInsecure(stack.Endpoint("imap"), nil)
+		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", stack.Endpoint("imap"))
 		if err != nil {
 			return false, "", err
 		}
+		c := imapclient.New(conn, nil)
+		// A signal ends the check: closing the connection ends any command.
+		stopClose := context.AfterFunc(ctx, func() { _ = c.Close() })
 		err = func() error {
+			defer stopClose()
 			defer c.Close()
 			if err := c.Login(u.Address, u.Password).Wait(); err != nil {
 				return fmt.Errorf("log in as %s: %w", u.Address, err)
@@ -142,11 +147,11 @@ func (r *runner) infectedNeverDelivered(ctx context.Context, stack *mailstack.St
 			return false, "", ctx.Err()
 		}
 	}
-	if len(infected) > 0 {
-		if len(infected) > 5 {
+	if n := len(infected); n > 0 {
+		if n > 5 {
 			infected = append(infected[:5], "...")
 		}
-		return false, fmt.Sprintf("%d of %d delivered messages infected: %s", len(infected), scanned, strings.Join(infected, ", ")), nil
+		return false, fmt.Sprintf("%d of %d delivered messages infected: %s", n, scanned, strings.Join(infected, ", ")), nil
 	}
 	return true, fmt.Sprintf("0 of %d delivered messages infected", scanned), nil
 }

@@ -15,10 +15,45 @@ type point struct {
 	failed bool
 }
 
-// series holds an SLI's samples in time order. Safe for concurrent use.
+// series holds an SLI's samples in time order, and the start times of the
+// samples still being measured. Safe for concurrent use.
 type series struct {
-	mu     sync.Mutex
-	points []point
+	mu      sync.Mutex
+	points  []point
+	pending map[uint64]time.Time
+	seq     uint64
+}
+
+// begin notes a sample started at t and returns its ticket for finish.
+func (s *series) begin(t time.Time) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		s.pending = map[uint64]time.Time{}
+	}
+	s.seq++
+	s.pending[s.seq] = t
+	return s.seq
+}
+
+// finish notes that a sample is no longer in flight.
+func (s *series) finish(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, id)
+}
+
+// oldestPending is the start of the oldest sample in flight.
+func (s *series) oldestPending() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest time.Time
+	for _, t := range s.pending {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest, !oldest.IsZero()
 }
 
 // add inserts a sample in time order (samples of slow probes arrive late).
@@ -88,6 +123,9 @@ func (tol Tolerance) check(at time.Time, window []point) evaluation {
 
 // within reports whether v is inside the tolerance's bounds.
 func (tol Tolerance) within(v float64) bool {
+	if math.IsNaN(v) {
+		return false
+	}
 	if tol.Max != nil && v > float64(*tol.Max) {
 		return false
 	}
@@ -187,36 +225,39 @@ func percentile(vals []float64, q float64) float64 {
 }
 
 // timeToRecover is the time from removed to the first evaluation from
-// which the SLI stays within tolerance for hold, judged on the samples up
-// to end. ok is false when there is no such moment (yet).
+// which the SLI stays within tolerance for hold, judged on the samples taken
+// before end (the caller passes the start of the oldest sample still in
+// flight, so a late, slow sample cannot be skipped over). ok is false when
+// there is no such moment yet: a hold needs a sample at or past its end.
 func timeToRecover(pts []point, tol Tolerance, removed, end time.Time, hold time.Duration) (time.Duration, bool) {
-	evs := evaluate(pts, tol, removed, end)
+	var before []point
+	for _, p := range pts {
+		if p.at.Before(end) {
+			before = append(before, p)
+		}
+	}
+	evs := evaluate(before, tol, removed, end)
 	for i, ev := range evs {
 		if !ev.ok {
 			continue
 		}
-		good := true
-		covered := false
+		good, covered := true, false
 		for _, later := range evs[i:] {
-			if later.at.Sub(ev.at) > hold {
-				covered = true
-				break
-			}
 			if !later.ok {
 				good = false
 				break
 			}
-			if later.at.Sub(ev.at) == hold {
+			if later.at.Sub(ev.at) >= hold {
 				covered = true
+				break
 			}
 		}
-		if !good {
-			continue
+		if good && covered {
+			return ev.at.Sub(removed), true
 		}
-		if !covered && end.Sub(ev.at) < hold {
-			return 0, false // not enough data yet to tell
+		if good {
+			return 0, false // in tolerance so far, but the hold is not over yet
 		}
-		return ev.at.Sub(removed), true
 	}
 	return 0, false
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
@@ -96,6 +97,8 @@ type runner struct {
 
 	abort chan string // safety conditions and probe failures, first one wins
 	once  sync.Once
+	// cutoff is set when the run stops waiting for samples in flight.
+	cutoff atomic.Bool
 }
 
 type sliState struct {
@@ -128,10 +131,7 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, active: map[string]activeFault{},
 		abort: make(chan string, 1), started: time.Now()}
 	start := r.started
-	if opts.Live != nil {
-		stopLive := r.live()
-		defer stopLive()
-	}
+	sig := ctx
 	if d := exp.Safety.MaxDuration; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d, errMaxDuration)
@@ -142,6 +142,10 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 			res = Result{Status: journal.StatusAborted, Message: fmt.Sprintf("internal error: %v", p),
 				Err: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
 		}
+		var partial *faults.RollbackError
+		if errors.As(res.Err, &partial) {
+			res.RollbackFailed = true
+		}
 		if rb := r.rollback(); rb != nil {
 			res.RollbackFailed, res.Err = true, errors.Join(res.Err, rb)
 			if res.Status == journal.StatusCompleted || res.Status == journal.StatusFailed {
@@ -151,22 +155,31 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 		r.closeTarget()
 		r.verdict(res, time.Since(start))
 	}()
-	return r.execute(ctx)
+	return r.execute(ctx, sig)
 }
 
 // execute runs the phases; Run's deferred code rolls back and writes the
-// verdict whatever happens here.
-func (r *runner) execute(ctx context.Context) Result {
+// verdict whatever happens here. ctx ends at a signal, an abort or the
+// hard time limit; sig only at a signal (accounting runs on it).
+func (r *runner) execute(ctx, sig context.Context) Result {
 	if err := r.startTarget(ctx); err != nil {
 		return r.aborted(ctx, "cannot start the target", err)
 	}
 	if err := r.startProbes(); err != nil {
 		return r.aborted(ctx, "cannot start the probes", err)
 	}
+	if r.opts.Live != nil {
+		stopLive := r.live()
+		defer stopLive()
+	}
+	// Samplers stop taking samples when sctx ends; samples in flight run on
+	// mctx, so that the last ones can still come in at the end.
 	sctx, stopSamplers := context.WithCancel(ctx)
+	mctx, cancelMeasures := context.WithCancel(ctx)
 	var samplers sync.WaitGroup
 	defer func() {
 		stopSamplers()
+		cancelMeasures()
 		samplers.Wait()
 		for _, s := range r.slis {
 			_ = s.probe.Close()
@@ -176,7 +189,7 @@ func (r *runner) execute(ctx context.Context) Result {
 		samplers.Add(1)
 		go func() {
 			defer samplers.Done()
-			r.sample(sctx, s)
+			r.sample(sctx, mctx, s)
 		}()
 	}
 
@@ -221,7 +234,7 @@ func (r *runner) execute(ctx context.Context) Result {
 			return r.stopped(ctx, msg)
 		}
 		if ev.remove {
-			if err := r.remove(ctx, handles[ev.step]); err != nil {
+			if err := r.remove(r.opts.Kill, handles[ev.step]); err != nil {
 				return r.aborted(ctx, "a fault could not be removed", err)
 			}
 			lastRemoval = time.Now()
@@ -240,6 +253,11 @@ func (r *runner) execute(ctx context.Context) Result {
 	for {
 		next := time.Now().Add(100 * time.Millisecond)
 		if r.allRecovered(lastRemoval, time.Now()) {
+			select {
+			case msg := <-r.abort:
+				return r.stopped(ctx, msg)
+			default:
+			}
 			break
 		}
 		if !next.Before(deadline.Add(r.maxInterval())) {
@@ -252,20 +270,28 @@ func (r *runner) execute(ctx context.Context) Result {
 			break
 		}
 	}
+	// Let the samples in flight land (a slow one decides whether the hold
+	// held); those still out after one more interval are recorded as failed.
 	end := time.Now()
 	stopSamplers()
+	r.awaitInflight(ctx, end.Add(r.maxInterval()+250*time.Millisecond))
+	r.cutoff.Store(true)
+	cancelMeasures()
 	samplers.Wait()
 
-	summary, deviated := r.recoverySummary(injectStart, lastRemoval, end)
+	summary, deviated := r.recoverySummary(injectStart, lastRemoval, time.Now())
 
-	// Accounting: the invariants.
+	// Accounting: the invariants. It runs past the hard time limit (it
+	// waits for the queue to drain), but not past a signal.
 	if len(r.exp.Invariants) > 0 {
 		r.phase(PhaseAccounting)
-		if !r.accounting(ctx) {
+		if !r.accounting(sig) {
 			deviated = true
 		}
-		if ctx.Err() != nil {
-			return r.stopped(ctx, "")
+		if sig.Err() != nil {
+			res := r.stopped(sig, "")
+			res.Summary, res.Deviated = summary, deviated
+			return res
 		}
 	}
 	status := journal.StatusCompleted
@@ -306,7 +332,7 @@ func (r *runner) stopped(ctx context.Context, msg string) Result {
 		msg = fmt.Sprintf("safety: the run reached its max-duration of %s", r.exp.Safety.MaxDuration)
 	}
 	if msg != "" {
-		_ = r.j.Write(journal.Event{Type: journal.TypeAbort, Message: msg})
+		_ = r.write(journal.Event{Type: journal.TypeAbort, Message: msg})
 		r.progress("ABORT %s", msg)
 		return Result{Status: journal.StatusAborted, Message: msg}
 	}
@@ -323,7 +349,7 @@ func (r *runner) aborted(ctx context.Context, msg string, err error) Result {
 	if err != nil {
 		msg += ": " + err.Error()
 	}
-	_ = r.j.Write(journal.Event{Type: journal.TypeAbort, Message: msg})
+	_ = r.write(journal.Event{Type: journal.TypeAbort, Message: msg})
 	r.progress("ABORT %s", msg)
 	return Result{Status: journal.StatusAborted, Message: msg, Err: err}
 }
@@ -350,7 +376,7 @@ func (r *runner) startTarget(ctx context.Context) error {
 	}
 	expJSON, _ := json.Marshal(r.exp)
 	tg := r.run.Target
-	return r.j.Write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
+	return r.write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
 		Experiment: expJSON, Target: &tg})
 }
 
@@ -386,9 +412,9 @@ func (r *runner) startProbes() error {
 }
 
 // sample takes an SLI's samples on its interval until ctx ends. Each sample
-// runs in its own goroutine, so a slow one does not delay the next; at most
-// timeout/interval+1 are in flight.
-func (r *runner) sample(ctx context.Context, s *sliState) {
+// runs in its own goroutine on mctx, so a slow one does not delay the next;
+// at most timeout/interval+2 are in flight.
+func (r *runner) sample(ctx, mctx context.Context, s *sliState) {
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	slots := make(chan struct{}, int(s.spec.Timeout/s.spec.Interval)+2)
@@ -401,7 +427,7 @@ func (r *runner) sample(ctx context.Context, s *sliState) {
 			go func() {
 				defer inflight.Done()
 				defer func() { <-slots }()
-				r.measure(ctx, s)
+				r.measure(mctx, s)
 			}()
 		default:
 			r.raise(fmt.Sprintf("probe %s of SLI %s cannot keep up: %d samples in flight", s.spec.Probe, s.spec.Name, cap(slots)))
@@ -415,30 +441,59 @@ func (r *runner) sample(ctx context.Context, s *sliState) {
 }
 
 // measure takes one sample, journals it and checks the abort condition. A
-// panicking probe aborts the run.
+// panicking probe aborts the run. A sample cut off at the end of the run is
+// recorded as failed; one cut off by a signal or an abort is dropped.
 func (r *runner) measure(ctx context.Context, s *sliState) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.raise(fmt.Sprintf("probe %s of SLI %s panicked: %v", s.spec.Probe, s.spec.Name, p))
 		}
 	}()
+	start := time.Now()
+	id := s.series.begin(start)
+	defer s.series.finish(id)
 	mctx, cancel := context.WithTimeout(ctx, s.spec.Timeout)
 	defer cancel()
 	smp := s.probe.Measure(mctx)
-	if ctx.Err() != nil && smp.Failed {
-		return // stopped, not failed
+	if ctx.Err() != nil && (smp.Failed || smp.Skip) {
+		if !r.cutoff.Load() {
+			return // stopped, not failed
+		}
+		smp = probes.Sample{At: start, Failed: true, Err: "still in flight when the run ended"}
 	}
 	if smp.Skip {
 		return
 	}
 	if smp.At.IsZero() {
-		smp.At = time.Now()
+		smp.At = start
 	}
 	s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed})
-	_ = r.j.Write(journal.Event{Type: journal.TypeSample, SLI: s.spec.Name, At: smp.At, Value: smp.Value,
+	_ = r.write(journal.Event{Type: journal.TypeSample, SLI: s.spec.Name, At: smp.At, Value: smp.Value,
 		Failed: smp.Failed, Err: smp.Err})
 	if s.cond != nil && !smp.Failed && s.cond.Holds(smp.Value) {
 		r.raise(fmt.Sprintf("safety: SLI %s is %g, abort-when %s", s.spec.Name, smp.Value, s.cond))
+	}
+}
+
+// awaitInflight waits until no sample is in flight, until deadline, or
+// until ctx ends.
+func (r *runner) awaitInflight(ctx context.Context, deadline time.Time) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		busy := false
+		for _, s := range r.slis {
+			if _, ok := s.series.oldestPending(); ok {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
@@ -456,42 +511,49 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	}
 	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
 		Links: st.AllLinks(), Params: faults.Params(st.Params), TTL: st.For + ttlGrace}
-	onset := time.Since(planned)
 	h, err := inj.Inject(ctx, req)
 	if err != nil {
 		return "", err
 	}
+	onset := time.Since(planned)
+	if !h.Injected.IsZero() {
+		onset = h.Injected.Sub(planned)
+	}
 	r.mu.Lock()
 	r.active[h.ID] = activeFault{inj: inj, handle: h, step: step}
 	r.mu.Unlock()
-	_ = r.j.Write(journal.Event{Type: journal.TypeInject, Step: step, Fault: st.Fault, Handle: &h,
+	_ = r.write(journal.Event{Type: journal.TypeInject, Step: step, Fault: st.Fault, Handle: &h,
 		Message: fmt.Sprintf("onset %s after plan", onset.Round(time.Microsecond))})
 	r.progress("inject %s (method[%d]) for %s", st.Fault, step, st.For)
 	return h.ID, nil
 }
 
-// remove removes one injected fault and journals it.
-func (r *runner) remove(ctx context.Context, id string) error {
+// remove removes one injected fault and journals it. base bounds the
+// attempt (with the rollback timeout on top): the second-signal context,
+// so that a first signal does not stop a removal.
+func (r *runner) remove(base context.Context, id string) error {
 	r.mu.Lock()
 	a, ok := r.active[id]
 	r.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.exp.Rollbacks.Timeout)
+	rctx, cancel := context.WithTimeout(base, r.exp.Rollbacks.Timeout)
 	defer cancel()
-	var stat faults.Status
-	if s, err := a.inj.Status(rctx, a.handle); err == nil {
-		stat = s
-	}
 	err := a.inj.Remove(rctx, a.handle)
-	ev := journal.Event{Type: journal.TypeRemove, Step: a.step, Fault: a.handle.Fault, Handle: &a.handle, Message: stat.Detail}
+	ev := journal.Event{Type: journal.TypeRemove, Step: a.step, Fault: a.handle.Fault, Handle: &a.handle}
 	if err != nil {
 		ev.Err = err.Error()
-		_ = r.j.Write(ev)
+		_ = r.write(ev)
 		return &faults.RollbackError{Handle: a.handle, Err: err}
 	}
-	_ = r.j.Write(ev)
+	// What the fault measured (a load generator's summary), for the journal.
+	sctx, scancel := context.WithTimeout(base, 2*time.Second)
+	if stat, err := a.inj.Status(sctx, a.handle); err == nil {
+		ev.Message = stat.Detail
+	}
+	scancel()
+	_ = r.write(ev)
 	r.mu.Lock()
 	delete(r.active, id)
 	r.mu.Unlock()
@@ -532,7 +594,11 @@ func (r *runner) rollback() error {
 // samples so far.
 func (r *runner) allRecovered(removed, now time.Time) bool {
 	for _, s := range r.slis {
-		if _, ok := timeToRecover(s.series.snapshot(), s.spec.Tolerance, removed, now, r.exp.Recovery.Hold); !ok {
+		end := now
+		if oldest, ok := s.series.oldestPending(); ok && oldest.Before(end) {
+			end = oldest // a sample still out may be the one that breaks the hold
+		}
+		if _, ok := timeToRecover(s.series.snapshot(), s.spec.Tolerance, removed, end, r.exp.Recovery.Hold); !ok {
 			return false
 		}
 	}
@@ -559,6 +625,7 @@ func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.S
 		for _, ev := range evaluate(pts, tol, injectStart, removed) {
 			if ev.failed {
 				ss.Failures++
+				continue
 			}
 			if first || tol.worse(ev.stat, ss.Worst) {
 				ss.Worst, first = ev.stat, false
@@ -638,13 +705,13 @@ func (r *runner) phase(name string) {
 	r.mu.Lock()
 	r.phaseName = name
 	r.mu.Unlock()
-	_ = r.j.Write(journal.Event{Type: journal.TypePhase, Phase: name})
+	_ = r.write(journal.Event{Type: journal.TypePhase, Phase: name})
 	r.progress("phase %s", name)
 }
 
 func (r *runner) assert(name string, passed bool, measured, bound, msg string) {
 	p := passed
-	_ = r.j.Write(journal.Event{Type: journal.TypeAssertion, Name: name, Passed: &p, Measured: measured, Bound: bound, Message: msg})
+	_ = r.write(journal.Event{Type: journal.TypeAssertion, Name: name, Passed: &p, Measured: measured, Bound: bound, Message: msg})
 	verdict := "ok"
 	if !passed {
 		verdict = "FAILED"
@@ -735,6 +802,12 @@ func (r *runner) verdict(res Result, d time.Duration) {
 	if r.opts.ExitCode != nil {
 		ev.ExitCode = r.opts.ExitCode(res)
 	}
-	_ = r.j.Write(ev)
+	_ = r.write(ev)
 	r.progress("verdict %s", res.Status)
+}
+
+// write journals an event of this run.
+func (r *runner) write(e journal.Event) error {
+	e.Run = r.opts.RunID
+	return r.j.Write(e)
 }

@@ -154,7 +154,7 @@ type Rollbacks struct {
 	// Strategy is "always" (the default and only one): every fault is
 	// removed on every exit path.
 	Strategy string `yaml:"strategy" json:"strategy,omitempty"`
-	// Timeout bounds the removal of all faults. Default 30s.
+	// Timeout bounds the removal of each fault. Default 30s.
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 }
 

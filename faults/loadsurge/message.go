@@ -150,8 +150,7 @@ type message struct {
 }
 
 // appendParts appends the message's non-empty parts to bufs, without the
-// CRLF that ends the message: the DATA writer's Close sends it, with the
-// terminating dot.
+// CRLF that ends the message: the worker sends it with the terminating dot.
 func (m *message) appendParts(bufs net.Buffers) net.Buffers {
 	for _, p := range [...][]byte{m.head, m.body, m.eol, m.tail} {
 		if len(p) > 0 {

@@ -24,8 +24,10 @@ const (
 	// and a new connection: enough to amortise connection set-up, few
 	// enough that connection handling stays part of the load.
 	DefaultPerSession = 10
-	// DefaultTimeout bounds each SMTP command, the connection and the
-	// message body.
+	// DefaultTimeout bounds the connection and each exchange with the
+	// server: a command and its reply, or a pipelined group of commands
+	// (or the message body and the commands sent with it) and their
+	// replies.
 	DefaultTimeout = 30 * time.Second
 	// DefaultBacklog bounds the due messages waiting for a free session;
 	// beyond it they count as unsent.
@@ -85,7 +87,9 @@ type Config struct {
 	// seeds the draws of size, recipient and infection, so one run ID
 	// always gives the same messages.
 	RunID string
-	// Timeout bounds the connection, each SMTP command and the message body
+	// Timeout bounds the connection and each exchange with the server: a
+	// command and its reply, or a pipelined group (MAIL, RCPT and DATA; or
+	// the message body with the commands sent after it) and its replies
 	// (default DefaultTimeout).
 	Timeout time.Duration
 	// Backlog bounds the due messages waiting for a free session (default

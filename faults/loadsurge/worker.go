@@ -1,110 +1,320 @@
 package loadsurge
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
-// worker sends messages over at most one SMTP session at a time. It is
-// used by its own goroutine only.
+// worker sends messages over at most one SMTP session at a time. It drives
+// the protocol itself: commands are appended to a buffer and sent with one
+// write (the message body with them, by one writev), and replies are read
+// through a buffered reader, so that a round trip costs one write and,
+// usually, one read.
+//
+// When the server's EHLO reply advertises PIPELINING (RFC 2920), a
+// transaction takes two round trips, and one on a busy session:
+//
+//	MAIL FROM, RCPT TO, DATA        → three replies, read in order
+//	body, ".", and then either the next message's MAIL FROM, RCPT TO and
+//	DATA, or QUIT at the end of the session
+//	                                → the reply to the end of data, then
+//	                                  those of the commands after it
+//
+// RFC 2920 allows the body to start a group, and MAIL and RCPT to be in
+// the middle of one. Each message is judged by its own replies: the first
+// that refuses gives its outcome (a refused RCPT also makes DATA fail, and
+// that second refusal is not counted). Without PIPELINING every command
+// waits for its reply, as before.
+//
+// A worker is used by its own goroutine only.
 type worker struct {
-	r       *Run
-	c       *smtp.Client // nil between sessions
-	conn    *heldConn
-	unwatch func() bool // stops closing conn when the run is aborted
-	sent    int         // transactions begun on this session
-	buf     []byte      // message heads, reused
+	r          *Run
+	conn       net.Conn    // nil between sessions
+	unwatch    func() bool // stops closing conn when the run is aborted
+	pipelining bool        // the session's server advertised PIPELINING
+	quitSent   bool        // QUIT went with the last message's body
+	sent       int         // transactions begun on this session
+	// rd reads the session's replies; it is reused from session to
+	// session, as are the buffers below.
+	rd   *bufio.Reader
+	out  []byte      // commands not yet sent
+	held net.Buffers // a message to send before out, without its final CRLF
+	iov  net.Buffers // held and out, for one writev
+	wv   net.Buffers // iov as the writev consumes it
+	txns [2]txn      // the message under way and the next one
+}
+
+// txn is one message's transaction. The worker's two are reused, with
+// their head buffers.
+type txn struct {
+	seq     int64
+	due     time.Time     // scheduled (open loop) or taken (closed loop)
+	lag     time.Duration // -1 in the closed loop
+	msg     message
+	head    []byte // the buffer of msg.head
+	pending bool   // its MAIL, RCPT and DATA are sent and their replies unread
+}
+
+// numEnvelopeCmds is the number of commands before a message body: MAIL,
+// RCPT and DATA (see appendCmd and envelopeReply).
+const numEnvelopeCmds = 3
+
+// envelopeReply returns the name of envelope command i and the reply it
+// expects (any 2xx for 250, any 3xx for 354).
+func envelopeReply(i int) (name string, want int) {
+	switch i {
+	case 0:
+		return "MAIL", 250
+	case 1:
+		return "RCPT", 250
+	}
+	return "DATA", 354
 }
 
 // loop takes messages until the run ends, then ends its session.
 func (w *worker) loop() {
 	defer w.r.exit()
 	defer w.hangUp(true)
-	r := w.r
-	if !r.closed {
-		for seq := range r.queue {
-			if r.dropping() {
-				r.record(seq, Unsent, -1, -1)
-				continue
-			}
-			at, _ := r.cfg.Schedule.At(seq)
-			w.send(seq, r.start.Add(at), true)
+	w.rd = bufio.NewReaderSize(nil, 4096)
+	cur, next := &w.txns[0], &w.txns[1]
+	for w.take(cur, true) {
+		for w.transact(cur, next) {
+			cur, next = next, cur
 		}
-		return
 	}
-	for !r.dropping() {
+}
+
+// take makes the next message due into t. Unless wait is set it only takes
+// one that is already due (the closed loop always has one). It reports
+// false when there is none: the run is ending, or none is due yet. In the
+// open loop, messages due after Stop or an abort are booked as unsent.
+func (w *worker) take(t *txn, wait bool) bool {
+	r := w.r
+	var seq int64
+	if r.closed {
+		if r.dropping() {
+			return false
+		}
 		select {
 		case <-r.ended:
-			return
+			return false
 		default:
 		}
-		seq := r.next.Add(1) - 1
+		seq = r.next.Add(1) - 1
 		if r.cfg.Count > 0 && seq >= r.cfg.Count {
 			r.endScheduling()
-			return
+			return false
 		}
 		r.scheduled.Add(1)
-		w.send(seq, time.Now(), false)
-	}
-}
-
-// send runs the transaction of message seq, due at due, and books its
-// outcome. Lag is measured in the open loop only.
-func (w *worker) send(seq int64, due time.Time, open bool) {
-	r := w.r
-	r.inFlight.Add(1)
-	defer r.inFlight.Add(-1)
-	begin := time.Now()
-	lag := time.Duration(-1)
-	if open {
-		lag = max(0, begin.Sub(due))
-	}
-	msg := r.comp.compose(seq, begin, w.buf)
-	w.buf = msg.head[:0]
-	err := w.transact(&msg)
-	r.record(seq, w.classify(err), time.Since(due), lag)
-	w.afterTransaction(err)
-}
-
-// transact sends m over the worker's session, opening one if needed.
-func (w *worker) transact(m *message) error {
-	if w.c == nil {
-		if err := w.connect(); err != nil {
-			return err
+	} else {
+		for {
+			if !wait && r.dropping() {
+				return false
+			}
+			var ok bool
+			if wait {
+				seq, ok = <-r.queue
+			} else {
+				select {
+				case seq, ok = <-r.queue:
+				default:
+				}
+			}
+			if !ok {
+				return false
+			}
+			if !r.dropping() {
+				break
+			}
+			r.record(seq, Unsent, -1, -1)
 		}
 	}
-	w.sent++
-	if err := w.c.Mail(w.r.cfg.From, nil); err != nil {
-		return fmt.Errorf("MAIL: %w", err)
+	now := time.Now()
+	t.seq, t.due, t.lag, t.pending = seq, now, -1, false
+	if !r.closed {
+		at, _ := r.cfg.Schedule.At(seq)
+		t.due = r.start.Add(at)
+		t.lag = max(0, now.Sub(t.due))
 	}
-	if err := w.c.Rcpt(m.rcpt, nil); err != nil {
-		return fmt.Errorf("RCPT: %w", err)
-	}
-	wc, err := w.c.Data()
-	if err != nil {
-		return fmt.Errorf("DATA: %w", err)
-	}
-	// go-smtp sets no deadline while the body is written; a server that
-	// stops reading must not hold the worker for ever.
-	_ = w.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
-	// The message never needs dot-stuffing (see compose), so it bypasses
-	// go-smtp's byte-by-byte DATA writer: the connection holds it until
-	// the writer's Close sends the final CRLF and the terminating dot, and
-	// writes all of it at once.
-	w.conn.hold(m)
-	if err := wc.Close(); err != nil {
-		return fmt.Errorf("end of DATA: %w", err)
-	}
-	return nil
+	r.inFlight.Add(1)
+	t.msg = r.comp.compose(seq, now, t.head)
+	t.head = t.msg.head[:0]
+	return true
 }
 
-// connect opens a session: TCP, greeting, EHLO. The connection is closed
-// as soon as the run is aborted.
+// finish books t's outcome.
+func (w *worker) finish(t *txn, o Outcome) {
+	lag := t.lag
+	if o == Unsent {
+		lag = -1
+	}
+	w.r.record(t.seq, o, time.Since(t.due), lag)
+	w.r.inFlight.Add(-1)
+}
+
+// transact runs t's transaction, opening a session if needed, and books its
+// outcome. It reports whether it took the next message into next, whose
+// commands then followed t's body on the wire: the caller must transact
+// next before taking another.
+func (w *worker) transact(t, next *txn) bool {
+	r := w.r
+	if w.conn == nil {
+		if t.pending {
+			// The session broke before the replies to t's commands came
+			// (its body was never sent): start t again on a new session,
+			// unless the run is ending.
+			t.pending = false
+			if r.dropping() {
+				w.finish(t, Unsent)
+				return false
+			}
+		}
+		if err := w.connect(); err != nil {
+			w.finish(t, w.classify(err))
+			return false
+		}
+	}
+	if broken, err := w.envelope(t); err != nil {
+		w.finish(t, w.classify(err))
+		w.afterRefusal(broken)
+		return false
+	}
+
+	// DATA got 354. The message never needs dot-stuffing (see compose), so
+	// it goes as it is, straight from the composer's buffers, followed by
+	// the terminating dot and, when pipelining, by QUIT or the next
+	// message's commands.
+	quit := w.sent >= r.cfg.PerSession
+	w.held = t.msg.appendParts(w.held[:0])
+	w.out = append(w.out, "\r\n.\r\n"...)
+	took := false
+	switch {
+	case !w.pipelining:
+	case quit:
+		w.out = append(w.out, "QUIT\r\n"...)
+		w.quitSent = true
+	case w.take(next, false):
+		w.appendEnvelope(next)
+		took = true
+	}
+	w.setDeadline()
+	err := w.flush()
+	if err == nil {
+		err = w.reply("end of data", 250)
+	}
+	w.finish(t, w.classify(err))
+	switch {
+	case err != nil && sessionBroken(err):
+		w.hangUp(false) // next, if taken, starts again on a new session
+	case quit:
+		w.hangUp(true)
+	}
+	return took
+}
+
+// envelope sends t's MAIL, RCPT and DATA, unless they went with the
+// previous message's body, and reads their replies. err is the first
+// failure; broken reports that the session cannot go on: it failed, the
+// server is closing it, or DATA was accepted after a refusal.
+func (w *worker) envelope(t *txn) (broken bool, err error) {
+	if !w.pipelining {
+		w.sent++
+		for i := range numEnvelopeCmds {
+			w.appendCmd(i, t)
+			w.setDeadline()
+			if err := w.flush(); err != nil {
+				return true, err
+			}
+			if err := w.reply(envelopeReply(i)); err != nil {
+				return sessionBroken(err), err
+			}
+		}
+		return false, nil
+	}
+	if !t.pending {
+		w.appendEnvelope(t)
+		w.setDeadline()
+		if err := w.flush(); err != nil {
+			return true, err
+		}
+	} else {
+		w.setDeadline() // the commands went with the previous body
+	}
+	t.pending = false
+	var first error
+	for i := range numEnvelopeCmds {
+		err := w.reply(envelopeReply(i))
+		switch {
+		case err == nil:
+			if i == numEnvelopeCmds-1 && first != nil {
+				// A server that accepts DATA with no valid recipient
+				// now waits for a body: hang up without sending one.
+				return true, first
+			}
+		case first == nil:
+			first = err
+		}
+		if err != nil && sessionBroken(err) {
+			return true, first // no more replies will come (or make sense)
+		}
+	}
+	return false, first
+}
+
+// appendEnvelope queues t's MAIL, RCPT and DATA (pipelining only).
+func (w *worker) appendEnvelope(t *txn) {
+	w.sent++
+	for i := range numEnvelopeCmds {
+		w.appendCmd(i, t)
+	}
+	t.pending = true
+}
+
+// appendCmd queues envelope command i of t.
+func (w *worker) appendCmd(i int, t *txn) {
+	switch i {
+	case 0:
+		w.out = append(w.out, "MAIL FROM:<"...)
+		w.out = append(w.out, w.r.cfg.From...)
+		w.out = append(w.out, ">\r\n"...)
+	case 1:
+		w.out = append(w.out, "RCPT TO:<"...)
+		w.out = append(w.out, t.msg.rcpt...)
+		w.out = append(w.out, ">\r\n"...)
+	default:
+		w.out = append(w.out, "DATA\r\n"...)
+	}
+}
+
+// afterRefusal keeps the session after a refused envelope, with RSET, or
+// ends it: when it is broken, RSET fails, or after PerSession messages.
+func (w *worker) afterRefusal(broken bool) {
+	if broken {
+		w.hangUp(false)
+		return
+	}
+	w.out = append(w.out, "RSET\r\n"...)
+	w.setDeadline()
+	err := w.flush()
+	if err == nil {
+		err = w.reply("RSET", 250)
+	}
+	switch {
+	case err != nil:
+		w.hangUp(false)
+	case w.sent >= w.r.cfg.PerSession:
+		w.hangUp(true)
+	}
+}
+
+// connect opens a session: TCP, greeting, EHLO (HELO if the server does
+// not know EHLO). The connection is closed as soon as the run is aborted.
 func (w *worker) connect() error {
 	r := w.r
 	d := net.Dialer{Timeout: r.cfg.Timeout}
@@ -112,54 +322,173 @@ func (w *worker) connect() error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	conn := &heldConn{Conn: nc}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = r.cfg.Timeout
-	c.SubmissionTimeout = r.cfg.Timeout
-	w.c, w.conn, w.sent = c, conn, 0
-	w.unwatch = context.AfterFunc(r.ctx, func() { _ = conn.Close() })
-	if err := c.Hello(r.cfg.Helo); err != nil {
-		return fmt.Errorf("greeting or EHLO: %w", err)
+	w.conn, w.sent, w.pipelining, w.quitSent = nc, 0, false, false
+	w.unwatch = context.AfterFunc(r.ctx, func() { _ = nc.Close() })
+	w.rd.Reset(nc)
+	w.setDeadline()
+	err = w.reply("greeting", 220)
+	if err == nil {
+		err = w.hello()
+	}
+	if err != nil {
+		w.hangUp(!sessionBroken(err)) // QUIT after a refusal, as RFC 5321 asks
+		return err
 	}
 	return nil
 }
 
-// afterTransaction keeps the session for the next message, resets it after
-// a refusal, or ends it: after PerSession messages, or when it is broken.
-func (w *worker) afterTransaction(err error) {
-	if w.c == nil {
-		return
+// hello sends EHLO, falling back to HELO, and notes PIPELINING.
+func (w *worker) hello() error {
+	pipelining := false
+	w.out = append(append(append(w.out, "EHLO "...), w.r.cfg.Helo...), "\r\n"...)
+	w.setDeadline()
+	err := w.flush()
+	if err == nil {
+		err = w.replyExt("EHLO", 250, func(ext []byte) {
+			kw, _, _ := bytes.Cut(ext, []byte(" "))
+			pipelining = pipelining || bytes.EqualFold(kw, []byte("PIPELINING"))
+		})
 	}
-	var se *smtp.SMTPError
-	switch {
-	case err == nil:
-	case errors.As(err, &se) && se.Code != 421:
-		// The server refused but the session stands: RSET, which also
-		// proves it stands (a failed greeting or EHLO fails again here).
-		if w.c.Reset() != nil {
-			w.hangUp(false)
-			return
+	if re := (*replyError)(nil); errors.As(err, &re) && (re.code == 500 || re.code == 502) {
+		w.out = append(append(append(w.out, "HELO "...), w.r.cfg.Helo...), "\r\n"...)
+		w.setDeadline()
+		if err = w.flush(); err == nil {
+			err = w.reply("HELO", 250)
 		}
-	default:
-		w.hangUp(false)
-		return
 	}
-	if w.sent >= w.r.cfg.PerSession {
-		w.hangUp(true)
-	}
+	w.pipelining = err == nil && pipelining
+	return err
 }
 
 // hangUp ends the session, with QUIT if polite and the run is not aborted.
 func (w *worker) hangUp(polite bool) {
-	if w.c == nil {
+	if w.conn == nil {
 		return
 	}
 	if polite && w.r.ctx.Err() == nil {
-		_ = w.c.Quit()
+		w.setDeadline()
+		var err error
+		if !w.quitSent {
+			w.out = append(w.out[:0], "QUIT\r\n"...)
+			err = w.flush()
+		}
+		if err == nil {
+			_ = w.reply("QUIT", 221)
+		}
 	}
-	_ = w.c.Close()
+	_ = w.conn.Close()
 	w.unwatch()
-	w.c, w.conn, w.unwatch = nil, nil, nil
+	w.conn, w.unwatch = nil, nil
+	w.out, w.held = w.out[:0], w.held[:0]
+}
+
+// setDeadline bounds the next exchange (one write and the replies to it)
+// by the timeout.
+func (w *worker) setDeadline() { _ = w.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout)) }
+
+// flush sends the held message, if any, and the queued commands: one write,
+// or one writev straight from the message's buffers.
+func (w *worker) flush() error {
+	var err error
+	if len(w.held) == 0 {
+		_, err = w.conn.Write(w.out)
+	} else {
+		w.iov = append(append(w.iov[:0], w.held...), w.out)
+		w.wv = w.iov // WriteTo consumes its receiver
+		_, err = w.wv.WriteTo(w.conn)
+		w.held = w.held[:0]
+	}
+	w.out = w.out[:0]
+	return err
+}
+
+// reply reads the reply to cmd, every line of it. Unless its code is in the
+// class of want (2xx for 250, 3xx for 354), the error is a *replyError.
+func (w *worker) reply(cmd string, want int) error { return w.replyExt(cmd, want, nil) }
+
+// replyExt is reply, giving ext the text of each line after the first (the
+// EHLO keywords).
+func (w *worker) replyExt(cmd string, want int, ext func(text []byte)) error {
+	code := 0
+	var text string
+	for {
+		line, err := w.rd.ReadSlice('\n')
+		long := errors.Is(err, bufio.ErrBufferFull)
+		if err != nil && !long {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+		c, more, ok := parseReplyLine(line)
+		if !ok || code != 0 && c != code {
+			return fmt.Errorf("%s: malformed reply %q", cmd, line)
+		}
+		first := code == 0
+		code = c
+		t := bytes.TrimRight(line[min(4, len(line)):], "\r\n")
+		switch {
+		case first && c/100 != want/100:
+			text = string(t)
+		case !first && ext != nil && c/100 == want/100:
+			ext(t)
+		}
+		for long { // skip the rest of a line longer than the buffer
+			_, err = w.rd.ReadSlice('\n')
+			long = errors.Is(err, bufio.ErrBufferFull)
+			if err != nil && !long {
+				return fmt.Errorf("%s: %w", cmd, err)
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	if code/100 != want/100 {
+		return &replyError{cmd: cmd, code: code, text: text}
+	}
+	return nil
+}
+
+// parseReplyLine parses the code of a reply line, "250-..." (more lines
+// follow) or "250 ..." (the last line).
+func parseReplyLine(line []byte) (code int, more, ok bool) {
+	if len(line) < 4 {
+		return 0, false, false
+	}
+	for _, c := range line[:3] {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	switch line[3] {
+	case '-':
+		return code, true, true
+	case ' ', '\r', '\n':
+		return code, false, true
+	}
+	return 0, false, false
+}
+
+// replyError is a reply other than the one its command expects: a refusal
+// (4xx, 5xx) or, rarely, nonsense.
+type replyError struct {
+	cmd  string
+	code int
+	text string // of the first line
+}
+
+func (e *replyError) Error() string {
+	return e.cmd + ": " + strconv.Itoa(e.code) + " " + e.text
+}
+
+// sessionBroken reports whether a transaction's error leaves its session
+// unusable: the connection failed or timed out, the reply made no sense,
+// or the server is closing the session (421).
+func sessionBroken(err error) bool {
+	var re *replyError
+	if !errors.As(err, &re) {
+		return true
+	}
+	return re.code == 421 || re.code/100 != 4 && re.code/100 != 5
 }
 
 // classify maps a transaction's error to its outcome.
@@ -167,9 +496,9 @@ func (w *worker) classify(err error) Outcome {
 	if err == nil {
 		return Accepted
 	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		switch se.Code / 100 {
+	var re *replyError
+	if errors.As(err, &re) {
+		switch re.code / 100 {
 		case 4:
 			return Tempfail
 		case 5:
@@ -185,30 +514,4 @@ func (w *worker) classify(err error) Outcome {
 		return Timeout
 	}
 	return ConnError
-}
-
-// heldConn is a worker's connection as go-smtp sees it. It can hold a
-// message back until go-smtp next writes (the end-of-data terminator), then
-// send both with one writev, straight from the composer's buffers.
-type heldConn struct {
-	net.Conn
-	held net.Buffers // parts of the held message
-	out  net.Buffers // reused for each writev
-}
-
-// hold holds m, without its final CRLF, for the next Write.
-func (c *heldConn) hold(m *message) { c.held = m.appendParts(c.held[:0]) }
-
-// Write writes p, after the held message if there is one.
-func (c *heldConn) Write(p []byte) (int, error) {
-	if len(c.held) == 0 {
-		return c.Conn.Write(p)
-	}
-	c.out = append(append(c.out[:0], c.held...), p)
-	c.held = c.held[:0]
-	bufs := c.out // WriteTo consumes its receiver
-	if _, err := bufs.WriteTo(c.Conn); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

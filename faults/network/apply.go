@@ -32,15 +32,21 @@ func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Ha
 		Injected: now, Expires: now.Add(req.TTL)}
 	for i, t := range toxics {
 		name := ToxicName(req.Owner, req.ID, h.Expires, i)
+		// Noted before the call: a call that fails on our side (a deadline)
+		// may still have added the toxic on the server's.
+		h.Toxics = append(h.Toxics, faults.ToxicRef{Proxy: t.Link, Name: name})
 		err := c.AddToxic(ctx, t.Link, Toxic{Name: name, Type: t.Type, Stream: t.Stream,
 			Toxicity: t.Toxicity, Attributes: t.Attributes})
 		if err != nil {
+			err = fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err)
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 			rerr := Remove(rctx, h)
 			cancel()
-			return faults.Handle{}, errors.Join(fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err), rerr)
+			if rerr != nil {
+				return faults.Handle{}, &faults.RollbackError{Handle: h, Err: errors.Join(err, rerr)}
+			}
+			return faults.Handle{}, err
 		}
-		h.Toxics = append(h.Toxics, faults.ToxicRef{Proxy: t.Link, Name: name})
 	}
 	return h, nil
 }

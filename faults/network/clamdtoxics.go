@@ -35,7 +35,8 @@ type clamdScan struct {
 	hdr     []byte // chunk length bytes read so far
 	left    uint32 // chunk data bytes still to come
 	payload []byte // the scanned payload so far (capped)
-	held    []byte // bytes read but not forwarded
+	held    []byte // bytes read but not forwarded, parsed once
+	end     int    // index just past a stream terminator in held, or -1
 	delayed bool   // the delay of the current scan has been served
 }
 
@@ -80,6 +81,7 @@ func (t *ClamdLatencyToxic) Pipe(stub *toxics.ToxicStub) {
 			return
 		}
 		st.held = c.Data
+		st.end = scanClamd(st, st.held) // each byte is parsed exactly once
 	}
 }
 
@@ -87,7 +89,7 @@ func (t *ClamdLatencyToxic) Pipe(stub *toxics.ToxicStub) {
 // terminator of a matching scan. It returns false if interrupted (or the
 // link is dead), with the unsent bytes still held.
 func (t *ClamdLatencyToxic) release(stub *toxics.ToxicStub, st *clamdScan, m *clamd.Matcher) bool {
-	end := scanClamd(st, st.held)
+	end := st.end
 	if end < 0 {
 		if !st.send(stub, st.held) {
 			return false
@@ -114,6 +116,7 @@ func (t *ClamdLatencyToxic) release(stub *toxics.ToxicStub, st *clamdScan, m *cl
 	}
 	st.held = st.held[end:]
 	st.payload, st.delayed = st.payload[:0], false
+	st.end = scanClamd(st, st.held) // the next command, if it came in the same chunk
 	return true
 }
 

@@ -40,7 +40,8 @@ func (li *LinkInjector) check(req faults.Request) (faults.Values, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(req.Target.Links) > 0 || req.Target.Toxiproxy != "" {
+	// Links are checked once the target is known (it has a toxiproxy).
+	if req.Target.Toxiproxy != "" {
 		if err := CheckLinks(li.Spec.Name, req.Target, li.links(req)); err != nil {
 			errs = append(errs, err)
 		}
@@ -59,9 +60,6 @@ func (li *LinkInjector) links(req faults.Request) []string {
 func (li *LinkInjector) Inject(ctx context.Context, req faults.Request) (faults.Handle, error) {
 	v, err := li.check(req)
 	if err != nil {
-		return faults.Handle{}, err
-	}
-	if err := CheckLinks(li.Spec.Name, req.Target, li.links(req)); err != nil {
 		return faults.Handle{}, err
 	}
 	var toxics []ToxicOn

@@ -112,7 +112,9 @@ type stallState struct {
 // NewState rolls whether a connection is affected.
 func (t *StallToxic) NewState() any { return &stallState{hit: affected(t.Fraction)} }
 
-// Pipe implements toxics.Toxic.
+// Pipe implements toxics.Toxic. The stall's progress (bytes passed,
+// stalled) only changes once bytes were really sent, so an interrupt (the
+// chain changing) never lets held bytes slip through.
 func (t *StallToxic) Pipe(stub *toxics.ToxicStub) {
 	st := stub.State.(*stallState)
 	for {
@@ -121,40 +123,38 @@ func (t *StallToxic) Pipe(stub *toxics.ToxicStub) {
 			<-stub.Interrupt
 			return
 		}
+		var data []byte
 		if len(st.pending) > 0 {
-			if !st.send(stub, st.pending) {
-				st.stop(stub)
+			data, st.pending = st.pending, nil
+		} else {
+			c, ok := st.recv(stub)
+			if !ok {
 				return
 			}
-			st.pending = nil
-		}
-		c, ok := st.recv(stub)
-		if !ok {
-			return
-		}
-		if c == nil {
-			stub.Close()
-			return
-		}
-		if !st.hit {
-			st.pending = c.Data
-			continue
-		}
-		pass := len(c.Data)
-		if t.Line {
-			if i := bytes.IndexByte(c.Data, '\n'); i >= 0 {
-				pass, st.stalled = i+1, true
+			if c == nil {
+				stub.Close()
+				return
 			}
-		} else if left := t.Bytes - st.seen; int64(pass) >= left {
-			pass, st.stalled = int(max(left, 0)), true
+			data = c.Data
 		}
-		st.seen += int64(pass)
-		if !st.send(stub, c.Data[:pass]) {
-			st.pending = c.Data
+		pass, stall := len(data), false
+		if st.hit {
+			if t.Line {
+				if i := bytes.IndexByte(data, '\n'); i >= 0 {
+					pass, stall = i+1, true
+				}
+			} else if left := t.Bytes - st.seen; int64(pass) >= left {
+				pass, stall = int(max(left, 0)), true
+			}
+		}
+		if !st.send(stub, data[:pass]) {
+			st.pending = data
 			st.stop(stub)
 			return
 		}
-		st.pending = c.Data[pass:]
+		st.seen += int64(pass)
+		st.stalled = stall
+		st.pending = data[pass:]
 	}
 }
 
