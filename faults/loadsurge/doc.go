@@ -10,6 +10,8 @@
 // of DATA. A slow server therefore shows up as latency and backlog, never as
 // a quietly lower offered rate (no coordinated omission). The closed loop
 // (rate 0) instead has every worker send back to back, for peak throughput.
+// Workers pipeline their commands (RFC 2920) when the server advertises
+// PIPELINING, so that a message on a busy session costs one round trip.
 //
 // Every message carries a unique X-Mailchaos-Id header, "<run ID>-<seq>";
 // the run keeps which ones were accepted ([Run.Accepted]) so that what the

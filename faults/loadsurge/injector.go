@@ -59,7 +59,7 @@ func Spec() faults.Spec {
 			{Name: "endpoint", Type: faults.TypeString, Default: "smtp",
 				Doc: "the target endpoint to send to"},
 			{Name: "timeout", Type: faults.TypeDuration, Default: "30s", Min: "1ms", Max: "1h",
-				Doc: "deadline of the connection, each SMTP command and the message body"},
+				Doc: "deadline of the connection and of each exchange: a command, or a pipelined group of commands or the message body, and its replies"},
 		},
 	}
 }

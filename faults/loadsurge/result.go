@@ -99,7 +99,9 @@ type Result struct {
 	// MaxBacklog is the most that ever waited.
 	Backlog    int `json:"backlog"`
 	MaxBacklog int `json:"max_backlog"`
-	// InFlight is how many transactions are under way now.
+	// InFlight is how many transactions are under way now: with
+	// pipelining, up to two per session (one waiting for the reply to its
+	// end of data, the next with its MAIL, RCPT and DATA already sent).
 	InFlight int `json:"in_flight"`
 
 	// OfferedRate is Scheduled per second of Duration; AchievedRate is Sent
