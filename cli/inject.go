@@ -3,8 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,11 +19,6 @@ import (
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
-
-// ttlGrace is the default of how long a fault may outlive its planned end if
-// mailchaos dies before removing it: its time-to-live is its duration plus
-// this.
-const ttlGrace = 30 * time.Second
 
 // rollbackTimeout bounds the removal of faults after a run.
 const rollbackTimeout = 30 * time.Second
@@ -135,7 +131,7 @@ func injectCommand(st *state) *ucli.Command {
 			&ucli.StringSliceFlag{Name: "link", Usage: "a link the fault sits on (repeat for more)"},
 			&ucli.StringSliceFlag{Name: "param", Usage: "a fault parameter as `NAME=VALUE` (repeat for more)"},
 			&ucli.DurationFlag{Name: "for", Value: 30 * time.Second, Usage: "how long the fault stays"},
-			&ucli.DurationFlag{Name: "grace", Value: ttlGrace, Usage: "if mailchaos dies, the fault still ends this long after --for at the latest (on servers mailchaos runs)"},
+			&ucli.DurationFlag{Name: "grace", Value: faults.DefaultTTLGrace, Usage: "if mailchaos dies, the fault still ends this long after --for at the latest (on servers mailchaos runs)"},
 		),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -191,7 +187,7 @@ func injectCommand(st *state) *ucli.Command {
 func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
 	links []string, params faults.Params) (err error) {
 	out := st.env.Stdout
-	for _, name := range sortedKeys(t.Endpoints) {
+	for _, name := range slices.Sorted(maps.Keys(t.Endpoints)) {
 		fmt.Fprintf(out, "%s=%s\n", name, t.Endpoints[name])
 	}
 	for _, l := range t.Links {
@@ -243,15 +239,6 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 		return errInterrupted
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func proxyCommand(st *state) *ucli.Command {

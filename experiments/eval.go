@@ -3,6 +3,7 @@ package experiments
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -64,6 +65,16 @@ func (s *series) add(p point) {
 	s.points = append(s.points, point{})
 	copy(s.points[i+1:], s.points[i:])
 	s.points[i] = p
+}
+
+// last returns the latest sample.
+func (s *series) last() (point, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.points) == 0 {
+		return point{}, false
+	}
+	return s.points[len(s.points)-1], true
 }
 
 // snapshot returns a copy of the samples.
@@ -184,7 +195,7 @@ func (tol Tolerance) format(unit string) string {
 func statistic(name string, vals []float64) float64 {
 	switch name {
 	case "min":
-		return minOf(vals)
+		return slices.Min(vals)
 	case "mean":
 		var sum float64
 		for _, v := range vals {
@@ -197,23 +208,7 @@ func statistic(name string, vals []float64) float64 {
 		q := map[string]float64{"p50": .5, "p90": .9, "p95": .95, "p99": .99, "p999": .999}[name]
 		return percentile(vals, q)
 	}
-	return maxOf(vals)
-}
-
-func minOf(v []float64) float64 {
-	m := math.Inf(1)
-	for _, x := range v {
-		m = math.Min(m, x)
-	}
-	return m
-}
-
-func maxOf(v []float64) float64 {
-	m := math.Inf(-1)
-	for _, x := range v {
-		m = math.Max(m, x)
-	}
-	return m
+	return slices.Max(vals)
 }
 
 // percentile is the nearest-rank percentile.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -180,7 +181,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 			continue
 		}
 		req := faults.Request{ID: fmt.Sprintf("s%d", i), Fault: st.Fault, Target: target, Links: st.AllLinks(),
-			Params: faults.Params(st.Params), TTL: max(st.For, time.Second) + ttlGrace}
+			Params: faults.Params(st.Params), TTL: max(st.For, time.Second) + faults.DefaultTTLGrace}
 		for _, err := range flatten(inj.Validate(ctx, req)) {
 			var pe *faults.ParamError
 			if errors.As(err, &pe) {
@@ -208,7 +209,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 
 	// Invariants.
 	for i, inv := range e.Invariants {
-		if !contains(Invariants(), inv) {
+		if !slices.Contains(Invariants(), inv) {
 			add(fmt.Sprintf("invariants[%d]", i), "unknown invariant %q%s (valid: %s)", inv,
 				suggest.Hint(inv, Invariants()), strings.Join(Invariants(), ", "))
 		}
@@ -389,7 +390,7 @@ func (tol *Tolerance) validate(f string) []yamlfile.FieldError {
 	if tol.Over < 0 {
 		add(f+".over", "must not be negative")
 	}
-	if tol.Stat != "" && !contains(Stats(), tol.Stat) {
+	if tol.Stat != "" && !slices.Contains(Stats(), tol.Stat) {
 		add(f+".stat", "unknown statistic %q%s (valid: %s)", tol.Stat, suggest.Hint(tol.Stat, Stats()), strings.Join(Stats(), ", "))
 	}
 	if tol.Stat == "" {
@@ -438,13 +439,4 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

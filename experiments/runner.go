@@ -30,10 +30,6 @@ const (
 	PhaseRollback   = "rollback"
 )
 
-// ttlGrace is how long a fault may outlive its planned end if mailchaos dies
-// before removing it.
-const ttlGrace = 30 * time.Second
-
 // Options are a run's surroundings.
 type Options struct {
 	// Catalog names the faults and probes.
@@ -510,7 +506,7 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 		return "", err
 	}
 	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
-		Links: st.AllLinks(), Params: faults.Params(st.Params), TTL: st.For + ttlGrace}
+		Links: st.AllLinks(), Params: faults.Params(st.Params), TTL: st.For + faults.DefaultTTLGrace}
 	h, err := inj.Inject(ctx, req)
 	if err != nil {
 		return "", err
@@ -772,11 +768,10 @@ func (r *runner) statusLine() string {
 	fmt.Fprintf(&b, "[%s] %s/%s", phase, time.Since(r.started).Round(100*time.Millisecond),
 		r.exp.plannedDuration().Round(time.Second))
 	for _, s := range r.slis {
-		pts := s.series.snapshot()
-		if len(pts) == 0 {
+		last, ok := s.series.last()
+		if !ok {
 			continue
 		}
-		last := pts[len(pts)-1]
 		v := "failed"
 		if !last.failed {
 			v = fmt.Sprintf("%.4g", last.value)

@@ -122,6 +122,10 @@ type Status struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// DefaultTTLGrace is how long a fault may outlive its planned end when the
+// process that injected it dies: a request's TTL is its duration plus this.
+const DefaultTTLGrace = 30 * time.Second
+
 // RollbackError is a fault that could not be removed: it may still be in
 // place. Handle says what it was, so the user (or `mailchaos recover`) can
 // remove it.

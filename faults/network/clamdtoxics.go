@@ -72,15 +72,11 @@ func (t *ClamdLatencyToxic) Pipe(stub *toxics.ToxicStub) {
 			}
 			continue
 		}
-		c, ok := st.recv(stub)
+		data, ok := st.next(stub)
 		if !ok {
 			return
 		}
-		if c == nil {
-			stub.Close()
-			return
-		}
-		st.held = c.Data
+		st.held = data
 		st.end = scanClamd(st, st.held) // each byte is parsed exactly once
 	}
 }
@@ -200,19 +196,15 @@ func (t *ClamdErrorToxic) Pipe(stub *toxics.ToxicStub) {
 			}
 			st.out = nil
 		}
-		c, ok := st.recv(stub)
+		data, ok := st.next(stub)
 		if !ok {
 			return
 		}
-		if c == nil {
-			stub.Close()
-			return
-		}
 		if !st.hit {
-			st.out = c.Data
+			st.out = data
 			continue
 		}
-		st.partial = append(st.partial, c.Data...)
+		st.partial = append(st.partial, data...)
 		for {
 			i := bytes.IndexAny(st.partial, "\x00\n")
 			if i < 0 {

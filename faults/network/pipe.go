@@ -54,6 +54,20 @@ func (p *pipe) recv(stub *toxics.ToxicStub) (*stream.StreamChunk, bool) {
 	}
 }
 
+// next returns the next chunk's bytes. ok is false when the toxic must
+// return: interrupted, or the input ended (the stub is then closed).
+func (p *pipe) next(stub *toxics.ToxicStub) (data []byte, ok bool) {
+	c, ok := p.recv(stub)
+	if !ok {
+		return nil, false
+	}
+	if c == nil {
+		stub.Close()
+		return nil, false
+	}
+	return c.Data, true
+}
+
 // send forwards data. It returns false, with data not sent, if interrupted
 // first or if the link is dead (p.dead).
 func (p *pipe) send(stub *toxics.ToxicStub, data []byte) bool {

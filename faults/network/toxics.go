@@ -127,15 +127,10 @@ func (t *StallToxic) Pipe(stub *toxics.ToxicStub) {
 		if len(st.pending) > 0 {
 			data, st.pending = st.pending, nil
 		} else {
-			c, ok := st.recv(stub)
-			if !ok {
+			var ok bool
+			if data, ok = st.next(stub); !ok {
 				return
 			}
-			if c == nil {
-				stub.Close()
-				return
-			}
-			data = c.Data
 		}
 		pass, stall := len(data), false
 		if st.hit {
@@ -190,15 +185,11 @@ func (t *DripToxic) Pipe(stub *toxics.ToxicStub) {
 	pause := time.Duration(float64(time.Second) * float64(per) / float64(rate))
 	for {
 		if len(st.pending) == 0 {
-			c, ok := st.recv(stub)
+			data, ok := st.next(stub)
 			if !ok {
 				return
 			}
-			if c == nil {
-				stub.Close()
-				return
-			}
-			st.pending = c.Data
+			st.pending = data
 		}
 		n := int64(len(st.pending))
 		if st.hit {

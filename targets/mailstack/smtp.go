@@ -45,7 +45,6 @@ type session struct {
 	remote string
 	from   string
 	to     []string
-	user   string
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -63,7 +62,6 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		for _, u := range ss.s.cfg.Users {
 			if strings.EqualFold(u.Address, username) && u.Password == password {
-				ss.user = u.Address
 				return nil
 			}
 		}
