@@ -54,24 +54,40 @@ func readLine(c net.Conn, r *bufio.Reader) observation {
 	return classify(len(line), err)
 }
 
+// dial connects to addr. A connection reset before Go reads the connect's
+// result (the proxy accepted, then reset at once: it happens under load)
+// still means the TCP handshake succeeded; it is reported as such, with the
+// reset for the next check.
+func dial(addr string) (net.Conn, observation) {
+	c, err := net.DialTimeout("tcp", addr, checkTimeout)
+	switch {
+	case err == nil:
+		return c, seesOK
+	case errors.Is(err, syscall.ECONNRESET):
+		return nil, seesReset
+	}
+	return nil, seesRefused
+}
+
 // observe runs the three checks a balancer or monitor might use against
 // addr: a TCP connect, a protocol greeting, and a full transaction (greeting,
 // request, reply).
 func observe(addr string) (connect, greeting, transaction observation) {
-	c, err := net.DialTimeout("tcp", addr, checkTimeout)
-	if err != nil {
+	c, o := dial(addr)
+	if o == seesRefused {
 		return seesRefused, seesRefused, seesRefused
 	}
-	_ = c.Close()
-	c, err = net.DialTimeout("tcp", addr, checkTimeout)
-	if err != nil {
-		return seesOK, seesRefused, seesRefused
+	if c != nil {
+		_ = c.Close()
 	}
-	greeting = readLine(c, bufio.NewReader(c))
-	_ = c.Close()
-	c, err = net.DialTimeout("tcp", addr, checkTimeout)
-	if err != nil {
-		return seesOK, greeting, seesRefused
+	if c, o = dial(addr); c == nil {
+		greeting = o
+	} else {
+		greeting = readLine(c, bufio.NewReader(c))
+		_ = c.Close()
+	}
+	if c, o = dial(addr); c == nil {
+		return seesOK, greeting, o
 	}
 	defer c.Close()
 	r := bufio.NewReader(c)
