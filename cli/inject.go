@@ -195,7 +195,7 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	}
 	d := c.Duration("for")
 	req := faults.Request{ID: fmt.Sprintf("inject-%d", time.Now().UnixMilli()), Owner: "inject", Fault: spec.Name,
-		Target: t, Links: links, Params: params, TTL: d + c.Duration("grace")}
+		Target: t, Links: links, Params: params, Duration: d, TTL: d + c.Duration("grace")}
 	if err := inj.Validate(st.stop, req); err != nil {
 		return err
 	}

@@ -506,7 +506,7 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 		return "", err
 	}
 	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
-		Links: st.AllLinks(), Params: faults.Params(st.Params), TTL: st.For + faults.DefaultTTLGrace}
+		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
 	h, err := inj.Inject(ctx, req)
 	if err != nil {
 		return "", err

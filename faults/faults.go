@@ -42,6 +42,10 @@ type Request struct {
 	Links []string
 	// Params are the fault's parameters, as written by the user.
 	Params Params
+	// Duration is how long the fault is planned to last; 0 means until it
+	// is removed. Faults that unfold over time (a load ramp) schedule
+	// themselves over it.
+	Duration time.Duration
 	// TTL bounds the fault's life: the planned duration plus a grace period.
 	TTL time.Duration
 }
