@@ -10,9 +10,14 @@ import (
 	"syscall"
 
 	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
 )
 
 func main() {
+	// Started by mailchaos itself to serve a built-in fault as a plugin.
+	if name, ok := builtin.Requested(os.Getenv); ok {
+		os.Exit(builtin.Serve(name))
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	os.Exit(cli.Run(context.Background(), os.Args, cli.Env{

@@ -6,13 +6,17 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/mailchaos/mailchaos/plugins"
 )
 
 // Version is the mailchaos version, set at build time with
@@ -45,6 +49,13 @@ type state struct {
 	// kill ends at the second signal: stop now.
 	kill context.Context
 	log  *slog.Logger
+	// pluginTimeout bounds each call to a fault plugin.
+	pluginTimeout time.Duration
+	// builtinsInProcess runs the built-in faults inside mailchaos' own
+	// process instead of behind the plugin boundary.
+	builtinsInProcess bool
+	// lockPath is the plugins.lock file.
+	lockPath string
 }
 
 // Run runs the mailchaos command line with args (args[0] is the program
@@ -110,6 +121,9 @@ func newApp(st *state) *ucli.App {
 		ErrWriter: st.env.Stderr,
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
+			&ucli.DurationFlag{Name: "plugin-timeout", Value: plugins.DefaultCallTimeout, Usage: "longest a fault plugin may take to answer a call before it is killed and its faults removed"},
+			&ucli.StringFlag{Name: "plugins-lock", Value: plugins.LockFile, Usage: "the `FILE` of plugin checksums; when it exists, plugins that differ or are missing from it are refused"},
+			&ucli.StringFlag{Name: "builtins", Value: "plugin", Usage: "run the built-in faults as plugins (`plugin`, the default) or inside mailchaos (in-process)", Hidden: true},
 		},
 		Before: func(c *ucli.Context) error {
 			var lvl slog.Level
@@ -117,6 +131,17 @@ func newApp(st *state) *ucli.App {
 				return &usageError{fmt.Errorf("flag --log-level: %q is not one of debug, info, warn, error", c.String("log-level"))}
 			}
 			st.log = slog.New(slog.NewTextHandler(st.env.Stderr, &slog.HandlerOptions{Level: lvl}))
+			if st.pluginTimeout = c.Duration("plugin-timeout"); st.pluginTimeout <= 0 {
+				return &usageError{errors.New("flag --plugin-timeout: must be positive")}
+			}
+			switch c.String("builtins") {
+			case "plugin":
+			case "in-process":
+				st.builtinsInProcess = true
+			default:
+				return &usageError{fmt.Errorf("flag --builtins: %q is not one of plugin, in-process", c.String("builtins"))}
+			}
+			st.lockPath = c.String("plugins-lock")
 			return nil
 		},
 		Commands: []*ucli.Command{

@@ -18,10 +18,18 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mailchaos/mailchaos/cli"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
 	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary serves the built-in faults as plugins, as mailchaos
+	// does: the host starts os.Executable() in plugin mode.
+	if name, ok := builtin.Requested(os.Getenv); ok {
+		os.Exit(builtin.Serve(name))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const waitFor = 30 * time.Second
 

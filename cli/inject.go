@@ -12,9 +12,6 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/avlatency"
-	"github.com/mailchaos/mailchaos/faults/grayfailure"
-	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
@@ -22,17 +19,6 @@ import (
 
 // rollbackTimeout bounds the removal of faults after a run.
 const rollbackTimeout = 30 * time.Second
-
-// newRegistry builds the registry of every built-in fault.
-func newRegistry(ctx context.Context) (*faults.Registry, error) {
-	r := faults.NewRegistry()
-	for _, inj := range builtinInjectors() {
-		if err := r.Add(ctx, inj); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
-}
 
 // targetFlags are the flags that choose a target.
 func targetFlags() []ucli.Flag {
@@ -147,10 +133,11 @@ func injectCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := newRegistry(st.stop)
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
+			defer reg.Close()
 			inj, spec, err := reg.Get(c.Args().First())
 			if err != nil {
 				return err
@@ -218,10 +205,20 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	}()
 	fmt.Fprintf(out, "injected %s for %s (id %s); Ctrl-C removes it early\n", spec.Name, d, h.ID)
 	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var lost <-chan struct{} // a fault plugin that dies ends the wait
+	l, losable := inj.(interface {
+		Lost() <-chan struct{}
+		LostErr() error
+	})
+	if losable {
+		lost = l.Lost()
+	}
 	select {
 	case <-timer.C:
 	case <-st.stop.Done():
-		timer.Stop()
+	case <-lost:
+		fmt.Fprintf(out, "%v\n", l.LostErr())
 	}
 	ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
 	defer cancel()
@@ -235,6 +232,9 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 		fmt.Fprintln(out, stat.Detail)
 	}
 	fmt.Fprintf(out, "removed %s\n", spec.Name)
+	if losable && l.LostErr() != nil {
+		return l.LostErr()
+	}
 	if st.stop.Err() != nil {
 		return errInterrupted
 	}
@@ -282,10 +282,11 @@ func faultsCommand(st *state) *ucli.Command {
 		Usage:     "list the faults and their parameters",
 		ArgsUsage: "[FAULT]",
 		Action: func(c *ucli.Context) error {
-			reg, err := newRegistry(st.stop)
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
+			defer reg.Close()
 			specs := reg.Specs()
 			if c.NArg() > 0 {
 				_, spec, err := reg.Get(c.Args().First())
@@ -316,9 +317,4 @@ func faultsCommand(st *state) *ucli.Command {
 			return nil
 		},
 	}
-}
-
-// builtinInjectors are the fault families mailchaos ships.
-func builtinInjectors() []faults.Injector {
-	return []faults.Injector{avlatency.New(), grayfailure.New(), loadsurge.New()}
 }

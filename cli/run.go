@@ -22,13 +22,14 @@ import (
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
-// catalog builds what experiment files may name.
-func catalog(ctx context.Context, allowRemote bool) (experiments.Catalog, error) {
-	reg, err := newRegistry(ctx)
+// catalog builds what experiment files may name; close stops the fault
+// plugins.
+func catalog(ctx context.Context, st *state, allowRemote bool) (cat experiments.Catalog, close func(), err error) {
+	fs, err := loadFaults(ctx, st)
 	if err != nil {
-		return experiments.Catalog{}, err
+		return experiments.Catalog{}, nil, err
 	}
-	return experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(probes.Builtin()...), AllowRemote: allowRemote}, nil
+	return experiments.Catalog{Faults: fs.Registry, Probes: probes.NewRegistry(probes.Builtin()...), AllowRemote: allowRemote}, fs.Close, nil
 }
 
 // loadAll loads every experiment file, reporting every error of every file.
@@ -56,10 +57,11 @@ func validateCommand(st *state) *ucli.Command {
 			if c.NArg() == 0 {
 				return &usageError{errors.New("validate needs at least one experiment FILE")}
 			}
-			cat, err := catalog(st.stop, c.Bool("allow-remote"))
+			cat, closeFaults, err := catalog(st.stop, st, c.Bool("allow-remote"))
 			if err != nil {
 				return err
 			}
+			defer closeFaults()
 			if _, err := loadAll(st.stop, c.Args().Slice(), cat); err != nil {
 				return err
 			}
@@ -127,10 +129,11 @@ func runCommand(st *state) *ucli.Command {
 			if c.NArg() == 0 {
 				return &usageError{errors.New("run needs at least one experiment FILE")}
 			}
-			cat, err := catalog(st.stop, c.Bool("allow-remote"))
+			cat, closeFaults, err := catalog(st.stop, st, c.Bool("allow-remote"))
 			if err != nil {
 				return err
 			}
+			defer closeFaults()
 			files := c.Args().Slice()
 			exps, err := loadAll(st.stop, files, cat)
 			if err != nil {
@@ -275,10 +278,11 @@ func recoverCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := newRegistry(st.stop)
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
+			defer reg.Close()
 			left := journal.Outstanding(events)
 			if len(left) == 0 {
 				fmt.Fprintln(st.env.Stdout, "nothing to recover: every injected fault was removed")

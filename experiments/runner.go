@@ -209,7 +209,10 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil)
 	}
 
-	// Inject: the method's timeline.
+	// Inject: the method's timeline. A fault plugin that dies from here on
+	// stops the run.
+	stopWatching := r.watchInjectors()
+	defer stopWatching()
 	r.phase(PhaseInject)
 	t0 := time.Now()
 	injectStart := t0
@@ -490,6 +493,43 @@ func (r *runner) awaitInflight(ctx context.Context, deadline time.Time) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// losable is an injector that can fail between calls: a plugin whose
+// process died or was killed for hanging. Lost is closed once that has
+// happened (and its faults were removed by its host); LostErr says why.
+type losable interface {
+	Lost() <-chan struct{}
+	LostErr() error
+}
+
+// watchInjectors stops the run when an injector the method uses is lost.
+// The returned function stops watching.
+func (r *runner) watchInjectors() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, st := range r.exp.Method {
+		inj, _, err := r.opts.Catalog.Faults.Get(st.Fault)
+		l, ok := inj.(losable)
+		if err != nil || !ok || seen[st.Fault] {
+			continue
+		}
+		seen[st.Fault] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-l.Lost():
+				r.raise(fmt.Sprintf("fault %s: %v", st.Fault, l.LostErr()))
+			case <-done:
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 

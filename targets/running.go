@@ -23,6 +23,10 @@ type Running struct {
 	proxy *network.Server
 }
 
+// LinkSMTPIngress is the embedded stack's link from SMTP clients to its
+// SMTP server.
+const LinkSMTPIngress = "smtp-ingress"
+
 // StartMailstack starts the embedded reference stack with every internal
 // hop (MTA → each AV engine) behind an in-process toxiproxy server, so
 // network faults work on it exactly as on an external stack.
@@ -54,6 +58,15 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 	for _, e := range stack.Endpoints() {
 		r.Target.Endpoints[e.Name] = e.Addr
 	}
+	// Clients reach SMTP through a link too, so that faults can sit on the
+	// ingress (the smtp endpoint is the link's side).
+	ingress, err := srv.Link(ctx, LinkSMTPIngress, "127.0.0.1:0", r.Target.Endpoints["smtp"])
+	if err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("link %s: %w", LinkSMTPIngress, err)
+	}
+	r.Target.Links = append(r.Target.Links, faults.Link{Name: LinkSMTPIngress, Listen: ingress, Upstream: r.Target.Endpoints["smtp"]})
+	r.Target.Endpoints["smtp"] = ingress
 	for _, l := range stack.Links() {
 		r.Target.Links = append(r.Target.Links, faults.Link{Name: l.Name, Listen: l.Dial, Upstream: l.Upstream})
 	}

@@ -97,6 +97,15 @@ func (c *Client) CreateProxy(ctx context.Context, name, listen, upstream string)
 	return out, err
 }
 
+// SetUpstream points a proxy at another upstream. Toxiproxy restarts the
+// proxy to do so: its connections are closed, and its listen address stays.
+func (c *Client) SetUpstream(ctx context.Context, name, upstream string) (Proxy, error) {
+	var out Proxy
+	err := c.do(ctx, http.MethodPost, "/proxies/"+url.PathEscape(name),
+		map[string]any{"upstream": upstream, "enabled": true}, &out)
+	return out, err
+}
+
 // DeleteProxy removes a proxy after removing its toxics (a proxy deleted
 // with a stalling toxic attached leaks goroutines). A missing proxy is not
 // an error.

@@ -59,9 +59,25 @@ func Remove(ctx context.Context, h faults.Handle) error {
 	}
 	c := NewClient(h.Toxiproxy)
 	var errs []error
-	for _, t := range h.Toxics {
-		if err := c.RemoveToxic(ctx, t.Proxy, t.Name); err != nil {
-			errs = append(errs, fmt.Errorf("remove toxic %s from link %s: %w", t.Name, t.Proxy, err))
+	present := map[string]map[string]Toxic{} // by proxy, by name
+	for _, ref := range h.Toxics {
+		if _, ok := present[ref.Proxy]; !ok {
+			ts, err := c.Toxics(ctx, ref.Proxy)
+			if err != nil && !IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("list the toxics of link %s: %w", ref.Proxy, err))
+				continue
+			}
+			present[ref.Proxy] = map[string]Toxic{}
+			for _, t := range ts {
+				present[ref.Proxy][t.Name] = t
+			}
+		}
+		t, ok := present[ref.Proxy][ref.Name]
+		if !ok {
+			continue // already gone
+		}
+		if err := removeToxic(ctx, c, ref.Proxy, t); err != nil {
+			errs = append(errs, fmt.Errorf("remove toxic %s from link %s: %w", ref.Name, ref.Proxy, err))
 		}
 	}
 	return errors.Join(errs...)

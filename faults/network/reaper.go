@@ -84,7 +84,7 @@ func removeToxics(ctx context.Context, c *Client, match func(ToxicInfo) bool) (i
 			if !ok || !match(info) {
 				continue
 			}
-			if err := c.RemoveToxic(ctx, name, t.Name); err != nil {
+			if err := removeToxic(ctx, c, name, t); err != nil {
 				return n, err
 			}
 			n++

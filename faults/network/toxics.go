@@ -15,6 +15,7 @@ const (
 	ToxicDrip         = "mailchaos_drip"
 	ToxicClamdLatency = "mailchaos_clamd_latency"
 	ToxicClamdError   = "mailchaos_clamd_error"
+	ToxicDivert       = "mailchaos_divert"
 )
 
 // RegisterToxics installs mailchaos' toxic types into toxiproxy's toxic
@@ -28,6 +29,7 @@ func RegisterToxics() {
 		ToxicDrip:         new(DripToxic),
 		ToxicClamdLatency: new(ClamdLatencyToxic),
 		ToxicClamdError:   new(ClamdErrorToxic),
+		ToxicDivert:       new(DivertToxic),
 	} {
 		toxics.Register(name, t)
 	}

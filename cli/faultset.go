@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/plugins"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
+)
+
+// faultSet is the faults a command can use, and the plugin processes
+// serving them; Close stops the processes.
+type faultSet struct {
+	*faults.Registry
+	host *plugins.Host
+}
+
+// Close stops every plugin.
+func (f *faultSet) Close() { f.host.Close() }
+
+// pluginEntry is one plugin a command may start: a built-in or one found
+// on disk, with its checksum state.
+type pluginEntry struct {
+	launch   plugins.Launch
+	found    plugins.Found
+	checksum string // hex SHA-256 of the executable (third-party only)
+	// refused says why the plugin may not be started (plugins.lock).
+	refused error
+}
+
+// pluginEntries lists the built-ins and the plugins on disk, checked
+// against the lock file. Plugins named like a built-in are left out, with
+// a warning.
+func pluginEntries(st *state) ([]pluginEntry, error) {
+	var out []pluginEntry
+	if !st.builtinsInProcess {
+		for _, n := range builtin.Names() {
+			l, err := builtin.Launch(n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, pluginEntry{launch: l})
+		}
+	}
+	found, err := plugins.Discover(plugins.DefaultDirs(st.env.Getenv))
+	if err != nil {
+		return nil, err
+	}
+	lock, locked, err := plugins.ReadLock(st.lockPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if slices.Contains(builtin.Names(), f.Name) {
+			st.log.Warn("plugin has the name of a built-in fault; not used", "plugin", f.Name, "path", f.Path)
+			continue
+		}
+		e := pluginEntry{found: f, launch: plugins.Launch{Name: f.Name, Path: f.Path}}
+		if e.checksum, err = plugins.Checksum(f.Path); err != nil {
+			return nil, err
+		}
+		if locked {
+			want, ok := lock[f.Name]
+			if !ok {
+				e.refused = fmt.Errorf("plugin %s (%s) is not in %s: refused; run 'mailchaos plugins lock' to trust it", f.Name, f.Path, st.lockPath)
+			}
+			e.launch.Checksum = want
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// loadFaults starts every plugin (in parallel) and registers the faults
+// they serve; with --builtins in-process, the built-ins run in mailchaos'
+// own process instead.
+func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
+	entries, err := pluginEntries(st)
+	if err != nil {
+		return nil, err
+	}
+	fs := &faultSet{Registry: faults.NewRegistry(),
+		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout})}
+	if st.builtinsInProcess {
+		for _, inj := range builtin.Injectors() {
+			if err := fs.Add(ctx, inj); err != nil {
+				return nil, err
+			}
+		}
+	}
+	started := make([]*plugins.Plugin, len(entries))
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		if e.refused != nil {
+			errs[i] = e.refused
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started[i], errs[i] = fs.host.Start(ctx, e.launch)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		fs.Close()
+		return nil, err
+	}
+	for _, p := range started {
+		if err := fs.Add(ctx, p); err != nil {
+			fs.Close()
+			return nil, err
+		}
+	}
+	return fs, nil
+}
