@@ -155,6 +155,8 @@ func newApp(st *state) *ucli.App {
 			targetCommand(st),
 			surgeCommand(st),
 			proxyCommand(st),
+			pluginsCommand(st),
+			pluginCommand(st),
 		},
 		DisableSliceFlagSeparator: true,
 		ExitErrHandler:            func(*ucli.Context, error) {},

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"slices"
@@ -296,25 +297,30 @@ func faultsCommand(st *state) *ucli.Command {
 				specs = []faults.Spec{spec}
 			}
 			for _, s := range specs {
-				fmt.Fprintf(st.env.Stdout, "%s: %s\n", s.Name, s.Summary)
-				for _, p := range s.Params {
-					extra := string(p.Type)
-					if p.Default != "" {
-						extra += ", default " + p.Default
-					}
-					if len(p.Enum) > 0 {
-						extra += ", one of " + strings.Join(p.Enum, "|")
-					}
-					if p.Min != "" || p.Max != "" {
-						extra += fmt.Sprintf(", range [%s, %s]", p.Min, p.Max)
-					}
-					if p.Required {
-						extra += ", required"
-					}
-					fmt.Fprintf(st.env.Stdout, "  %-12s %s (%s)\n", p.Name, p.Doc, extra)
-				}
+				printSpec(st.env.Stdout, s)
 			}
 			return nil
 		},
+	}
+}
+
+// printSpec prints a fault's summary and parameter schema.
+func printSpec(out io.Writer, s faults.Spec) {
+	fmt.Fprintf(out, "%s: %s\n", s.Name, s.Summary)
+	for _, p := range s.Params {
+		extra := string(p.Type)
+		if p.Default != "" {
+			extra += ", default " + p.Default
+		}
+		if len(p.Enum) > 0 {
+			extra += ", one of " + strings.Join(p.Enum, "|")
+		}
+		if p.Min != "" || p.Max != "" {
+			extra += fmt.Sprintf(", range [%s, %s]", p.Min, p.Max)
+		}
+		if p.Required {
+			extra += ", required"
+		}
+		fmt.Fprintf(out, "  %-12s %s (%s)\n", p.Name, p.Doc, extra)
 	}
 }

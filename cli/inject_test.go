@@ -3,11 +3,13 @@ package cli_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -286,9 +288,92 @@ func TestInjectLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-// TestKilledInjectFaultExpires kills the real binary with SIGKILL while its
-// fault is in place: the fault must still go, at its time-to-live, removed
-// by the toxiproxy server's reaper.
+// buildBinary builds mailchaos into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mailchaos")
+	build := exec.Command("go", "build", "-o", bin, "..")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	return bin
+}
+
+// childPIDs lists a process's children.
+func childPIDs(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	require.NoError(t, err)
+	var out []int
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, s := range strings.Fields(string(data)) {
+			n, err := strconv.Atoi(s)
+			require.NoError(t, err)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// exited reports whether a process has exited (a zombie runs no code).
+func exited(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	rest := string(data[strings.LastIndexByte(string(data), ')')+1:])
+	f := strings.Fields(rest)
+	return len(f) > 0 && f[0] == "Z"
+}
+
+// startKilledInject runs the real binary's inject of a blackhole against an
+// external toxiproxy server and returns it with its fault in place, and its
+// plugin processes.
+func startKilledInject(t *testing.T, api string, grace time.Duration) (*exec.Cmd, []int) {
+	t.Helper()
+	var stdout syncBuffer
+	cmd := exec.Command(buildBinary(t), "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
+		"--param", "mode=blackhole", "--for", "1s", "--grace", grace.String())
+	cmd.Stdout = &stdout
+	require.NoError(t, cmd.Start())
+	linkAddr(t, &stdout, "link")
+	require.Positive(t, toxicsOn(t, network.NewClient(api)))
+	kids := childPIDs(t, cmd.Process.Pid)
+	require.NotEmpty(t, kids, "the built-in faults run as plugin processes")
+	return cmd, kids
+}
+
+// TestKilledHostPluginRemovesItsFault kills the real binary with SIGKILL
+// while its fault is in place: its plugin processes notice, remove the
+// fault and exit, long before the fault's time-to-live.
+func TestKilledHostPluginRemovesItsFault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
+	defer func() { signal(os.Interrupt); waitExit(t, done); _ = errb }()
+	api := endpoints(t, out, "toxiproxy")["toxiproxy"]
+	c := network.NewClient(api)
+
+	cmd, kids := startKilledInject(t, api, 5*time.Minute)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool { return toxicsOn(t, c) == 0 }, waitFor, 20*time.Millisecond,
+		"the plugin did not remove its fault when mailchaos died")
+	require.Eventually(t, func() bool {
+		for _, k := range kids {
+			if !exited(k) {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 20*time.Millisecond, "plugin processes outlived mailchaos")
+}
+
+// TestKilledInjectFaultExpires kills the real binary and its plugins with
+// SIGKILL while the fault is in place: the fault must still go, at its
+// time-to-live, removed by the toxiproxy server's reaper.
 func TestKilledInjectFaultExpires(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -298,19 +383,17 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 	api := endpoints(t, out, "toxiproxy")["toxiproxy"]
 	c := network.NewClient(api)
 
-	bin := filepath.Join(t.TempDir(), "mailchaos")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-	var stdout syncBuffer
-	cmd := exec.Command(bin, "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
-		"--param", "mode=blackhole", "--for", "1s", "--grace", "1s")
-	cmd.Stdout = &stdout
-	require.NoError(t, cmd.Start())
-	linkAddr(t, &stdout, "link")
-	require.Positive(t, toxicsOn(t, c))
+	cmd, kids := startKilledInject(t, api, time.Second)
+	// The plugins are frozen first, so that neither they nor mailchaos get
+	// to remove anything: everything dies at once.
+	for _, k := range kids {
+		require.NoError(t, syscall.Kill(k, syscall.SIGSTOP))
+	}
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
+	for _, k := range kids {
+		require.NoError(t, syscall.Kill(k, syscall.SIGKILL))
+	}
 	require.Positive(t, toxicsOn(t, c), "the fault should outlive its killed injector for a while")
 	require.Eventually(t, func() bool { return toxicsOn(t, c) == 0 }, waitFor, 50*time.Millisecond,
 		"the fault outlived its time-to-live")

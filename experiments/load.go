@@ -318,6 +318,7 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 			add("target.config."+fe.Field, "%s", fe.Msg)
 		}
 		ft := faults.Target{Endpoints: map[string]string{"smtp": "", "imap": "", "metrics": ""}, Toxiproxy: "embedded"}
+		ft.Links = append(ft.Links, faults.Link{Name: targets.LinkSMTPIngress})
 		for _, en := range t.Config.Engines {
 			ft.Links = append(ft.Links, faults.Link{Name: en.Name})
 			ft.Endpoints[en.Name] = ""

@@ -149,6 +149,10 @@ func Logger() *slog.Logger {
 // plugin's parent process changes, every fault still in place is removed
 // and the plugin exits.
 func Serve(inj Injector) {
+	// When mailchaos dies, the pipes of the plugin's standard error and
+	// output break: a write must then fail, not kill the plugin before it
+	// has removed its faults.
+	signal.Ignore(syscall.SIGPIPE)
 	log := Logger()
 	t := &tracker{inj: inj, live: map[string]Handle{}}
 	done := make(chan struct{})
