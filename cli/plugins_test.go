@@ -255,3 +255,23 @@ func TestPluginVersionMismatchIsClear(t *testing.T) {
 	require.Contains(t, errb, "plugin misbehave")
 	require.Contains(t, errb, "speaks fault-plugin protocol 7, this mailchaos speaks protocol 1")
 }
+
+// TestCatalogPluginExperiment runs the catalog experiment that uses the
+// example plugin smtp-reply-faults, built as `make plugins` builds it.
+func TestCatalogPluginExperiment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin and runs a 25-second experiment")
+	}
+	dir := t.TempDir()
+	goBuild(t, "../plugins/examples/smtp-reply-faults", filepath.Join(dir, "mailchaos-fault-smtp-reply-faults"))
+	exp := "../experiments/catalog/smtp-ingress-tempfail.yaml"
+	code, out, errb := runIn(t, dir, "validate", exp)
+	require.Equal(t, cli.ExitOK, code, "%s %s", out, errb)
+	code, out, errb = runIn(t, dir, "--log-level", "warn", "run", "-q", exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	require.Regexp(t, `smtp-reply-faults: [1-9]\d* of \d+ matching commands answered with the fault`, out)
+
+	code, _, errb = run(t, "validate", exp)
+	require.Equal(t, cli.ExitInvalid, code, "without the plugin the fault is unknown")
+	require.Contains(t, errb, `unknown fault "smtp-reply-faults"`)
+}

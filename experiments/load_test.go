@@ -61,7 +61,13 @@ func TestCatalogIsValid(t *testing.T) {
 	files, err := filepath.Glob("catalog/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
+	// Experiments using an example plugin are validated, and run, with the
+	// plugin built (cli/plugins_test.go).
+	withPlugin := map[string]bool{"catalog/smtp-ingress-tempfail.yaml": true}
 	for _, f := range files {
+		if withPlugin[f] {
+			continue
+		}
 		e, err := experiments.Load(context.Background(), f, cat)
 		require.NoError(t, err, f)
 		require.NotEmpty(t, e.Title)
