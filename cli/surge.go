@@ -18,15 +18,15 @@ import (
 )
 
 // surgeCommand is "mailchaos surge": the load-surge generator on its own,
-// against one SMTP server. Its schedule and message flags are the
-// load-surge fault's parameters (with --rcpt for the parameter "to"), so
-// they share defaults, limits and checks.
+// against one SMTP or IMAP server. Its protocol, schedule, message and
+// log-in flags are the load-surge fault's parameters (with --rcpt for the
+// parameter "to"), so they share defaults, limits and checks.
 func surgeCommand(st *state) *ucli.Command {
 	spec := loadsurge.Spec()
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "to", Usage: "SMTP server `HOST:PORT` to send to; loopback only unless --allow-remote"},
-		&ucli.DurationFlag{Name: "duration", Usage: "send for this long; give --duration, --count or both"},
-		&ucli.Int64Flag{Name: "count", Usage: "send this many messages at most"},
+		&ucli.StringFlag{Name: "to", Usage: "server `HOST:PORT` to load (SMTP, or IMAP with --protocol imap); loopback only unless --allow-remote"},
+		&ucli.DurationFlag{Name: "duration", Usage: "load for this long; give --duration, --count or both"},
+		&ucli.Int64Flag{Name: "count", Usage: "send this many messages (or run this many IMAP sessions) at most"},
 	}
 	for _, p := range spec.Params {
 		if p.Name == "endpoint" {
@@ -39,17 +39,20 @@ func surgeCommand(st *state) *ucli.Command {
 		flags = append(flags, &ucli.StringFlag{Name: surgeFlag(p.Name), Usage: usage})
 	}
 	flags = append(flags,
-		&ucli.StringFlag{Name: "run-id", Usage: "prefix of every X-Mailchaos-Id (default: random)"},
+		&ucli.StringFlag{Name: "run-id", Usage: "the run's name, prefix of every X-Mailchaos-Id (default: random)"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		&ucli.BoolFlag{Name: "allow-remote", Usage: "allow --to to be a non-loopback address"},
 	)
 	return &ucli.Command{
 		Name:  "surge",
-		Usage: "send open-loop SMTP load to a server and report rates and latencies",
+		Usage: "send open-loop SMTP load or IMAP log-ins to a server and report rates and latencies",
 		UsageText: "mailchaos surge --to ADDR --rate R --duration D [--concurrency C] [--size S] [--infected P]\n" +
-			"  [--per-session N] [--count N] [--from ADDR] [--rcpt A,B] [--schedule ...] [--json]",
-		Description: "Messages are due at the times the schedule sets, whatever the server does: time spent waiting for\n" +
-			"a free session counts as latency. --rate 0 is the closed loop: each session sends back to back.\n" +
+			"  [--per-session N] [--count N] [--from ADDR] [--rcpt A,B] [--schedule ...] [--json]\n" +
+			"mailchaos surge --protocol imap --to ADDR --rate R --duration D [--users A,B] [--password P]\n" +
+			"  [--fetch N] [--mailbox M] [--concurrency C] [--schedule ...] [--json]",
+		Description: "Messages (or IMAP log-in sessions: connect, LOGIN, SELECT, FETCH of the newest envelopes,\n" +
+			"LOGOUT) are due at the times the schedule sets, whatever the server does: time spent waiting for\n" +
+			"a free session counts as latency. --rate 0 is the closed loop: each session goes back to back.\n" +
 			"The first SIGINT/SIGTERM stops sending and waits briefly for messages in flight; the summary is\n" +
 			"still printed (exit 3). A second one aborts at once.",
 		Flags: flags,
@@ -75,29 +78,29 @@ func surgeFlag(param string) string {
 }
 
 // surgeConfig checks the flags and builds the generator's configuration.
-func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Config, error) {
+func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Load, error) {
 	to := c.String("to")
 	if to == "" {
-		return loadsurge.Config{}, &usageError{errors.New("flag --to: required: the SMTP server's host:port")}
+		return loadsurge.Load{}, &usageError{errors.New("flag --to: required: the server's host:port")}
 	}
 	if err := checkAddr(to); err != nil {
-		return loadsurge.Config{}, &usageError{fmt.Errorf("flag --to: %w", err)}
+		return loadsurge.Load{}, &usageError{fmt.Errorf("flag --to: %w", err)}
 	}
 	if host, _, _ := net.SplitHostPort(to); !c.Bool("allow-remote") && !targets.IsLoopback(host) {
-		return loadsurge.Config{}, &usageError{fmt.Errorf("flag --to: %s is not a loopback address; add --allow-remote to load another host", to)}
+		return loadsurge.Load{}, &usageError{fmt.Errorf("flag --to: %s is not a loopback address; add --allow-remote to load another host", to)}
 	}
 	d, n := c.Duration("duration"), c.Int64("count")
 	switch {
 	case d < 0:
-		return loadsurge.Config{}, &usageError{errors.New("flag --duration: must not be negative")}
+		return loadsurge.Load{}, &usageError{errors.New("flag --duration: must not be negative")}
 	case n < 0:
-		return loadsurge.Config{}, &usageError{errors.New("flag --count: must not be negative")}
+		return loadsurge.Load{}, &usageError{errors.New("flag --count: must not be negative")}
 	case d == 0 && n == 0:
-		return loadsurge.Config{}, &usageError{errors.New("give --duration, --count or both")}
+		return loadsurge.Load{}, &usageError{errors.New("give --duration, --count or both")}
 	}
 	if id := c.String("run-id"); id != "" {
 		if err := loadsurge.CheckRunID(id); err != nil {
-			return loadsurge.Config{}, &usageError{fmt.Errorf("flag --run-id: %w", err)}
+			return loadsurge.Load{}, &usageError{fmt.Errorf("flag --run-id: %w", err)}
 		}
 	}
 	params := faults.Params{}
@@ -106,12 +109,12 @@ func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Config, error) {
 			params[p.Name] = c.String(name)
 		}
 	}
-	cfg, err := loadsurge.ParseParams(params, nil, d)
+	l, err := loadsurge.ParseParams(params, nil, d)
 	if err != nil {
-		return cfg, flagErrors(err)
+		return l, flagErrors(err)
 	}
-	cfg.Addr, cfg.Duration, cfg.Count, cfg.RunID = to, d, n, c.String("run-id")
-	return cfg, nil
+	l.Addr, l.Duration, l.Count, l.RunID = to, d, n, c.String("run-id")
+	return l, nil
 }
 
 // flagErrors rewrites the parameter errors of ParseParams in terms of
@@ -143,8 +146,8 @@ func flagErrors(err error) error {
 
 // runSurge runs the generator until it ends or the first signal, then
 // prints the result. The second signal (st.kill) aborts the run at once.
-func runSurge(st *state, cfg loadsurge.Config, asJSON bool) error {
-	run, err := loadsurge.Start(st.kill, cfg)
+func runSurge(st *state, l loadsurge.Load, asJSON bool) error {
+	run, err := l.Start(st.kill)
 	if err != nil {
 		return err
 	}
@@ -157,7 +160,8 @@ func runSurge(st *state, cfg loadsurge.Config, asJSON bool) error {
 		run.Stop()
 	}
 	stopProgress()
-	res := run.Wait()
+	<-run.Done()
+	res := run.Report()
 	if asJSON {
 		enc := json.NewEncoder(st.env.Stdout)
 		enc.SetIndent("", "  ")
@@ -175,7 +179,7 @@ func runSurge(st *state, cfg loadsurge.Config, asJSON bool) error {
 
 // progress prints a one-line status to stderr every second while the run
 // goes on, if stderr is a terminal. The returned function stops it.
-func progress(st *state, run *loadsurge.Run) (stop func()) {
+func progress(st *state, run loadsurge.Generator) (stop func()) {
 	f, ok := st.env.Stderr.(*os.File)
 	if !ok {
 		return func() {}
@@ -196,10 +200,7 @@ func progress(st *state, run *loadsurge.Run) (stop func()) {
 				fmt.Fprint(f, "\r\033[K")
 				return
 			case <-t.C:
-				r := run.Snapshot()
-				fmt.Fprintf(f, "\r\033[K%5.0fs  sent %d (%.0f msg/s)  accepted %d  failed %d  unsent %d  waiting %d  p99 %.1fms",
-					r.Duration.Seconds(), r.Sent, r.AchievedRate, r.Accepted, r.Sent-r.Accepted, r.Unsent, r.Backlog,
-					float64(r.Latency.P99)/float64(time.Millisecond))
+				fmt.Fprint(f, "\r\033[K"+run.Report().Progress())
 			}
 		}
 	}()

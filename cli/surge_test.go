@@ -14,6 +14,7 @@ import (
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 func TestSurgePrintsSummary(t *testing.T) {
@@ -30,15 +31,8 @@ func TestSurgePrintsSummary(t *testing.T) {
 
 func TestSurgeJSON(t *testing.T) {
 	s := sinktest.Start(t, sinktest.Options{})
-	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "0", "--count", "50", "--concurrency", "5", "--json")
-	require.Equal(t, cli.ExitOK, code, errb)
-	var res loadsurge.Result
-	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
-	require.True(t, res.Done)
-	require.True(t, res.ClosedLoop)
+	res := surgeJSON[loadsurge.Result](t, "--to", s.Addr, "--rate", "0", "--count", "50", "--concurrency", "5")
 	require.EqualValues(t, 50, res.Accepted)
-	require.Positive(t, res.AchievedRate)
-	require.Positive(t, res.Latency.P99)
 	require.EqualValues(t, 50, s.Count())
 }
 
@@ -70,6 +64,12 @@ func TestSurgeInvalidInput(t *testing.T) {
 		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--run-id", "a b"}, "flag --run-id"},
 		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--bogus"}, "bogus"},
 		{[]string{"--to", "127.0.0.1:25", "--count", "1", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--to", "127.0.0.1:143", "--count", "1", "--protocol", "pop3"}, `flag --protocol "pop3"`},
+		{[]string{"--to", "127.0.0.1:143", "--count", "1", "--protocol", "imap", "--rcpt", "bob@example.test"},
+			"flag --rcpt \"bob@example.test\": only applies to protocol smtp"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--users", "bob@example.test"}, "flag --users \"bob@example.test\": only applies to protocol imap"},
+		{[]string{"--to", "127.0.0.1:143", "--count", "1", "--protocol", "imap", "--fetch", "0"}, `flag --fetch "0"`},
+		{[]string{"--to", "127.0.0.1:143", "--count", "1", "--protocol", "imap", "--users", "a b"}, `flag --users "a b"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, out, errb := run(t, append([]string{"surge"}, tc.args...)...)
@@ -113,6 +113,81 @@ func TestSurgeSecondSignalAbortsAtOnce(t *testing.T) {
 	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
 	require.Contains(t, out.String(), "load-surge kill (open loop, done)")
 	require.Regexp(t, `[1-9]\d* timeout`, out.String(), "the transactions cut short")
+}
+
+// surgeJSON runs "mailchaos surge --json" with args, which must succeed
+// with a finished closed-loop run, and returns its result.
+func surgeJSON[R interface{ Over() bool }](t *testing.T, args ...string) R {
+	t.Helper()
+	code, out, errb := run(t, append(append([]string{"surge"}, args...), "--json")...)
+	require.Equal(t, cli.ExitOK, code, errb)
+	var res R
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	require.True(t, res.Over())
+	var f loadsurge.RunFigures
+	require.NoError(t, json.Unmarshal([]byte(out), &f), out)
+	require.True(t, f.ClosedLoop)
+	require.Positive(t, f.AchievedRate)
+	require.Positive(t, f.Latency.P99)
+	return res
+}
+
+// imapServer starts the embedded mail stack and returns its IMAP address;
+// its users are alice@example.test and bob@example.test, password
+// "password".
+func imapServer(t *testing.T) string {
+	t.Helper()
+	cfg := mailstack.DefaultConfig()
+	cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	s, err := mailstack.New(cfg, mailstack.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		_ = s.Close()
+	})
+	return s.Endpoint("imap")
+}
+
+func TestSurgeIMAPPrintsSummary(t *testing.T) {
+	addr := imapServer(t)
+	code, out, errb := run(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "100/s", "--duration", "500ms",
+		"--run-id", "imap1", "--concurrency", "4", "--fetch", "3")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "load-surge imap1 (imap, open loop, done)")
+	require.Contains(t, out, "50 scheduled, 50 attempted: 50 succeeded, 0 failed")
+	require.Contains(t, out, "lag (start - schedule)")
+}
+
+func TestSurgeIMAPJSON(t *testing.T) {
+	addr := imapServer(t)
+	res := surgeJSON[loadsurge.IMAPResult](t, "--protocol", "imap", "--to", addr, "--rate", "0", "--count", "30", "--concurrency", "3",
+		"--users", "bob@example.test,alice@example.test,nobody@example.test")
+	require.EqualValues(t, 30, res.Attempted)
+	require.EqualValues(t, 20, res.Succeeded)
+	require.EqualValues(t, 10, res.Login, "the unknown user cannot log in")
+	require.EqualValues(t, 10, res.Failed)
+}
+
+func TestSurgeIMAPWrongPasswordIsALoginFailure(t *testing.T) {
+	addr := imapServer(t)
+	code, out, errb := run(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "0", "--count", "5", "--password", "wrong")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "0 succeeded, 5 failed (0 connect, 0 greeting, 5 login,")
+}
+
+func TestSurgeIMAPStopsOnSignal(t *testing.T) {
+	addr, conns := sinktest.Silent(t)
+	out, errb, signal, done := startCLI(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "100", "--duration", "1h",
+		"--timeout", "1h", "--run-id", "imapsig")
+	require.Eventually(t, func() bool { return conns() > 0 }, waitFor, time.Millisecond, "a session is waiting for its greeting")
+	signal(os.Interrupt)
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "load-surge imapsig (imap, open loop, done)")
+	require.Regexp(t, `[1-9]\d* timeout\)`, out.String(), "the sessions cut short")
 }
 
 // closedAddr returns a loopback address where nothing listens.

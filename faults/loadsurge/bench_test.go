@@ -41,10 +41,7 @@ func BenchmarkClosedLoop(b *testing.B) {
 			r, err := loadsurge.Start(context.Background(), loadsurge.Config{Addr: s.Addr, Count: int64(b.N), Concurrency: c})
 			require.NoError(b, err)
 			res := r.Wait()
-			b.StopTimer()
-			require.EqualValues(b, b.N, res.Accepted, res.String())
-			b.ReportMetric(res.AchievedRate, "msg/s")
-			b.ReportMetric(ms(res.Latency.P99), "p99-ms")
+			reportClosedLoop(b, res, res.Accepted, "msg/s")
 		})
 	}
 }
@@ -109,6 +106,90 @@ func BenchmarkMemory5000(b *testing.B) {
 		b.ReportMetric(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds()/res.Duration.Seconds()*100, "cpu-%")
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// imapServers are the IMAP servers the log-in benchmarks run against: the
+// embedded stack's IMAP endpoint (started as mailchaos starts it) and
+// go-imap's in-memory server alone, for the generator's ceiling. Each
+// user's INBOX holds 5 messages, so every session fetches 5 envelopes.
+func imapServers() []imapServer {
+	return []imapServer{
+		{"mailstack", func(b *testing.B) string { return stack(b, 5).Target.Endpoints["imap"] }},
+		{"imapmemserver", func(b *testing.B) string { return startMem(b, memOpts{Messages: 5, Plain: true}).addr }},
+	}
+}
+
+// imapServer is a benchmark's IMAP server: start starts it and returns its
+// address.
+type imapServer struct {
+	name  string
+	start func(b *testing.B) string
+}
+
+// BenchmarkIMAPClosedLoop runs b.N log-in sessions (connect, LOGIN,
+// SELECT INBOX, FETCH 5 envelopes, LOGOUT) back to back over c
+// concurrent sessions and reports log-ins per second.
+//
+//	go test -run=^$ -bench=IMAPClosedLoop -benchtime=5000x ./faults/loadsurge/
+func BenchmarkIMAPClosedLoop(b *testing.B) {
+	for _, srv := range imapServers() {
+		for _, c := range []int{1, 10, 50} {
+			b.Run(fmt.Sprintf("%s/c=%d", srv.name, c), func(b *testing.B) {
+				addr := srv.start(b)
+				b.ResetTimer()
+				r, err := loadsurge.StartIMAP(context.Background(), loadsurge.IMAPConfig{Addr: addr, Count: int64(b.N), Concurrency: c})
+				require.NoError(b, err)
+				res := r.Wait()
+				reportClosedLoop(b, res, res.Succeeded, "logins/s")
+			})
+		}
+	}
+}
+
+// BenchmarkIMAPOpenLoopMax offers log-ins at increasing constant rates,
+// 3 s each over up to 200 sessions, and reports the highest rate that was
+// sustained: every session due in the 3 s succeeded and the p99 lag
+// (scheduled → started) stayed under 50 ms, so no backlog built up. Each
+// call runs the whole ladder once, whatever b.N is: run it with the
+// default -benchtime.
+//
+//	go test -run=^$ -bench=IMAPOpenLoopMax ./faults/loadsurge/
+func BenchmarkIMAPOpenLoopMax(b *testing.B) {
+	const d, maxLag = 3 * time.Second, 50 * time.Millisecond
+	for _, srv := range imapServers() {
+		b.Run(srv.name, func(b *testing.B) {
+			addr := srv.start(b)
+			var best float64
+			var bestRes loadsurge.IMAPResult
+			for _, rate := range []float64{250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000} {
+				r, err := loadsurge.StartIMAP(context.Background(), loadsurge.IMAPConfig{Addr: addr,
+					Schedule: loadsurge.Constant(rate), Duration: d, Concurrency: 200, Timeout: 5 * time.Second})
+				require.NoError(b, err)
+				res := r.Wait()
+				b.Logf("%.0f/s: %s", rate, res)
+				if res.Succeeded != int64(rate*d.Seconds()) || res.Lag.P99 > maxLag {
+					break
+				}
+				best, bestRes = rate, res
+			}
+			b.ReportMetric(best, "max-sustained-logins/s")
+			b.ReportMetric(ms(bestRes.Latency.P99), "p99-ms")
+			b.ReportMetric(ms(bestRes.Lag.P99), "lag-p99-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// reportClosedLoop stops the timer, checks that all b.N items of a
+// closed-loop run succeeded and reports their rate (in unit) and latency.
+func reportClosedLoop(b *testing.B, res loadsurge.Report, succeeded int64, unit string) {
+	b.Helper()
+	b.StopTimer()
+	require.EqualValues(b, b.N, succeeded, res.String())
+	f := res.StatusFigures()
+	b.ReportMetric(f["rate"], unit)
+	b.ReportMetric(f["p50_ms"], "p50-ms")
+	b.ReportMetric(f["p99_ms"], "p99-ms")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,5 +1,5 @@
-// Package loadsurge is an open-loop SMTP load generator and the load-surge
-// fault built on it.
+// Package loadsurge is an open-loop SMTP load generator, an open-loop IMAP
+// log-in generator, and the load-surge fault built on them.
 //
 // A [Run] sends messages to one SMTP server at the times an arrival-rate
 // [Schedule] sets (constant, ramp, step or spike), whatever the server
@@ -18,7 +18,15 @@
 // server delivered can be accounted for afterwards. Each message ends with
 // one [Outcome]; latencies go to HDR histograms with microsecond resolution.
 //
-// [Injector] is the load-surge fault ([faults.Injector]): Inject starts a Run
-// against the target's SMTP endpoint, Remove stops it, and it ends by itself
-// when the request's TTL has passed.
+// An [IMAPRun] ([StartIMAP]) shares the schedules, the open-loop timing
+// (latency from the scheduled time), the backlog, the histograms and the
+// summary with the SMTP run; each of its items is a log-in session:
+// connect, LOGIN, SELECT, FETCH of the newest envelopes, LOGOUT, on a
+// connection of its own, through go-imap's client. A session ends as
+// succeeded or with the step that failed ([IMAPOutcome]).
+//
+// [Injector] is the load-surge fault ([faults.Injector]): Inject starts a
+// Run or, with parameter protocol imap, an IMAPRun against the target's
+// smtp or imap endpoint; a ramp goes over the request's planned Duration;
+// Remove stops it, and it ends by itself when the request's TTL has passed.
 package loadsurge

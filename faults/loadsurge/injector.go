@@ -23,59 +23,132 @@ const (
 	ScheduleSpike    = "spike"
 )
 
+// Protocols, the values of the protocol parameter.
+const (
+	ProtocolSMTP = "smtp"
+	ProtocolIMAP = "imap"
+)
+
 // Spec returns the load-surge parameter schema.
 func Spec() faults.Spec {
 	return faults.Spec{
-		Name:    Name,
-		Summary: "send open-loop SMTP load (constant, ramp, step or spike arrival rate) to the target until removed",
+		Name: Name,
+		Summary: "send open-loop load to the target until removed: SMTP messages or IMAP log-in sessions " +
+			"(constant, ramp, step or spike arrival rate)",
 		Params: []faults.Param{
-			{Name: "rate", Type: faults.TypeRate, Unit: "msg/s", Default: "100/s", Min: "0", Max: "1000000",
-				Doc: "arrival rate: the constant rate, a ramp's start rate or a spike's base rate; 0 with schedule constant is the closed loop (each session sends back to back)"},
+			{Name: "protocol", Type: faults.TypeEnum, Default: ProtocolSMTP, Enum: []string{ProtocolSMTP, ProtocolIMAP},
+				Doc: "smtp: messages, each a transaction on a pooled session; imap: log-in sessions, each connect, LOGIN, SELECT, FETCH of the newest envelopes, LOGOUT"},
+			{Name: "rate", Type: faults.TypeRate, Unit: "1/s", Default: "100/s", Min: "0", Max: "1000000",
+				Doc: "arrival rate in messages or log-ins per second: the constant rate, a ramp's start rate or a spike's base rate; 0 with schedule constant is the closed loop (each session goes back to back)"},
 			{Name: "schedule", Type: faults.TypeEnum, Default: ScheduleConstant,
 				Enum: []string{ScheduleConstant, ScheduleRamp, ScheduleStep, ScheduleSpike},
 				Doc:  "shape of the arrival rate over time"},
-			{Name: "rate-to", Type: faults.TypeRate, Unit: "msg/s", Min: "0", Max: "1000000",
-				Doc: "ramp: the rate at the end of the run; the rate goes linearly from rate to rate-to over the whole run"},
+			{Name: "rate-to", Type: faults.TypeRate, Unit: "1/s", Min: "0", Max: "1000000",
+				Doc: "ramp: the rate at the end of the run; the rate goes linearly from rate to rate-to over the planned duration (else over the run)"},
 			{Name: "steps", Type: faults.TypeString,
 				Doc: "step: RATE@OFFSET list in increasing offsets, e.g. 100@0s,300@10s,50@20s"},
-			{Name: "spike-rate", Type: faults.TypeRate, Unit: "msg/s", Min: "0", Max: "1000000",
+			{Name: "spike-rate", Type: faults.TypeRate, Unit: "1/s", Min: "0", Max: "1000000",
 				Doc: "spike: the rate during the spike"},
 			{Name: "spike-at", Type: faults.TypeDuration, Min: "0s",
 				Doc: "spike: when the spike starts, from the start of the run"},
 			{Name: "spike-for", Type: faults.TypeDuration, Min: "1ms",
 				Doc: "spike: how long the spike lasts"},
 			{Name: "concurrency", Type: faults.TypeInt, Unit: "sessions", Default: "20", Min: "1", Max: "10000",
-				Doc: "SMTP sessions in flight at most; due messages wait for a free one"},
+				Doc: "sessions in flight at most; due messages or log-ins wait for a free one"},
 			{Name: "per-session", Type: faults.TypeInt, Unit: "messages", Default: "10", Min: "1", Max: "1000000",
-				Doc: "messages per SMTP session before QUIT and a new connection"},
+				Doc: "smtp: messages per SMTP session before QUIT and a new connection"},
 			{Name: "size", Type: faults.TypeString, Default: "4KB",
-				Doc: "message size with headers: fixed (4KB) or uniform range (1KB-64KB), at most 64MiB"},
+				Doc: "smtp: message size with headers: fixed (4KB) or uniform range (1KB-64KB), at most 64MiB"},
 			{Name: "infected", Type: faults.TypeFraction, Default: "0",
-				Doc: "share of messages carrying the EICAR test file as a base64 attachment"},
+				Doc: "smtp: share of messages carrying the EICAR test file as a base64 attachment"},
 			{Name: "from", Type: faults.TypeString, Default: DefaultFrom,
-				Doc: "envelope and header sender"},
+				Doc: "smtp: envelope and header sender"},
 			{Name: "to", Type: faults.TypeString,
-				Doc: "comma-separated recipients, one drawn uniformly per message (default: the target's users, else alice@example.test,bob@example.test)"},
-			{Name: "endpoint", Type: faults.TypeString, Default: "smtp",
-				Doc: "the target endpoint to send to"},
+				Doc: "smtp: comma-separated recipients, one drawn uniformly per message (default: the target's users, else alice@example.test,bob@example.test)"},
+			{Name: "users", Type: faults.TypeString,
+				Doc: "imap: comma-separated log-in names, taken in turn by successive sessions (default: the target's users, else alice@example.test,bob@example.test)"},
+			{Name: "password", Type: faults.TypeString, Default: DefaultPassword,
+				Doc: "imap: every user's password (the default is the embedded stack's)"},
+			{Name: "mailbox", Type: faults.TypeString, Default: DefaultMailbox,
+				Doc: "imap: the mailbox each session selects"},
+			{Name: "fetch", Type: faults.TypeInt, Unit: "messages", Default: "5", Min: "1", Max: "10000",
+				Doc: "imap: each session fetches the envelopes of this many of the newest messages (all when there are fewer; none in an empty mailbox)"},
+			{Name: "endpoint", Type: faults.TypeString,
+				Doc: "the target endpoint to load (default: smtp, or imap with protocol imap)"},
 			{Name: "timeout", Type: faults.TypeDuration, Default: "30s", Min: "1ms", Max: "1h",
-				Doc: "deadline of the connection and of each exchange: a command, or a pipelined group of commands or the message body, and its replies"},
+				Doc: "deadline of the connection and of each exchange: smtp: a command, or a pipelined group of commands or the message body, and its replies; imap: the greeting, or a command and its responses"},
 		},
 	}
 }
 
-// ParseParams checks load-surge parameters and turns them into a
-// generator configuration: every problem is returned, joined, as
-// [*faults.ParamError] values. users are the default recipients (the
-// target's users); duration is the run's length, over which a ramp goes.
-// Addr, Duration, Count and RunID are left for the caller.
-func ParseParams(params faults.Params, users []string, duration time.Duration) (Config, error) {
-	cfg, errs := parseParams(params, users, duration)
-	return cfg, errors.Join(errs...)
+// Load is a load run as load-surge parameters describe it: [ParseParams]
+// fills in Protocol and the configuration of that protocol; the caller
+// sets where it goes and when it ends, and Start puts those fields into
+// that configuration.
+type Load struct {
+	// Protocol is ProtocolSMTP (SMTP is used) or ProtocolIMAP (IMAP is).
+	Protocol string
+	// Addr is the server's host:port.
+	Addr string
+	// Duration ends the run after this long (0: no limit).
+	Duration time.Duration
+	// Count ends the run after this many messages or sessions (0: no
+	// limit).
+	Count int64
+	// RunID names the run (default: random).
+	RunID string
+	// Grace is how long the work in flight gets to finish at the end
+	// (default DefaultGrace).
+	Grace time.Duration
+	// SMTP configures protocol smtp (its fields above are Load's).
+	SMTP Config
+	// IMAP configures protocol imap (its fields above are Load's).
+	IMAP IMAPConfig
+}
+
+// Generator is a load run of either protocol: [*Run] or [*IMAPRun].
+type Generator interface {
+	// RunID returns the run's ID.
+	RunID() string
+	// Done is closed when the run is over and its goroutines have ended.
+	Done() <-chan struct{}
+	// Stop ends the run gracefully and waits for it.
+	Stop()
+	// Report returns the figures so far, or the final ones.
+	Report() Report
+	// requestStop starts a graceful stop without waiting for it.
+	requestStop()
+}
+
+var (
+	_ Generator = (*Run)(nil)
+	_ Generator = (*IMAPRun)(nil)
+)
+
+// Start starts the run against l.Addr (see [Start] and [StartIMAP]).
+func (l Load) Start(ctx context.Context) (Generator, error) {
+	if l.Protocol == ProtocolIMAP {
+		cfg := l.IMAP
+		cfg.Addr, cfg.Duration, cfg.Count, cfg.RunID, cfg.Grace = l.Addr, l.Duration, l.Count, l.RunID, l.Grace
+		return StartIMAP(ctx, cfg)
+	}
+	cfg := l.SMTP
+	cfg.Addr, cfg.Duration, cfg.Count, cfg.RunID, cfg.Grace = l.Addr, l.Duration, l.Count, l.RunID, l.Grace
+	return Start(ctx, cfg)
+}
+
+// ParseParams checks load-surge parameters and turns them into a load
+// run: every problem is returned, joined, as [*faults.ParamError] values.
+// users are the target's users (the default recipients, or log-in names);
+// duration is the run's planned length, over which a ramp goes. Addr,
+// Duration, Count, RunID and Grace are left for the caller.
+func ParseParams(params faults.Params, users []string, duration time.Duration) (Load, error) {
+	l, errs := parseParams(params, users, duration)
+	return l, errors.Join(errs...)
 }
 
 // parseParams is ParseParams with the errors as a list.
-func parseParams(params faults.Params, users []string, duration time.Duration) (Config, []error) {
+func parseParams(params faults.Params, users []string, duration time.Duration) (Load, []error) {
 	spec := Spec()
 	vals, errs := faults.Check(spec, params)
 	bad := func(param, msg, allowed string) {
@@ -97,29 +170,29 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 			}
 		}
 	}
+	protocol := vals.String("protocol")
 	for _, p := range spec.Params {
-		kind := scheduleOf(p.Name)
-		if _, given := params[p.Name]; given && kind != "" && vals.String("schedule") != kind && !failed("schedule") {
+		if _, given := params[p.Name]; !given {
+			continue
+		}
+		if kind := scheduleOf(p.Name); kind != "" && vals.String("schedule") != kind && !failed("schedule") {
 			bad(p.Name, "only applies to schedule "+kind, "")
+		}
+		if proto := protocolOf(p.Name); proto != "" && protocol != proto && !failed("protocol") {
+			bad(p.Name, "only applies to protocol "+proto, "")
 		}
 	}
 
-	cfg := Config{
-		Concurrency: vals.Int("concurrency"),
-		PerSession:  vals.Int("per-session"),
-		Infected:    vals.Float("infected"),
-		From:        vals.String("from"),
-		Timeout:     vals.Duration("timeout"),
-	}
+	var sched Schedule
 	switch vals.String("schedule") {
 	case ScheduleConstant:
-		cfg.Schedule = Constant(vals.Rate("rate"))
+		sched = Constant(vals.Rate("rate"))
 	case ScheduleRamp:
 		need(ScheduleRamp, "rate-to")
 		if duration <= 0 {
 			bad("schedule", "a ramp needs a run duration to ramp over", "")
 		}
-		cfg.Schedule = Ramp(vals.Rate("rate"), vals.Rate("rate-to"), duration)
+		sched = Ramp(vals.Rate("rate"), vals.Rate("rate-to"), duration)
 	case ScheduleStep:
 		need(ScheduleStep, "steps")
 		if s, ok := params["steps"]; ok {
@@ -127,36 +200,88 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 			if err != nil {
 				bad("steps", err.Error(), "RATE@OFFSET list such as 100@0s,300@10s,50@20s")
 			}
-			cfg.Schedule = Steps(steps)
+			sched = Steps(steps)
 		}
 	case ScheduleSpike:
 		need(ScheduleSpike, "spike-rate", "spike-at", "spike-for")
-		cfg.Schedule = Spike(vals.Rate("rate"), vals.Rate("spike-rate"), vals.Duration("spike-at"), vals.Duration("spike-for"))
+		sched = Spike(vals.Rate("rate"), vals.Rate("spike-rate"), vals.Duration("spike-at"), vals.Duration("spike-for"))
+	}
+	list := func(param string) []string {
+		s, ok := params[param]
+		if !ok {
+			return users
+		}
+		var out []string
+		for _, a := range strings.Split(s, ",") {
+			out = append(out, strings.TrimSpace(a))
+		}
+		return out
+	}
+
+	l := Load{Protocol: protocol}
+	if protocol == ProtocolIMAP {
+		l.IMAP = IMAPConfig{
+			Schedule:    sched,
+			Concurrency: vals.Int("concurrency"),
+			Users:       list("users"),
+			Password:    vals.String("password"),
+			Mailbox:     vals.String("mailbox"),
+			Fetch:       vals.Int("fetch"),
+			Timeout:     vals.Duration("timeout"),
+		}
+		for _, u := range l.IMAP.Users {
+			if err := CheckUser(u); err != nil {
+				bad("users", err.Error(), "comma-separated log-in names")
+				break
+			}
+		}
+		if l.IMAP.Password == "" {
+			bad("password", "must not be empty", "")
+		}
+		if strings.TrimSpace(l.IMAP.Mailbox) == "" {
+			bad("mailbox", "must not be empty", "a mailbox name such as INBOX")
+		}
+		return l, errs
+	}
+
+	l.SMTP = Config{
+		Schedule:    sched,
+		Concurrency: vals.Int("concurrency"),
+		PerSession:  vals.Int("per-session"),
+		Infected:    vals.Float("infected"),
+		From:        vals.String("from"),
+		Timeout:     vals.Duration("timeout"),
+		Rcpts:       list("to"),
 	}
 	if !failed("size") {
 		size, err := ParseSizeRange(vals.String("size"))
 		if err != nil {
 			bad("size", err.Error(), "a size such as 4KB or a range such as 1KB-64KB, from 1 byte to 64MiB")
 		}
-		cfg.Size = size
+		l.SMTP.Size = size
 	}
-	if err := CheckAddress(cfg.From); err != nil {
+	if err := CheckAddress(l.SMTP.From); err != nil {
 		bad("from", err.Error(), "")
 	}
-	cfg.Rcpts = users
-	if s, ok := params["to"]; ok {
-		cfg.Rcpts = nil
-		for _, a := range strings.Split(s, ",") {
-			cfg.Rcpts = append(cfg.Rcpts, strings.TrimSpace(a))
-		}
-	}
-	for _, a := range cfg.Rcpts {
+	for _, a := range l.SMTP.Rcpts {
 		if err := CheckAddress(a); err != nil {
 			bad("to", err.Error(), "comma-separated addresses")
 			break
 		}
 	}
-	return cfg, errs
+	return l, errs
+}
+
+// protocolOf returns the protocol a parameter belongs to, or "" if it
+// applies to both.
+func protocolOf(param string) string {
+	switch param {
+	case "per-session", "size", "infected", "from", "to":
+		return ProtocolSMTP
+	case "users", "password", "mailbox", "fetch":
+		return ProtocolIMAP
+	}
+	return ""
 }
 
 // scheduleOf returns the schedule kind a parameter belongs to, or "".
@@ -173,10 +298,10 @@ func scheduleOf(param string) string {
 }
 
 // Injector is the load-surge fault: it runs a load generator against the
-// target's SMTP endpoint from Inject until Remove or the request's TTL.
-// It is safe for concurrent use. It keeps every run it started, finished
-// or not, so that Status and Accepted can report on it later; Forget
-// drops one.
+// target's SMTP or IMAP endpoint from Inject until Remove or the request's
+// TTL. It is safe for concurrent use. It keeps every run it started,
+// finished or not, so that Status and Accepted can report on it later;
+// Forget drops one.
 type Injector struct {
 	mu   sync.Mutex
 	runs map[string]*surge
@@ -184,7 +309,7 @@ type Injector struct {
 
 // surge is one injected load run.
 type surge struct {
-	run    *Run
+	run    Generator
 	cancel context.CancelFunc // releases the run's TTL context
 }
 
@@ -196,23 +321,31 @@ func New() *Injector { return &Injector{runs: map[string]*surge{}} }
 // Describe returns the load-surge spec.
 func (i *Injector) Describe(context.Context) (faults.Spec, error) { return Spec(), nil }
 
-// runTimes returns how long a run of an injection with this TTL schedules
-// load, and the grace that follows, so that the run is over by the TTL.
-func runTimes(ttl time.Duration) (duration, grace time.Duration) {
-	grace = min(DefaultGrace, ttl/4)
-	return ttl - grace, grace
+// runTimes returns how long the run of req schedules load, and the grace
+// that follows. A ramp goes over that duration: the planned one
+// (req.Duration) when it leaves room for a grace before the TTL, else the
+// TTL less a grace. Either way the run is over by the TTL.
+func runTimes(req faults.Request) (duration, grace time.Duration) {
+	if d := req.Duration; d > 0 && d < req.TTL {
+		return d, min(DefaultGrace, req.TTL-d)
+	}
+	grace = min(DefaultGrace, req.TTL/4)
+	return req.TTL - grace, grace
 }
 
 // config checks req and builds the run's configuration.
-func (i *Injector) config(req faults.Request) (Config, error) {
+func (i *Injector) config(req faults.Request) (Load, error) {
 	if req.TTL <= 0 {
-		return Config{}, fmt.Errorf("%s: request %q has no TTL", Name, req.ID)
+		return Load{}, fmt.Errorf("%s: request %q has no TTL", Name, req.ID)
 	}
-	duration, grace := runTimes(req.TTL)
-	cfg, errs := parseParams(req.Params, req.Target.Users, duration)
+	duration, grace := runTimes(req)
+	l, errs := parseParams(req.Params, req.Target.Users, duration)
 	endpoint := req.Params["endpoint"]
 	if endpoint == "" {
-		endpoint = "smtp"
+		endpoint = ProtocolSMTP
+		if l.Protocol == ProtocolIMAP {
+			endpoint = ProtocolIMAP
+		}
 	}
 	addr, ok := req.Target.Endpoints[endpoint]
 	if !ok {
@@ -227,24 +360,25 @@ func (i *Injector) config(req faults.Request) (Config, error) {
 	if err := CheckRunID(req.ID); err != nil {
 		errs = append(errs, fmt.Errorf("%s: request ID: %w", Name, err))
 	}
-	cfg.Addr, cfg.Duration, cfg.Grace, cfg.RunID = addr, duration, grace, req.ID
-	return cfg, errors.Join(errs...)
+	l.Addr, l.Duration, l.Grace, l.RunID = addr, duration, grace, req.ID
+	return l, errors.Join(errs...)
 }
 
 // Validate checks the parameters (with the cross-field rules: a ramp needs
-// rate-to, a step schedule valid steps, a spike its three parameters) and
-// that the target has the endpoint, without touching the target.
+// rate-to, a step schedule valid steps, a spike its three parameters;
+// parameters of the other protocol are refused) and that the target has
+// the endpoint, without touching the target.
 func (i *Injector) Validate(_ context.Context, req faults.Request) error {
 	_, err := i.config(req)
 	return err
 }
 
-// Inject starts the load and returns at once. The load runs until Remove
-// or until req.TTL has passed: it stops scheduling a short grace before
-// the TTL and is over by the TTL. The ID must not be in use by a run that
-// is still active.
+// Inject starts the load and returns at once. The load schedules until
+// Remove or the end of req.Duration (when set), then gets a short grace;
+// whatever happens it is over by req.TTL. The ID must not be in use by a
+// run that is still active.
 func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handle, error) {
-	cfg, err := i.config(req)
+	l, err := i.config(req)
 	if err != nil {
 		return faults.Handle{}, err
 	}
@@ -261,7 +395,7 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 	h := faults.Handle{ID: req.ID, Fault: Name, Owner: req.Owner, Injected: now, Expires: now.Add(req.TTL)}
 	// The run outlives the Inject call, but never its TTL.
 	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), h.Expires)
-	run, err := Start(rctx, cfg)
+	run, err := l.Start(rctx)
 	if err != nil {
 		cancel()
 		return faults.Handle{}, fmt.Errorf("%s: start: %w", Name, err)
@@ -281,8 +415,8 @@ func (i *Injector) get(id string) *surge {
 }
 
 // Remove stops the load gracefully and waits for it, aborting in-flight
-// transactions if ctx ends first. Removing a finished or unknown run is not
-// an error.
+// transactions and sessions if ctx ends first. Removing a finished or
+// unknown run is not an error.
 func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
 	s := i.get(h.ID)
 	if s == nil {
@@ -299,43 +433,26 @@ func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
 	return nil
 }
 
-// Status reports whether the load still runs, its figures (sent, accepted,
-// tempfail, rejected, conn_error, timeout, unsent, in_flight, backlog, rate
-// in msg/s, p50_ms, p99_ms, lag_p99_ms) and its summary as Detail. An unknown handle is
-// reported inactive.
+// Status reports whether the load still runs, its figures (see
+// [Result.StatusFigures] and [IMAPResult.StatusFigures]) and its summary
+// as Detail. An unknown handle is reported inactive.
 func (i *Injector) Status(_ context.Context, h faults.Handle) (faults.Status, error) {
 	s := i.get(h.ID)
 	if s == nil {
 		return faults.Status{Detail: "no such load run in this process"}, nil
 	}
-	res := s.run.Snapshot()
-	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return faults.Status{
-		Active: !res.Done,
-		Figures: map[string]float64{
-			"sent":       float64(res.Sent),
-			"accepted":   float64(res.Accepted),
-			"tempfail":   float64(res.Tempfail),
-			"rejected":   float64(res.Rejected),
-			"conn_error": float64(res.ConnError),
-			"timeout":    float64(res.Timeout),
-			"unsent":     float64(res.Unsent),
-			"in_flight":  float64(res.InFlight),
-			"backlog":    float64(res.Backlog),
-			"rate":       res.AchievedRate,
-			"p50_ms":     msf(res.Latency.P50),
-			"p99_ms":     msf(res.Latency.P99),
-			"lag_p99_ms": msf(res.Lag.P99),
-		},
-		Detail: res.String(),
-	}, nil
+	res := s.run.Report()
+	return faults.Status{Active: !res.Over(), Figures: res.StatusFigures(), Detail: res.String()}, nil
 }
 
-// Accepted returns the X-Mailchaos-Ids the server accepted in the run of
-// handle ID id (so far, if it still runs), or nil for an unknown ID.
+// Accepted returns the X-Mailchaos-Ids the server accepted in the SMTP run
+// of handle ID id (so far, if it still runs), or nil for an unknown ID or
+// an IMAP run.
 func (i *Injector) Accepted(id string) []string {
 	if s := i.get(id); s != nil {
-		return s.run.Accepted()
+		if r, ok := s.run.(*Run); ok {
+			return r.Accepted()
+		}
 	}
 	return nil
 }

@@ -46,8 +46,8 @@ func TestInjectorDescribe(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "load-surge", spec.Name)
 	require.False(t, spec.NeedsLink)
-	for _, name := range []string{"rate", "schedule", "rate-to", "steps", "spike-rate", "spike-at", "spike-for", "concurrency",
-		"per-session", "size", "infected", "from", "to", "endpoint", "timeout"} {
+	for _, name := range []string{"protocol", "rate", "schedule", "rate-to", "steps", "spike-rate", "spike-at", "spike-for", "concurrency",
+		"per-session", "size", "infected", "from", "to", "users", "password", "mailbox", "fetch", "endpoint", "timeout"} {
 		p, ok := spec.Param(name)
 		require.True(t, ok, name)
 		require.NotEmpty(t, p.Doc, name)
@@ -88,6 +88,21 @@ func TestInjectorValidate(t *testing.T) {
 		{faults.Params{"from": "x@y>"}, []string{"from"}, "not an address"},
 		{faults.Params{"endpoint": "smpt"}, []string{"endpoint"}, `did you mean "smtp"?`},
 		{faults.Params{"rate": "x", "size": "y"}, []string{"rate", "size"}, ""},
+		{faults.Params{"protocol": "imap"}, nil, ""},
+		{faults.Params{"protocol": "imap", "users": "a@example.test, b", "password": "s3cret", "mailbox": "Archive", "fetch": "20",
+			"schedule": "ramp", "rate-to": "500/s", "concurrency": "100"}, nil, ""},
+		{faults.Params{"protocol": "imap", "endpoint": "smtp"}, nil, ""},
+		{faults.Params{"protocol": "impa"}, []string{"protocol"}, `did you mean "imap"?`},
+		{faults.Params{"users": "a@example.test"}, []string{"users"}, "only applies to protocol imap"},
+		{faults.Params{"password": "x", "fetch": "3"}, []string{"fetch", "password"}, "only applies to protocol imap"},
+		{faults.Params{"protocol": "imap", "to": "a@example.test", "size": "1KB"}, []string{"size", "to"}, "only applies to protocol smtp"},
+		{faults.Params{"protocol": "imap", "users": "a@example.test,,b"}, []string{"users"}, "not a log-in name"},
+		{faults.Params{"protocol": "imap", "users": "a b"}, []string{"users"}, "not a log-in name"},
+		{faults.Params{"protocol": "imap", "password": ""}, []string{"password"}, "must not be empty"},
+		{faults.Params{"protocol": "imap", "mailbox": " "}, []string{"mailbox"}, "must not be empty"},
+		{faults.Params{"protocol": "imap", "fetch": "0"}, []string{"fetch"}, "below the minimum"},
+		{faults.Params{"protocol": "imap", "endpoint": "imap2"}, []string{"endpoint"}, `did you mean "imap"?`},
+		{faults.Params{"protocol": "imap", "schedule": "ramp"}, []string{"rate-to"}, "required with schedule ramp"},
 	} {
 		t.Run(fmt.Sprint(tc.params), func(t *testing.T) {
 			err := inj.Validate(ctx, request("v1", "127.0.0.1:25", tc.params))
@@ -178,34 +193,88 @@ func TestInjectEndsByItselfAtTTL(t *testing.T) {
 	h, err := inj.Inject(ctx, req)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = inj.Remove(ctx, h) })
-	require.Eventually(t, func() bool {
-		st, err := inj.Status(ctx, h)
-		return err == nil && !st.Active
-	}, waitFor, 5*time.Millisecond)
+	st := waitInactive(t, inj, h)
 	// It schedules load until a grace period (a quarter of the TTL here)
 	// before the TTL.
 	require.GreaterOrEqual(t, time.Since(h.Injected), 750*time.Millisecond)
-	st, err := inj.Status(ctx, h)
-	require.NoError(t, err)
 	require.Positive(t, st.Figures["accepted"])
 }
 
-func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
-	addr := silentServer(t)
+func TestInjectSchedulesOverThePlannedDuration(t *testing.T) {
+	// A ramp reaches rate-to, and a step list plays out, at the end of the
+	// planned duration, not of the TTL (which adds a grace for a dead
+	// injector): the run then ends by itself with exactly what the
+	// schedule makes due in the planned second.
+	for _, tc := range []struct {
+		name   string
+		params faults.Params
+		want   float64
+	}{
+		// 0 → 200/s over 1 s: 100 messages.
+		{"ramp", faults.Params{"schedule": "ramp", "rate": "0", "rate-to": "200/s"}, 100},
+		// 50/s for 0.5 s, then 150/s for 0.5 s: 25 + 75.
+		{"step", faults.Params{"schedule": "step", "steps": "50@0s,150@500ms"}, 100},
+		{"imap ramp", faults.Params{"protocol": "imap", "schedule": "ramp", "rate": "0", "rate-to": "200/s"}, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sinktest.Start(t, sinktest.Options{})
+			inj := loadsurge.New()
+			ctx := context.Background()
+			req := request("planned", s.Addr, tc.params)
+			if tc.params["protocol"] == "imap" {
+				req.Target.Endpoints["imap"] = startMem(t, memOpts{}).addr
+			}
+			req.Duration, req.TTL = time.Second, time.Second+faults.DefaultTTLGrace
+			h, err := inj.Inject(ctx, req)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = inj.Remove(ctx, h) })
+			st := waitInactive(t, inj, h) // after the planned duration and a grace
+			require.Equal(t, tc.want, st.Figures["scheduled"], st.Detail)
+			require.Zero(t, st.Figures["unsent"], st.Detail)
+		})
+	}
+}
+
+func TestInjectWithoutPlannedDurationRampsOverTheTTL(t *testing.T) {
+	// With no planned duration (until removed), the TTL less a grace is
+	// the run: a 2 s TTL leaves 1.5 s for a 0 → 200/s ramp, 150 messages.
+	s := sinktest.Start(t, sinktest.Options{})
 	inj := loadsurge.New()
-	h, err := inj.Inject(context.Background(), request("stuck", addr, faults.Params{"rate": "100", "timeout": "1h"}))
+	ctx := context.Background()
+	req := request("unplanned", s.Addr, faults.Params{"schedule": "ramp", "rate": "0", "rate-to": "200/s"})
+	req.TTL = 2 * time.Second
+	h, err := inj.Inject(ctx, req)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		st, _ := inj.Status(context.Background(), h)
-		return st.Figures["in_flight"] > 0
-	}, waitFor, time.Millisecond, "a transaction starts")
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	require.NoError(t, inj.Remove(ctx, h))
-	st, err := inj.Status(context.Background(), h)
-	require.NoError(t, err)
-	require.False(t, st.Active)
-	require.Positive(t, st.Figures["timeout"])
+	t.Cleanup(func() { _ = inj.Remove(ctx, h) })
+	st := waitInactive(t, inj, h)
+	require.Equal(t, 150.0, st.Figures["scheduled"], st.Detail)
+}
+
+func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
+	for _, protocol := range []string{"smtp", "imap"} {
+		t.Run(protocol, func(t *testing.T) {
+			addr := silentServer(t)
+			inj := loadsurge.New()
+			req := request("stuck", addr, faults.Params{"protocol": protocol, "rate": "100", "timeout": "1h"})
+			req.Target.Endpoints["imap"] = addr
+			h, err := inj.Inject(context.Background(), req)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				st, _ := inj.Status(context.Background(), h)
+				return st.Figures["in_flight"] > 0
+			}, waitFor, time.Millisecond, "a transaction or session starts")
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			require.NoError(t, inj.Remove(ctx, h))
+			st, err := inj.Status(context.Background(), h)
+			require.NoError(t, err)
+			require.False(t, st.Active)
+			require.Positive(t, st.Figures["timeout"], st.Detail)
+			if protocol == "imap" {
+				require.Equal(t, st.Figures["timeout"], st.Figures["failed"], st.Detail)
+			}
+		})
+	}
 }
 
 func TestInjectorConcurrentUse(t *testing.T) {

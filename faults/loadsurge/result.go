@@ -70,22 +70,148 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 	return Percentiles{P50: us(v[0]), P90: us(v[1]), P99: us(v[2]), P999: us(v[3]), Max: us(v[4])}
 }
 
-// Result is a run's figures, final (from [Run.Wait]) or so far (from
-// [Run.Snapshot]).
-type Result struct {
-	// RunID prefixes every message's X-Mailchaos-Id.
+// RunFigures are the figures every load run keeps, whatever its
+// protocol. An item is a message (SMTP) or a session (IMAP).
+type RunFigures struct {
+	// RunID names the run (SMTP: it prefixes every message's
+	// X-Mailchaos-Id).
 	RunID string `json:"run_id"`
 	// Done is true once every goroutine of the run has ended.
 	Done bool `json:"done"`
-	// ClosedLoop is true when workers sent back to back, with no schedule.
+	// ClosedLoop is true when workers went back to back, with no schedule.
 	ClosedLoop bool `json:"closed_loop"`
 	// Duration runs from the start to now, or to the end of the last
-	// transaction once done.
+	// item once done.
 	Duration time.Duration `json:"duration_ns"`
 
-	// Scheduled counts the messages made due so far: the sum of the
-	// outcomes plus Backlog plus InFlight.
+	// Scheduled counts the items made due so far: the sum of the outcomes
+	// plus Backlog plus InFlight.
 	Scheduled int64 `json:"scheduled"`
+	// Unsent counts the items that were due but never started: the
+	// backlog was full, or the run stopped first.
+	Unsent int64 `json:"unsent"`
+	// Backlog is how many due items wait for a free worker now;
+	// MaxBacklog is the most that ever waited.
+	Backlog    int `json:"backlog"`
+	MaxBacklog int `json:"max_backlog"`
+	// InFlight is how many items are under way now.
+	InFlight int `json:"in_flight"`
+
+	// OfferedRate is Scheduled per second of Duration; AchievedRate is the
+	// items attempted (every outcome but unsent) per second of Duration.
+	// An open-loop run against a target that keeps up has both equal to
+	// the schedule's rate.
+	OfferedRate  float64 `json:"offered_rate"`
+	AchievedRate float64 `json:"achieved_rate"`
+	// Latency runs from each successful item's scheduled time (in the
+	// closed loop: the moment a worker took it) to its end, so time spent
+	// waiting for a free worker counts.
+	Latency Percentiles `json:"latency"`
+	// Lag runs from each started item's scheduled time to the moment a
+	// worker started it (open loop only).
+	Lag Percentiles `json:"lag"`
+}
+
+// Over reports whether the run is over (Done).
+func (f RunFigures) Over() bool { return f.Done }
+
+// writeHead writes the first line of a summary: the run, its mode and
+// state, its length and its rates in unit ("msg/s"); proto, if not
+// empty, comes before the mode.
+func (f RunFigures) writeHead(b *strings.Builder, proto, unit string) {
+	state := "running"
+	if f.Done {
+		state = "done"
+	}
+	mode := "open loop"
+	if f.ClosedLoop {
+		mode = "closed loop"
+	}
+	if proto != "" {
+		mode = proto + ", " + mode
+	}
+	fmt.Fprintf(b, "load-surge %s (%s, %s): %s, offered %.1f %s, achieved %.1f %s\n",
+		f.RunID, mode, state, f.Duration.Round(time.Millisecond), f.OfferedRate, unit, f.AchievedRate, unit)
+}
+
+// writeTail ends the counts line (what is in flight and waiting) and
+// writes the latency of the successes (what) and the lag.
+func (f RunFigures) writeTail(b *strings.Builder, what string) {
+	if !f.Done {
+		fmt.Fprintf(b, "; %d in flight, %d waiting", f.InFlight, f.Backlog)
+	}
+	if f.MaxBacklog > 0 {
+		fmt.Fprintf(b, " (backlog peaked at %d)", f.MaxBacklog)
+	}
+	b.WriteByte('\n')
+	l := f.Latency
+	fmt.Fprintf(b, "  latency (%s): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+		what, ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max))
+	if !f.ClosedLoop {
+		fmt.Fprintf(b, "  lag (start - schedule): p50 %s  p99 %s  max %s\n", ms(f.Lag.P50), ms(f.Lag.P99), ms(f.Lag.Max))
+	}
+}
+
+// progress is a one-line status: seconds so far, items attempted (noun)
+// with their rate in unit, successes (ok), failures, unsent, waiting and
+// the p99 latency.
+func (f RunFigures) progress(noun, unit, ok string, attempted, succeeded int64) string {
+	return fmt.Sprintf("%5.0fs  %s %d (%.0f %s)  %s %d  failed %d  unsent %d  waiting %d  p99 %.1fms",
+		f.Duration.Seconds(), noun, attempted, f.AchievedRate, unit, ok, succeeded, attempted-succeeded, f.Unsent, f.Backlog,
+		float64(f.Latency.P99)/float64(time.Millisecond))
+}
+
+// statusFigures returns the figures of [faults.Status] that every
+// protocol has: scheduled, unsent, in_flight, backlog, rate, p50_ms,
+// p99_ms, lag_p99_ms.
+func (f RunFigures) statusFigures() map[string]float64 {
+	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return map[string]float64{
+		"scheduled":  float64(f.Scheduled),
+		"unsent":     float64(f.Unsent),
+		"in_flight":  float64(f.InFlight),
+		"backlog":    float64(f.Backlog),
+		"rate":       f.AchievedRate,
+		"p50_ms":     msf(f.Latency.P50),
+		"p99_ms":     msf(f.Latency.P99),
+		"lag_p99_ms": msf(f.Lag.P99),
+	}
+}
+
+// Report is a load run's figures, of either protocol: [Result] (SMTP) or
+// [IMAPResult].
+type Report interface {
+	// String is a human summary of a few lines.
+	String() string
+	// Progress is a one-line status for a terminal.
+	Progress() string
+	// StatusFigures are the figures of the load-surge fault's Status.
+	StatusFigures() map[string]float64
+	// Over reports whether the run is over.
+	Over() bool
+}
+
+// results gives a run of either protocol its typed Wait and its Report,
+// from its Snapshot.
+type results[R Report] struct {
+	d    *driver
+	snap func() R
+}
+
+// Wait waits for the run to end and returns its final result.
+func (x results[R]) Wait() R {
+	<-x.d.done
+	return x.snap()
+}
+
+// Report returns the run's Snapshot as a [Report].
+func (x results[R]) Report() Report { return x.snap() }
+
+// Result is an SMTP run's figures, final (from [Run.Wait]) or so far (from
+// [Run.Snapshot]). Its Latency runs to the server's reply to the end of
+// DATA.
+type Result struct {
+	RunFigures
 	// Sent counts transactions attempted and finished: every outcome but
 	// Unsent.
 	Sent      int64 `json:"sent"`
@@ -94,29 +220,9 @@ type Result struct {
 	Rejected  int64 `json:"rejected"`
 	ConnError int64 `json:"conn_error"`
 	Timeout   int64 `json:"timeout"`
-	Unsent    int64 `json:"unsent"`
-	// Backlog is how many due messages wait for a free session now;
-	// MaxBacklog is the most that ever waited.
-	Backlog    int `json:"backlog"`
-	MaxBacklog int `json:"max_backlog"`
-	// InFlight is how many transactions are under way now: with
-	// pipelining, up to two per session (one waiting for the reply to its
-	// end of data, the next with its MAIL, RCPT and DATA already sent).
-	InFlight int `json:"in_flight"`
-
-	// OfferedRate is Scheduled per second of Duration; AchievedRate is Sent
-	// per second of Duration. An open-loop run against a target that keeps
-	// up has both equal to the schedule's rate.
-	OfferedRate  float64 `json:"offered_rate"`
-	AchievedRate float64 `json:"achieved_rate"`
-	// Latency runs from each accepted message's scheduled time (in the
-	// closed loop: the moment a worker took it) to the server's reply to
-	// the end of DATA, so time spent waiting for a free session counts.
-	Latency Percentiles `json:"latency"`
-	// Lag runs from each sent message's scheduled time to the moment a
-	// worker started its transaction (open loop only).
-	Lag Percentiles `json:"lag"`
 }
+
+var _ Report = Result{}
 
 // Count returns the number of messages with outcome o.
 func (r Result) Count(o Outcome) int64 {
@@ -140,32 +246,28 @@ func (r Result) Count(o Outcome) int64 {
 // String is a human summary of a few lines.
 func (r Result) String() string {
 	var b strings.Builder
-	state := "running"
-	if r.Done {
-		state = "done"
-	}
-	mode := "open loop"
-	if r.ClosedLoop {
-		mode = "closed loop"
-	}
-	fmt.Fprintf(&b, "load-surge %s (%s, %s): %s, offered %.1f msg/s, achieved %.1f msg/s\n",
-		r.RunID, mode, state, r.Duration.Round(time.Millisecond), r.OfferedRate, r.AchievedRate)
+	r.writeHead(&b, "", "msg/s")
 	fmt.Fprintf(&b, "  messages: %d scheduled, %d sent: %d accepted, %d tempfail, %d rejected, %d conn-error, %d timeout; %d unsent",
 		r.Scheduled, r.Sent, r.Accepted, r.Tempfail, r.Rejected, r.ConnError, r.Timeout, r.Unsent)
-	if !r.Done {
-		fmt.Fprintf(&b, "; %d in flight, %d waiting", r.InFlight, r.Backlog)
-	}
-	if r.MaxBacklog > 0 {
-		fmt.Fprintf(&b, " (backlog peaked at %d)", r.MaxBacklog)
-	}
-	b.WriteByte('\n')
-	l := r.Latency
-	fmt.Fprintf(&b, "  latency (accepted): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-		ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max))
-	if !r.ClosedLoop {
-		fmt.Fprintf(&b, "  lag (start - schedule): p50 %s  p99 %s  max %s\n", ms(r.Lag.P50), ms(r.Lag.P99), ms(r.Lag.Max))
-	}
+	r.writeTail(&b, "accepted")
 	return b.String()
+}
+
+// Progress is a one-line status for a terminal.
+func (r Result) Progress() string {
+	return r.progress("sent", "msg/s", "accepted", r.Sent, r.Accepted)
+}
+
+// StatusFigures are the load-surge fault's Status figures: scheduled, sent,
+// accepted, tempfail, rejected, conn_error, timeout, unsent, in_flight, backlog,
+// rate (msg/s), p50_ms, p99_ms and lag_p99_ms.
+func (r Result) StatusFigures() map[string]float64 {
+	m := r.statusFigures()
+	for k, v := range map[string]int64{"sent": r.Sent, "accepted": r.Accepted, "tempfail": r.Tempfail, "rejected": r.Rejected,
+		"conn_error": r.ConnError, "timeout": r.Timeout} {
+		m[k] = float64(v)
+	}
+	return m
 }
 
 // ms formats d in milliseconds.

@@ -2,18 +2,11 @@ package loadsurge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"math/bits"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Defaults used when the corresponding Config field is zero.
@@ -48,10 +41,6 @@ func DefaultRcpts() []string { return []string{"alice@example.test", "bob@exampl
 
 // DefaultSize is the message size used when none is given (4 KB).
 func DefaultSize() SizeRange { return SizeRange{Min: 4000, Max: 4000} }
-
-// histogramMax is the largest latency the histograms track (10 minutes, in
-// microseconds); longer ones are recorded as this.
-const histogramMax = int64(10 * time.Minute / time.Microsecond)
 
 // Config configures a load run. The zero value of a field means its default.
 type Config struct {
@@ -113,10 +102,18 @@ func (e *ConfigError) Error() string { return "loadsurge: config " + e.Field + "
 // InvalidInput marks the error as the caller's input being wrong.
 func (e *ConfigError) InvalidInput() bool { return true }
 
+// common returns the fields every load run has.
+func (c Config) common() runConfig {
+	return runConfig{Addr: c.Addr, Schedule: c.Schedule, Duration: c.Duration, Count: c.Count, Concurrency: c.Concurrency,
+		RunID: c.RunID, Timeout: c.Timeout, Backlog: c.Backlog, Grace: c.Grace}
+}
+
 // withDefaults fills in defaults and checks every field.
 func (c Config) withDefaults() (Config, error) {
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
+	rc, err := c.common().withDefaults("ls")
+	c.Concurrency, c.RunID, c.Timeout, c.Backlog, c.Grace = rc.Concurrency, rc.RunID, rc.Timeout, rc.Backlog, rc.Grace
+	if err != nil {
+		return c, err
 	}
 	if c.PerSession == 0 {
 		c.PerSession = DefaultPerSession
@@ -130,37 +127,11 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Rcpts) == 0 {
 		c.Rcpts = DefaultRcpts()
 	}
-	if c.RunID == "" {
-		var b [5]byte
-		_, _ = rand.Read(b[:])
-		c.RunID = "ls" + hex.EncodeToString(b[:])
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Backlog == 0 {
-		c.Backlog = DefaultBacklog
-	}
-	if c.Grace == 0 {
-		c.Grace = DefaultGrace
-	}
 	if c.Helo == "" {
 		c.Helo = DefaultHelo
 	}
 	bad := func(field, format string, args ...any) (Config, error) {
 		return c, &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return bad("Addr", "%q is not a host:port address", c.Addr)
-	}
-	if c.Duration < 0 {
-		return bad("Duration", "must not be negative")
-	}
-	if c.Count < 0 {
-		return bad("Count", "must not be negative")
-	}
-	if c.Concurrency < 1 || c.Concurrency > MaxConcurrency {
-		return bad("Concurrency", "%d is not from 1 to %d", c.Concurrency, MaxConcurrency)
 	}
 	if c.PerSession < 1 {
 		return bad("PerSession", "must be at least 1")
@@ -178,18 +149,6 @@ func (c Config) withDefaults() (Config, error) {
 		if err := CheckAddress(r); err != nil {
 			return bad("Rcpts", "%v", err)
 		}
-	}
-	if err := CheckRunID(c.RunID); err != nil {
-		return bad("RunID", "%v", err)
-	}
-	if c.Timeout < 0 {
-		return bad("Timeout", "must not be negative")
-	}
-	if c.Backlog < 1 {
-		return bad("Backlog", "must be at least 1")
-	}
-	if c.Grace < 0 {
-		return bad("Grace", "must not be negative")
 	}
 	if strings.ContainsAny(c.Helo, " \r\n") {
 		return bad("Helo", "%q is not a host name", c.Helo)
@@ -221,40 +180,21 @@ func CheckRunID(id string) error {
 	return nil
 }
 
-// Run is a load run under way. Its methods are safe for concurrent use.
+// Run is an SMTP load run under way. Its methods are safe for concurrent
+// use.
 //
 // A run owns a scheduler goroutine (open loop only), Concurrency worker
 // goroutines, each with at most one SMTP session, and a supervisor
 // goroutine that ends the run and waits for the others; all of them have
 // ended when Done is closed.
 type Run struct {
-	cfg     Config
-	comp    *composer
-	start   time.Time
-	closed  bool // closed loop
-	ctx     context.Context
-	abort   context.CancelFunc // ends ctx: closes every connection
-	queue   chan int64         // open loop: due messages by sequence number; nil once done (under mu)
-	next    atomic.Int64       // closed loop: next sequence number
-	live    atomic.Int32       // scheduler and workers still running
-	stopReq chan struct{}      // closed by Stop
-	stopped atomic.Bool        // Stop was called or the run was aborted: send nothing more
-	ended   chan struct{}      // closed when no more messages will be scheduled
-	endOnce sync.Once
-	stopOne sync.Once
-	allGone chan struct{} // closed when the scheduler and workers have returned
-	done    chan struct{} // closed when the run is over and end is set
-
-	scheduled  atomic.Int64
-	inFlight   atomic.Int32
-	maxBacklog atomic.Int32
-
-	mu       sync.Mutex // guards the fields below
-	counts   [numOutcomes]int64
-	latency  *hdrhistogram.Histogram // accepted messages, µs
-	lag      *hdrhistogram.Histogram // started messages, µs
-	accepted []uint64                // bit seq set when message seq was accepted
-	end      time.Time               // when the run finished
+	*driver
+	results[Result]
+	cfg  Config
+	comp *composer
+	// accepted has bit seq set when message seq was accepted; it is
+	// guarded by the driver's mu.
+	accepted []uint64
 }
 
 // Start validates cfg and starts a run against cfg.Addr; it does not wait
@@ -267,104 +207,36 @@ func Start(ctx context.Context, cfg Config) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	rctx, abort := context.WithCancel(ctx)
 	r := &Run{
-		cfg:     cfg,
-		comp:    newComposer(&cfg),
-		closed:  cfg.Schedule.Closed(),
-		ctx:     rctx,
-		abort:   abort,
-		stopReq: make(chan struct{}),
-		ended:   make(chan struct{}),
-		allGone: make(chan struct{}),
-		done:    make(chan struct{}),
-		latency: hdrhistogram.New(1, histogramMax, 3),
-		lag:     hdrhistogram.New(1, histogramMax, 3),
+		driver: newDriver(ctx, cfg.common(), int(numOutcomes), int(Accepted), int(Unsent)),
+		cfg:    cfg,
+		comp:   newComposer(&cfg),
 	}
-	r.start = time.Now()
-	r.live.Store(int32(cfg.Concurrency))
-	if !r.closed {
-		r.queue = make(chan int64, cfg.Backlog)
-		r.live.Add(1)
-		go r.schedule()
-	}
-	for range cfg.Concurrency {
+	r.results = results[Result]{r.driver, r.Snapshot}
+	r.onSuccess = r.markAccepted
+	r.launch(func(int) {
 		w := &worker{r: r}
-		go w.loop()
-	}
-	go r.supervise()
+		w.loop()
+	})
 	return r, nil
 }
-
-// RunID returns the run's ID (cfg.RunID, or the one generated).
-func (r *Run) RunID() string { return r.cfg.RunID }
 
 // ID returns the X-Mailchaos-Id of message seq.
 func (r *Run) ID(seq int64) string { return r.cfg.RunID + "-" + strconv.FormatInt(seq, 10) }
 
-// Done is closed when the run is over and every goroutine it started has
-// ended.
-func (r *Run) Done() <-chan struct{} { return r.done }
-
-// Stop ends the run gracefully and waits for it: nothing more is scheduled,
-// messages still waiting for a session count as unsent, and in-flight
-// transactions get cfg.Grace to finish before their connections are
-// closed. Calling Stop again, or after the run ended, just waits.
-func (r *Run) Stop() {
-	r.requestStop()
-	<-r.done
-}
-
-// requestStop starts a graceful stop without waiting for it.
-func (r *Run) requestStop() {
-	r.stopOne.Do(func() {
-		r.stopped.Store(true)
-		close(r.stopReq)
-	})
-}
-
-// Wait waits for the run to end and returns its final result.
-func (r *Run) Wait() Result {
-	<-r.done
-	return r.Snapshot()
-}
-
 // Snapshot returns the figures so far; after the run has ended, the final
 // ones. It is cheap enough to call once a second while a run is under way.
 func (r *Run) Snapshot() Result {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	end := r.end
-	done := !end.IsZero()
-	if !done {
-		end = time.Now()
+	f, counts, sent := r.snapshot()
+	return Result{
+		RunFigures: f,
+		Sent:       sent,
+		Accepted:   counts[Accepted],
+		Tempfail:   counts[Tempfail],
+		Rejected:   counts[Rejected],
+		ConnError:  counts[ConnError],
+		Timeout:    counts[Timeout],
 	}
-	res := Result{
-		RunID:      r.cfg.RunID,
-		Done:       done,
-		ClosedLoop: r.closed,
-		Duration:   end.Sub(r.start),
-		Scheduled:  r.scheduled.Load(),
-		Accepted:   r.counts[Accepted],
-		Tempfail:   r.counts[Tempfail],
-		Rejected:   r.counts[Rejected],
-		ConnError:  r.counts[ConnError],
-		Timeout:    r.counts[Timeout],
-		Unsent:     r.counts[Unsent],
-		MaxBacklog: int(r.maxBacklog.Load()),
-		InFlight:   int(r.inFlight.Load()),
-		Latency:    percentiles(r.latency),
-		Lag:        percentiles(r.lag),
-	}
-	if r.queue != nil {
-		res.Backlog = len(r.queue)
-	}
-	res.Sent = res.Accepted + res.Tempfail + res.Rejected + res.ConnError + res.Timeout
-	if s := res.Duration.Seconds(); s > 0 {
-		res.OfferedRate = float64(res.Scheduled) / s
-		res.AchievedRate = float64(res.Sent) / s
-	}
-	return res
 }
 
 // Accepted returns the X-Mailchaos-Ids of the messages accepted so far, in
@@ -387,121 +259,12 @@ func (r *Run) Accepted() []string {
 	return ids
 }
 
-// record books the outcome of message seq; latency and lag are negative
-// when not measured.
-func (r *Run) record(seq int64, o Outcome, latency, lag time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.counts[o]++
-	if lag >= 0 {
-		_ = r.lag.RecordValue(min(lag.Microseconds(), histogramMax))
-	}
-	if o != Accepted {
-		return
-	}
-	_ = r.latency.RecordValue(min(latency.Microseconds(), histogramMax))
+// markAccepted notes that message seq was accepted; the driver calls it
+// with its mu held.
+func (r *Run) markAccepted(seq int64) {
 	w := int(seq / 64)
 	if w >= len(r.accepted) {
 		r.accepted = append(r.accepted, make([]uint64, w+1-len(r.accepted))...)
 	}
 	r.accepted[w] |= 1 << (seq % 64)
-}
-
-// endScheduling marks that no more messages will be scheduled.
-func (r *Run) endScheduling() { r.endOnce.Do(func() { close(r.ended) }) }
-
-// dropping reports whether due messages must no longer be sent.
-func (r *Run) dropping() bool { return r.stopped.Load() || r.ctx.Err() != nil }
-
-// exit is called by the scheduler and each worker as it returns.
-func (r *Run) exit() {
-	if r.live.Add(-1) == 0 {
-		close(r.allGone)
-	}
-}
-
-// schedule makes messages due at their scheduled times (open loop). It
-// sleeps until the next due time, then queues every message due by then;
-// a full queue makes a message unsent. It returns at the end of the
-// schedule, on Stop or on abort, closing the queue.
-func (r *Run) schedule() {
-	defer r.exit()
-	defer close(r.queue)
-	defer r.endScheduling()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	sleepUntil := func(t time.Time) bool {
-		d := time.Until(t)
-		if d <= 0 {
-			return true
-		}
-		timer.Reset(d)
-		select {
-		case <-timer.C:
-			return true
-		case <-r.stopReq:
-		case <-r.ctx.Done():
-		}
-		return false
-	}
-	for seq := int64(0); ; seq++ {
-		if r.cfg.Count > 0 && seq >= r.cfg.Count {
-			return
-		}
-		at, ok := r.cfg.Schedule.At(seq)
-		if !ok || r.cfg.Duration > 0 && at >= r.cfg.Duration {
-			break
-		}
-		if !sleepUntil(r.start.Add(at)) {
-			return
-		}
-		r.scheduled.Add(1)
-		select {
-		case r.queue <- seq:
-			if n := int32(len(r.queue)); n > r.maxBacklog.Load() {
-				r.maxBacklog.Store(n)
-			}
-		default:
-			r.record(seq, Unsent, -1, -1)
-		}
-	}
-	// The schedule ran out before the count: the run lasts its duration.
-	if r.cfg.Duration > 0 {
-		sleepUntil(r.start.Add(r.cfg.Duration))
-	}
-}
-
-// supervise ends the run: it waits for the end of scheduling, Stop or an
-// abort, gives the rest Grace to finish, aborts what is left, and waits for
-// every other goroutine before setting the final figures.
-func (r *Run) supervise() {
-	defer close(r.done)
-	var limit <-chan time.Time
-	if r.closed && r.cfg.Duration > 0 {
-		t := time.NewTimer(r.cfg.Duration)
-		defer t.Stop()
-		limit = t.C
-	}
-	select {
-	case <-r.ended:
-	case <-limit:
-		r.endScheduling()
-	case <-r.stopReq:
-	case <-r.ctx.Done():
-	case <-r.allGone:
-	}
-	grace := time.NewTimer(r.cfg.Grace)
-	defer grace.Stop()
-	select {
-	case <-r.allGone:
-	case <-grace.C:
-	case <-r.ctx.Done():
-	}
-	r.stopped.Store(true)
-	r.abort()
-	<-r.allGone
-	r.mu.Lock()
-	r.end = time.Now()
-	r.queue = nil // its buffer is the largest part of a finished run
-	r.mu.Unlock()
 }

@@ -47,14 +47,10 @@ func TestClosedLoopAccountingMatchesSink(t *testing.T) {
 	r := start(t, loadsurge.Config{Addr: s.Addr, Count: 500, Concurrency: 8, PerSession: 7, RunID: "closed"})
 	res := wait(t, r)
 	requireBalanced(t, res)
-	require.True(t, res.ClosedLoop)
-	require.EqualValues(t, 500, res.Scheduled)
+	requireClosedLoop(t, res.RunFigures, 500)
 	require.EqualValues(t, 500, res.Accepted, res.String())
 	require.EqualValues(t, 500, s.Count())
 	requireSameIDs(t, r, s)
-	require.Positive(t, res.Latency.P50)
-	require.GreaterOrEqual(t, res.Latency.Max, res.Latency.P99)
-	require.Zero(t, res.Lag.Max, "the closed loop has no lag")
 	require.Contains(t, r.Accepted(), "closed-0")
 	require.Contains(t, r.Accepted(), "closed-499")
 }
@@ -161,28 +157,41 @@ func TestStopIsGracefulAndPrompt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	require.True(t, s.WaitCount(ctx, 10))
-	snap := r.Snapshot()
-	require.False(t, snap.Done)
-	require.Contains(t, snap.String(), "running")
-	r.Stop()
+	requireStops(t, r)
 	res := r.Wait()
 	requireBalanced(t, res)
 	require.Less(t, res.Duration, time.Hour)
 	require.Equal(t, s.Count(), res.Accepted)
 	requireSameIDs(t, r, s)
-	r.Stop() // again: just returns
 }
 
 func TestContextCancelAborts(t *testing.T) {
-	addr := silentServer(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	r, err := loadsurge.Start(ctx, loadsurge.Config{Addr: addr, Schedule: loadsurge.Constant(50), Duration: time.Hour, Concurrency: 5})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return r.Snapshot().InFlight > 0 }, waitFor, time.Millisecond)
-	cancel()
-	res := wait(t, r)
-	requireBalanced(t, res)
-	require.Positive(t, res.Timeout, "transactions cut short count as timeouts: %s", res)
+	for _, protocol := range []string{loadsurge.ProtocolSMTP, loadsurge.ProtocolIMAP} {
+		t.Run(protocol, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l := loadsurge.Load{Protocol: protocol, Addr: silentServer(t), Duration: time.Hour,
+				SMTP: loadsurge.Config{Schedule: loadsurge.Constant(50), Concurrency: 5},
+				IMAP: loadsurge.IMAPConfig{Schedule: loadsurge.Constant(50), Concurrency: 5, Timeout: time.Hour}}
+			g, err := l.Start(ctx)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return g.Report().StatusFigures()["in_flight"] > 0 }, waitFor, time.Millisecond)
+			cancel()
+			switch r := g.(type) {
+			case *loadsurge.Run:
+				res := wait(t, r)
+				requireBalanced(t, res)
+				require.Positive(t, res.Timeout, "transactions cut short count as timeouts: %s", res)
+			case *loadsurge.IMAPRun:
+				res := waitIMAP(t, r)
+				requireIMAPBalanced(t, res)
+				require.Positive(t, res.Timeout, "sessions cut short count as timeouts: %s", res)
+				require.Equal(t, res.Timeout, res.Failed, res.String())
+			default:
+				t.Fatalf("Load.Start returned a %T", g)
+			}
+		})
+	}
 }
 
 func TestInfectedShareAndSize(t *testing.T) {

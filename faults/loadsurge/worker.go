@@ -80,7 +80,6 @@ func envelopeReply(i int) (name string, want int) {
 
 // loop takes messages until the run ends, then ends its session.
 func (w *worker) loop() {
-	defer w.r.exit()
 	defer w.hangUp(true)
 	w.rd = bufio.NewReaderSize(nil, 4096)
 	cur, next := &w.txns[0], &w.txns[1]
@@ -91,73 +90,21 @@ func (w *worker) loop() {
 	}
 }
 
-// take makes the next message due into t. Unless wait is set it only takes
-// one that is already due (the closed loop always has one). It reports
-// false when there is none: the run is ending, or none is due yet. In the
-// open loop, messages due after Stop or an abort are booked as unsent.
+// take makes the next message due into t (see driver.take).
 func (w *worker) take(t *txn, wait bool) bool {
 	r := w.r
-	var seq int64
-	if r.closed {
-		if r.dropping() {
-			return false
-		}
-		select {
-		case <-r.ended:
-			return false
-		default:
-		}
-		seq = r.next.Add(1) - 1
-		if r.cfg.Count > 0 && seq >= r.cfg.Count {
-			r.endScheduling()
-			return false
-		}
-		r.scheduled.Add(1)
-	} else {
-		for {
-			if !wait && r.dropping() {
-				return false
-			}
-			var ok bool
-			if wait {
-				seq, ok = <-r.queue
-			} else {
-				select {
-				case seq, ok = <-r.queue:
-				default:
-				}
-			}
-			if !ok {
-				return false
-			}
-			if !r.dropping() {
-				break
-			}
-			r.record(seq, Unsent, -1, -1)
-		}
+	seq, due, lag, ok := r.take(wait)
+	if !ok {
+		return false
 	}
-	now := time.Now()
-	t.seq, t.due, t.lag, t.pending = seq, now, -1, false
-	if !r.closed {
-		at, _ := r.cfg.Schedule.At(seq)
-		t.due = r.start.Add(at)
-		t.lag = max(0, now.Sub(t.due))
-	}
-	r.inFlight.Add(1)
-	t.msg = r.comp.compose(seq, now, t.head)
+	t.seq, t.due, t.lag, t.pending = seq, due, lag, false
+	t.msg = r.comp.compose(seq, time.Now(), t.head)
 	t.head = t.msg.head[:0]
 	return true
 }
 
 // finish books t's outcome.
-func (w *worker) finish(t *txn, o Outcome) {
-	lag := t.lag
-	if o == Unsent {
-		lag = -1
-	}
-	w.r.record(t.seq, o, time.Since(t.due), lag)
-	w.r.inFlight.Add(-1)
-}
+func (w *worker) finish(t *txn, o Outcome) { w.r.finish(t.seq, int(o), time.Since(t.due), t.lag) }
 
 // transact runs t's transaction, opening a session if needed, and books its
 // outcome. It reports whether it took the next message into next, whose
