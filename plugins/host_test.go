@@ -55,7 +55,7 @@ type fixture struct {
 	target faults.Target
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	up, err := net.Listen("tcp", "127.0.0.1:0")
