@@ -77,8 +77,9 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 
 // loadFaults starts every plugin (in parallel) and registers the faults
 // they serve; with --builtins in-process, the built-ins run in mailchaos'
-// own process instead.
-func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
+// own process instead. A plugin that cannot start is an error, unless
+// tolerant: it is then left out with a warning.
+func loadFaults(ctx context.Context, st *state, tolerant bool) (*faultSet, error) {
 	entries, err := pluginEntries(st)
 	if err != nil {
 		return nil, err
@@ -107,11 +108,15 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(errs...); err != nil && !tolerant {
 		fs.Close()
 		return nil, err
 	}
-	for _, p := range started {
+	for i, p := range started {
+		if p == nil {
+			st.log.Warn("fault plugin left out", "plugin", entries[i].launch.Name, "err", errs[i])
+			continue
+		}
 		if err := fs.Add(ctx, p); err != nil {
 			fs.Close()
 			return nil, err

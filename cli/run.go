@@ -19,13 +19,14 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
 // catalog builds what experiment files may name; close stops the fault
 // plugins.
 func catalog(ctx context.Context, st *state, allowRemote bool) (cat experiments.Catalog, close func(), err error) {
-	fs, err := loadFaults(ctx, st)
+	fs, err := loadFaults(ctx, st, false)
 	if err != nil {
 		return experiments.Catalog{}, nil, err
 	}
@@ -278,7 +279,9 @@ func recoverCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := loadFaults(st.stop, st)
+			// A plugin that cannot start must not stop the recovery: its
+			// toxics are removed without it.
+			reg, err := loadFaults(st.stop, st, true)
 			if err != nil {
 				return err
 			}
@@ -293,11 +296,15 @@ func recoverCommand(st *state) *ucli.Command {
 			var errs []error
 			for _, h := range left {
 				inj, _, err := reg.Get(h.Fault)
-				if err != nil {
-					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
-					continue
+				if err == nil {
+					err = inj.Remove(ctx, h)
 				}
-				if err := inj.Remove(ctx, h); err != nil {
+				if err != nil && len(h.Toxics) > 0 {
+					// The toxics are named after the fault: mailchaos removes
+					// them itself when the fault's plugin cannot.
+					err = network.Remove(ctx, h)
+				}
+				if err != nil {
 					if errors.Is(err, syscall.ECONNREFUSED) {
 						// An in-process toxiproxy died with the run, its proxies too.
 						fmt.Fprintf(st.env.Stdout, "%s (%s): the toxiproxy server at %s is gone, and its faults with it\n",

@@ -138,6 +138,22 @@ func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
 	require.Contains(t, out, "removed s0 (gray-failure)")
 	require.Zero(t, toxicsOn(t, srv.Client()))
 
+	// A fault of a plugin that is no longer installed: its toxics are
+	// removed all the same, named as they are after the fault.
+	name = network.ToxicName("run-2", "s0", time.Now().Add(time.Hour), 0)
+	require.NoError(t, srv.Client().AddToxic(context.Background(), "svc", network.Toxic{Name: name, Type: network.ToxicBlackhole, Stream: network.Downstream}))
+	h = faults.Handle{ID: "s0", Fault: "uninstalled-plugin", Owner: "run-2", Toxiproxy: srv.URL(),
+		Toxics: []faults.ToxicRef{{Proxy: "svc", Name: name}}}
+	jpath2 := filepath.Join(t.TempDir(), "crashed2.jsonl")
+	jw, err = journal.Create(jpath2, "run-2")
+	require.NoError(t, err)
+	require.NoError(t, jw.Write(journal.Event{Type: journal.TypeInject, Fault: h.Fault, Handle: &h}))
+	require.NoError(t, jw.Close())
+	code, out, stderr = run(t, "recover", jpath2)
+	require.Equal(t, cli.ExitOK, code, stderr)
+	require.Contains(t, out, "removed s0 (uninstalled-plugin)")
+	require.Zero(t, toxicsOn(t, srv.Client()))
+
 	code, _, _ = run(t, "report", jpath)
 	require.Equal(t, cli.ExitOK, code)
 	code, _, stderr = run(t, "recover", filepath.Join(t.TempDir(), "missing.jsonl"))
