@@ -108,6 +108,9 @@ type Handle struct {
 	Injected time.Time `json:"injected"`
 	// Expires is when the fault ends by itself (Injected + TTL).
 	Expires time.Time `json:"expires"`
+	// Data is whatever else the injector needs to remove the fault, such
+	// as the address it must call.
+	Data map[string]string `json:"data,omitempty"`
 }
 
 // ToxicRef names one toxic on a toxiproxy server.

@@ -614,8 +614,10 @@ type Handle struct {
 	Toxics           []*ToxicRef            `protobuf:"bytes,5,rep,name=toxics,proto3" json:"toxics,omitempty"`
 	InjectedUnixNano int64                  `protobuf:"varint,6,opt,name=injected_unix_nano,json=injectedUnixNano,proto3" json:"injected_unix_nano,omitempty"`
 	ExpiresUnixNano  int64                  `protobuf:"varint,7,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// data is whatever else the plugin needs to remove the fault.
+	Data          map[string]string `protobuf:"bytes,8,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Handle) Reset() {
@@ -695,6 +697,13 @@ func (x *Handle) GetExpiresUnixNano() int64 {
 		return x.ExpiresUnixNano
 	}
 	return 0
+}
+
+func (x *Handle) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 // ToxicRef names one toxic on a toxiproxy server.
@@ -1388,7 +1397,7 @@ const file_fault_proto_rawDesc = "" +
 	"\x04Link\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06listen\x18\x02 \x01(\tR\x06listen\x12\x1a\n" +
-	"\bupstream\x18\x03 \x01(\tR\bupstream\"\xf3\x01\n" +
+	"\bupstream\x18\x03 \x01(\tR\bupstream\"\xe7\x02\n" +
 	"\x06Handle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05fault\x18\x02 \x01(\tR\x05fault\x12\x14\n" +
@@ -1396,7 +1405,11 @@ const file_fault_proto_rawDesc = "" +
 	"\ttoxiproxy\x18\x04 \x01(\tR\ttoxiproxy\x125\n" +
 	"\x06toxics\x18\x05 \x03(\v2\x1d.mailchaos.plugin.v1.ToxicRefR\x06toxics\x12,\n" +
 	"\x12injected_unix_nano\x18\x06 \x01(\x03R\x10injectedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\"4\n" +
+	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\x129\n" +
+	"\x04data\x18\b \x03(\v2%.mailchaos.plugin.v1.Handle.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +
 	"\bToxicRef\x12\x14\n" +
 	"\x05proxy\x18\x01 \x01(\tR\x05proxy\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\xb8\x01\n" +
@@ -1463,7 +1476,7 @@ func file_fault_proto_rawDescGZIP() []byte {
 }
 
 var file_fault_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_fault_proto_goTypes = []any{
 	(Error_Kind)(0),          // 0: mailchaos.plugin.v1.Error.Kind
 	(*DescribeRequest)(nil),  // 1: mailchaos.plugin.v1.DescribeRequest
@@ -1488,7 +1501,8 @@ var file_fault_proto_goTypes = []any{
 	(*StatusResponse)(nil),   // 20: mailchaos.plugin.v1.StatusResponse
 	nil,                      // 21: mailchaos.plugin.v1.Request.ParamsEntry
 	nil,                      // 22: mailchaos.plugin.v1.Target.EndpointsEntry
-	nil,                      // 23: mailchaos.plugin.v1.Status.FiguresEntry
+	nil,                      // 23: mailchaos.plugin.v1.Handle.DataEntry
+	nil,                      // 24: mailchaos.plugin.v1.Status.FiguresEntry
 }
 var file_fault_proto_depIdxs = []int32{
 	3,  // 0: mailchaos.plugin.v1.DescribeResponse.spec:type_name -> mailchaos.plugin.v1.Spec
@@ -1499,35 +1513,36 @@ var file_fault_proto_depIdxs = []int32{
 	22, // 5: mailchaos.plugin.v1.Target.endpoints:type_name -> mailchaos.plugin.v1.Target.EndpointsEntry
 	7,  // 6: mailchaos.plugin.v1.Target.links:type_name -> mailchaos.plugin.v1.Link
 	9,  // 7: mailchaos.plugin.v1.Handle.toxics:type_name -> mailchaos.plugin.v1.ToxicRef
-	23, // 8: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
-	0,  // 9: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
-	12, // 10: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
-	8,  // 11: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
-	5,  // 12: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
-	11, // 13: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
-	5,  // 14: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
-	8,  // 15: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
-	11, // 16: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
-	8,  // 17: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	11, // 18: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
-	8,  // 19: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	10, // 20: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
-	11, // 21: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
-	1,  // 22: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
-	13, // 23: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
-	15, // 24: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
-	17, // 25: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
-	19, // 26: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
-	2,  // 27: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
-	14, // 28: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
-	16, // 29: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
-	18, // 30: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
-	20, // 31: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 8: mailchaos.plugin.v1.Handle.data:type_name -> mailchaos.plugin.v1.Handle.DataEntry
+	24, // 9: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
+	0,  // 10: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
+	12, // 11: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
+	8,  // 12: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
+	5,  // 13: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
+	11, // 14: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
+	5,  // 15: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
+	8,  // 16: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
+	11, // 17: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
+	8,  // 18: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	11, // 19: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
+	8,  // 20: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	10, // 21: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
+	11, // 22: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
+	1,  // 23: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
+	13, // 24: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
+	15, // 25: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
+	17, // 26: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
+	19, // 27: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
+	2,  // 28: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
+	14, // 29: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
+	16, // 30: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
+	18, // 31: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
+	20, // 32: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_fault_proto_init() }
@@ -1541,7 +1556,7 @@ func file_fault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fault_proto_rawDesc), len(file_fault_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -59,7 +59,7 @@ func RequestFromProto(r *proto.Request) faults.Request {
 // HandleToProto converts a handle to its message.
 func HandleToProto(h faults.Handle) *proto.Handle {
 	out := &proto.Handle{Id: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy,
-		InjectedUnixNano: unixNano(h.Injected), ExpiresUnixNano: unixNano(h.Expires)}
+		InjectedUnixNano: unixNano(h.Injected), ExpiresUnixNano: unixNano(h.Expires), Data: h.Data}
 	for _, t := range h.Toxics {
 		out.Toxics = append(out.Toxics, &proto.ToxicRef{Proxy: t.Proxy, Name: t.Name})
 	}
@@ -69,7 +69,7 @@ func HandleToProto(h faults.Handle) *proto.Handle {
 // HandleFromProto converts a handle message.
 func HandleFromProto(h *proto.Handle) faults.Handle {
 	out := faults.Handle{ID: h.GetId(), Fault: h.GetFault(), Owner: h.GetOwner(), Toxiproxy: h.GetToxiproxy(),
-		Injected: fromUnixNano(h.GetInjectedUnixNano()), Expires: fromUnixNano(h.GetExpiresUnixNano())}
+		Injected: fromUnixNano(h.GetInjectedUnixNano()), Expires: fromUnixNano(h.GetExpiresUnixNano()), Data: h.GetData()}
 	for _, t := range h.GetToxics() {
 		out.Toxics = append(out.Toxics, faults.ToxicRef{Proxy: t.GetProxy(), Name: t.GetName()})
 	}
