@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -77,15 +77,18 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 
 // loadFaults starts every plugin (in parallel) and registers the faults
 // they serve; with --builtins in-process, the built-ins run in mailchaos'
-// own process instead. A plugin that cannot start is an error, unless
-// tolerant: it is then left out with a warning.
-func loadFaults(ctx context.Context, st *state, tolerant bool) (*faultSet, error) {
+// own process instead. A plugin that cannot start (or that plugins.lock
+// refuses) is left out with a warning, and using its fault is an error
+// that says why; other faults are not affected.
+func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 	entries, err := pluginEntries(st)
 	if err != nil {
 		return nil, err
 	}
 	fs := &faultSet{Registry: faults.NewRegistry(),
 		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout})}
+	fs.Hint = "plugins are looked for in " + strings.Join(plugins.DefaultDirs(st.env.Getenv), ", ") +
+		" (see 'mailchaos plugins list')"
 	if st.builtinsInProcess {
 		for _, inj := range builtin.Injectors() {
 			if err := fs.Add(ctx, inj); err != nil {
@@ -108,13 +111,10 @@ func loadFaults(ctx context.Context, st *state, tolerant bool) (*faultSet, error
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil && !tolerant {
-		fs.Close()
-		return nil, err
-	}
 	for i, p := range started {
 		if p == nil {
 			st.log.Warn("fault plugin left out", "plugin", entries[i].launch.Name, "err", errs[i])
+			fs.Refuse(entries[i].launch.Name, errs[i])
 			continue
 		}
 		if err := fs.Add(ctx, p); err != nil {

@@ -134,7 +134,7 @@ func injectCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := loadFaults(st.stop, st, false)
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
@@ -283,7 +283,7 @@ func faultsCommand(st *state) *ucli.Command {
 		Usage:     "list the faults and their parameters",
 		ArgsUsage: "[FAULT]",
 		Action: func(c *ucli.Context) error {
-			reg, err := loadFaults(st.stop, st, false)
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/plugins"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
 	"github.com/mailchaos/mailchaos/plugins/scaffold"
 )
 
@@ -88,7 +89,7 @@ func listPlugins(st *state, only string) error {
 	out := st.env.Stdout
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if only == "" {
-		fmt.Fprintln(tw, "NAME\tKIND\tSDK\tCHECKSUM\tPATH")
+		fmt.Fprintln(tw, "NAME\tKIND\tPROTOCOL\tSDK\tCHECKSUM\tPATH")
 	}
 	var names []string
 	var specs []faults.Spec
@@ -102,11 +103,11 @@ func listPlugins(st *state, only string) error {
 		if e.launch.Builtin {
 			kind, sum = "built-in", "-"
 		}
-		sdk := "-"
+		sdk, proto := "-", "-"
 		if e.refused == nil {
 			p, err := host.Start(st.stop, e.launch)
 			if err == nil {
-				sdk = p.SDKVersion()
+				sdk, proto = p.SDKVersion(), fmt.Sprint(plugins.ProtocolVersion)
 				spec, _ := p.Describe(st.stop)
 				specs = append(specs, spec)
 			} else {
@@ -116,9 +117,9 @@ func listPlugins(st *state, only string) error {
 		} else {
 			problems = append(problems, e.refused)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.launch.Name, kind, sdk, sum, e.launch.Path)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.launch.Name, kind, proto, sdk, sum, e.launch.Path)
 		for _, s := range e.found.Shadowed {
-			fmt.Fprintf(tw, "%s\tshadowed\t-\t-\t%s\n", e.launch.Name, s)
+			fmt.Fprintf(tw, "%s\tshadowed\t-\t-\t-\t%s\n", e.launch.Name, s)
 		}
 	}
 	if only != "" && len(specs)+len(problems) == 0 {
@@ -127,12 +128,13 @@ func listPlugins(st *state, only string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	// Why a plugin is not usable comes right under the table.
+	for _, p := range problems {
+		fmt.Fprintf(out, "\nnot usable: %v\n", p)
+	}
 	for _, s := range specs {
 		fmt.Fprintln(out)
 		printSpec(out, s)
-	}
-	for _, p := range problems {
-		fmt.Fprintf(out, "\n%v\n", p)
 	}
 	if only != "" && len(problems) > 0 {
 		return errors.Join(problems...)
@@ -185,7 +187,8 @@ func pluginCommand(st *state) *ucli.Command {
 				if dir == "" {
 					dir = plugins.Prefix + name
 				}
-				files, err := scaffold.Write(scaffold.Options{Name: name, Dir: dir, Module: c.String("module"), SDKDir: c.String("sdk")})
+				files, err := scaffold.Write(scaffold.Options{Name: name, Dir: dir, Module: c.String("module"), SDKDir: c.String("sdk"),
+					Reserved: builtin.Names()})
 				if err != nil {
 					return err
 				}

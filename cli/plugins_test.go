@@ -74,7 +74,7 @@ func TestScaffoldedPluginEndToEnd(t *testing.T) {
 	lock := filepath.Join(work, "plugins.lock")
 	code, out, errb = runIn(t, dir, "--plugins-lock", lock, "plugins", "list")
 	require.Equal(t, cli.ExitOK, code, errb)
-	require.Regexp(t, `slow-smtp\s+plugin\s+0\.\d+\.\d+\s+unlocked\s+`+regexp.QuoteMeta(bin), out)
+	require.Regexp(t, `slow-smtp\s+plugin\s+1\s+0\.\d+\.\d+\s+unlocked\s+`+regexp.QuoteMeta(bin), out)
 	require.Regexp(t, `av-latency\s+built-in`, out)
 	code, out, _ = runIn(t, dir, "--plugins-lock", lock, "plugins", "describe", "slow-smtp")
 	require.Equal(t, cli.ExitOK, code)
@@ -119,9 +119,12 @@ safety: { max-duration: 60s }
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	code, _, errb = runIn(t, dir, "--plugins-lock", lock, "validate", exp)
-	require.Equal(t, cli.ExitAborted, code)
-	require.Contains(t, errb, "plugin slow-smtp")
+	require.Equal(t, cli.ExitInvalid, code)
+	require.Contains(t, errb, "slow-smtp.yaml:12:5: method[0].fault: plugin slow-smtp")
 	require.Contains(t, errb, "checksum differs from plugins.lock")
+	// Faults of other plugins are not affected.
+	code, _, errb = runIn(t, dir, "--plugins-lock", lock, "validate", "../experiments/catalog/av-latency-remediated.yaml")
+	require.Equal(t, cli.ExitOK, code, errb)
 }
 
 // misbehaveDir builds the misbehaving test plugin into a new directory.
@@ -250,7 +253,7 @@ func TestPluginVersionMismatchIsClear(t *testing.T) {
 	}
 	dir := misbehaveDir(t)
 	t.Setenv("MISBEHAVE_PROTOCOL", "7")
-	code, _, errb := runIn(t, dir, "faults")
+	code, _, errb := runIn(t, dir, "inject", "misbehave", "--upstream", "127.0.0.1:1", "--for", "1s")
 	require.Equal(t, cli.ExitAborted, code)
 	require.Contains(t, errb, "plugin misbehave")
 	require.Contains(t, errb, "speaks fault-plugin protocol 7, this mailchaos speaks protocol 1")

@@ -26,7 +26,7 @@ import (
 // catalog builds what experiment files may name; close stops the fault
 // plugins.
 func catalog(ctx context.Context, st *state, allowRemote bool) (cat experiments.Catalog, close func(), err error) {
-	fs, err := loadFaults(ctx, st, false)
+	fs, err := loadFaults(ctx, st)
 	if err != nil {
 		return experiments.Catalog{}, nil, err
 	}
@@ -279,9 +279,9 @@ func recoverCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			// A plugin that cannot start must not stop the recovery: its
-			// toxics are removed without it.
-			reg, err := loadFaults(st.stop, st, true)
+			// A fault whose plugin cannot start has its toxics removed
+			// without it.
+			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
@@ -293,6 +293,16 @@ func recoverCommand(st *state) *ucli.Command {
 			}
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(st.stop), rollbackTimeout)
 			defer cancel()
+			// What recover did goes into the journal, so that a report of
+			// it no longer shows the faults as in place.
+			jw, err := journal.Append(c.Args().First(), events[0].Run)
+			if err != nil {
+				return err
+			}
+			defer jw.Close()
+			recovered := func(h faults.Handle, msg string) {
+				_ = jw.Write(journal.Event{Type: journal.TypeRemove, Fault: h.Fault, Handle: &h, Message: msg})
+			}
 			var errs []error
 			for _, h := range left {
 				inj, _, err := reg.Get(h.Fault)
@@ -309,12 +319,14 @@ func recoverCommand(st *state) *ucli.Command {
 						// An in-process toxiproxy died with the run, its proxies too.
 						fmt.Fprintf(st.env.Stdout, "%s (%s): the toxiproxy server at %s is gone, and its faults with it\n",
 							h.ID, h.Fault, h.Toxiproxy)
+						recovered(h, "recover: the toxiproxy server is gone, and the fault with it")
 						continue
 					}
 					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
 					continue
 				}
 				fmt.Fprintf(st.env.Stdout, "removed %s (%s)\n", h.ID, h.Fault)
+				recovered(h, "removed by mailchaos recover")
 			}
 			return errors.Join(errs...)
 		},

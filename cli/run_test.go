@@ -133,6 +133,8 @@ func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
 	require.NoError(t, jw.Write(journal.Event{Type: journal.TypeInject, Fault: "gray-failure", Handle: &h}))
 	require.NoError(t, jw.Close())
 
+	_, out, _ := run(t, "report", jpath)
+	require.Contains(t, out, "NOT REMOVED")
 	code, out, stderr := run(t, "recover", jpath)
 	require.Equal(t, cli.ExitOK, code, stderr)
 	require.Contains(t, out, "removed s0 (gray-failure)")
@@ -154,8 +156,12 @@ func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
 	require.Contains(t, out, "removed s0 (uninstalled-plugin)")
 	require.Zero(t, toxicsOn(t, srv.Client()))
 
-	code, _, _ = run(t, "report", jpath)
+	code, out, _ = run(t, "report", jpath)
 	require.Equal(t, cli.ExitOK, code)
+	require.NotContains(t, out, "NOT REMOVED", "recover wrote what it did into the journal")
+	code, out, _ = run(t, "recover", jpath)
+	require.Equal(t, cli.ExitOK, code)
+	require.Contains(t, out, "nothing to recover")
 	code, _, stderr = run(t, "recover", filepath.Join(t.TempDir(), "missing.jsonl"))
 	require.Equal(t, cli.ExitInvalid, code, stderr)
 }

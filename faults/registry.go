@@ -10,13 +10,24 @@ import (
 // Registry maps fault names to injectors. It is built once by the command
 // line and handed down; it is not safe to Add concurrently with lookups.
 type Registry struct {
-	byName map[string]Injector
-	specs  map[string]Spec
+	byName  map[string]Injector
+	specs   map[string]Spec
+	refused map[string]error
+	// Hint, if set, is added to the error for an unknown fault (where
+	// plugins are looked for, say).
+	Hint string
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byName: map[string]Injector{}, specs: map[string]Spec{}}
+	return &Registry{byName: map[string]Injector{}, specs: map[string]Spec{}, refused: map[string]error{}}
+}
+
+// Refuse records a fault that exists but may not be used (its plugin
+// could not start, or differs from plugins.lock): Get returns err for it.
+// Faults that are not used are not affected.
+func (r *Registry) Refuse(name string, err error) {
+	r.refused[name] = err
 }
 
 // Add registers inj under the name its Describe returns. A second injector
@@ -41,10 +52,15 @@ func (r *Registry) Add(ctx context.Context, inj Injector) error {
 type UnknownFaultError struct {
 	Name  string
 	Known []string
+	Hint  string
 }
 
 func (e *UnknownFaultError) Error() string {
-	return fmt.Sprintf("unknown fault %q%s (known: %s)", e.Name, Suggest(e.Name, e.Known), strings.Join(e.Known, ", "))
+	msg := fmt.Sprintf("unknown fault %q%s (known: %s)", e.Name, Suggest(e.Name, e.Known), strings.Join(e.Known, ", "))
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
 }
 
 // InvalidInput marks the error as the user's input being wrong (exit 2).
@@ -53,8 +69,11 @@ func (e *UnknownFaultError) InvalidInput() bool { return true }
 // Get returns the injector and spec of a fault, or an [*UnknownFaultError].
 func (r *Registry) Get(name string) (Injector, Spec, error) {
 	inj, ok := r.byName[name]
+	if err, refused := r.refused[name]; refused && !ok {
+		return nil, Spec{}, err
+	}
 	if !ok {
-		return nil, Spec{}, &UnknownFaultError{Name: name, Known: r.Names()}
+		return nil, Spec{}, &UnknownFaultError{Name: name, Known: r.Names(), Hint: r.Hint}
 	}
 	return inj, r.specs[name], nil
 }

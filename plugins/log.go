@@ -75,7 +75,9 @@ func (b *logBridge) line(line []byte) {
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
-		if k == "" || k[0] != '@' {
+		// go-plugin passes the plugin's own timestamp along; the record
+		// has one already.
+		if k != "" && k[0] != '@' && k != "timestamp" {
 			keys = append(keys, k)
 		}
 	}

@@ -7,6 +7,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,6 +142,32 @@ type Writer struct {
 func Create(path, run string) (*Writer, error) {
 	f, err := os.Create(path)
 	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	w := NewWriter(f, run)
+	w.f = f
+	return w, nil
+}
+
+// Append opens an existing journal to add events to it (what `mailchaos
+// recover` does). A truncated last line, left by a run that crashed
+// mid-write and ignored by Read, is cut off first.
+func Append(path, run string) (*Writer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := f.Truncate(keep); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if _, err := f.Seek(keep, io.SeekStart); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	w := NewWriter(f, run)

@@ -2,9 +2,12 @@ package network
 
 import (
 	"bytes"
+	"sync"
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2/toxics"
+	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 )
 
 // Names of mailchaos' own toxic types, as the toxiproxy API knows them once
@@ -18,11 +21,19 @@ const (
 	ToxicDivert       = "mailchaos_divert"
 )
 
+// silenceToxiproxy replaces zerolog's global logger once, before any toxic
+// can use it.
+var silenceToxiproxy sync.Once //nolint:gochecknoglobals // process-wide like the logger it guards
+
 // RegisterToxics installs mailchaos' toxic types into toxiproxy's toxic
 // registry. Toxiproxy keeps that registry process-wide, so this is called
 // explicitly at start-up by whatever starts a toxiproxy server
 // ([StartServer], `mailchaos proxy serve`); calling it again is harmless.
+//
+// It also silences toxiproxy's own toxics, which log through zerolog's
+// global logger (a bandwidth toxic traces every interruption to stderr).
 func RegisterToxics() {
+	silenceToxiproxy.Do(func() { zlog.Logger = zerolog.Nop() })
 	for name, t := range map[string]toxics.Toxic{
 		ToxicBlackhole:    new(BlackholeToxic),
 		ToxicStall:        new(StallToxic),

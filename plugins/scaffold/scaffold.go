@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -34,7 +35,17 @@ type Options struct {
 	SDKDir string
 	// Version is the mailchaos module version to require.
 	Version string
+	// Reserved are names a plugin may not take (the built-in faults').
+	Reserved []string
 }
+
+// InputError is a scaffold request that cannot be met as given.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+// InvalidInput marks the error as the user's input (exit 2).
+func (e *InputError) InvalidInput() bool { return true }
 
 // NameError is an invalid plugin name.
 type NameError struct{ Name string }
@@ -60,22 +71,36 @@ func Write(o Options) ([]string, error) {
 	if o.Module == "" {
 		o.Module = "example.com/mailchaos-fault-" + o.Name
 	}
+	if slices.Contains(o.Reserved, o.Name) {
+		return nil, &InputError{fmt.Sprintf("plugin name %q is a built-in fault's; a plugin of that name would not be used (built-in: %s)",
+			o.Name, strings.Join(o.Reserved, ", "))}
+	}
 	if o.SDKDir != "" {
 		abs, err := filepath.Abs(o.SDKDir)
 		if err != nil {
 			return nil, err
 		}
 		if _, err := os.Stat(filepath.Join(abs, "plugins", "sdk")); err != nil {
-			return nil, fmt.Errorf("--sdk %s: not a mailchaos checkout (no plugins/sdk): %w", o.SDKDir, err)
+			return nil, &InputError{fmt.Sprintf("--sdk %s: not a mailchaos checkout (no plugins/sdk)", o.SDKDir)}
 		}
+		// A relative path stays relative (to the new module), so that the
+		// module works for whoever has the same layout.
+		given := o.SDKDir
 		o.SDKDir = abs
+		if !filepath.IsAbs(given) {
+			if dir, err := filepath.Abs(o.Dir); err == nil {
+				if rel, err := filepath.Rel(dir, abs); err == nil {
+					o.SDKDir = rel
+				}
+			}
+		}
 		o.Version = placeholderVersion
 	}
 	if o.Version == "" {
 		return nil, errors.New("no mailchaos version to require: give --sdk with a local mailchaos checkout")
 	}
 	if entries, err := os.ReadDir(o.Dir); err == nil && len(entries) > 0 {
-		return nil, fmt.Errorf("%s is not empty; choose a new directory", o.Dir)
+		return nil, &InputError{fmt.Sprintf("%s is not empty; choose a new directory", o.Dir)}
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err

@@ -8,7 +8,7 @@
 //   - parameter schemas and their checking: [Param], [Check], [Values];
 //   - the target: its endpoints, its links and the toxiproxy API that owns
 //     them ([Toxiproxy]), with ready-made link faults ([LinkFault]) and
-//     stream faults in Go code ([Intercept]);
+//     stream faults in Go code ([Interceptor]);
 //   - structured logging that reaches mailchaos' log ([Logger]);
 //   - safety: a panic in the injector becomes an error of kind PANIC, and
 //     when mailchaos dies the plugin removes every fault it still has in
@@ -134,6 +134,9 @@ func Logger() *slog.Logger {
 				return slog.String("@level", name)
 			case slog.MessageKey:
 				return slog.String("@message", a.Value.String())
+			}
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.String(a.Key, a.Value.Duration().String())
 			}
 			return a
 		},

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -28,7 +29,10 @@ func (s *server) guard(call string, e **proto.Error) {
 	if p := recover(); p != nil {
 		*e = &proto.Error{Kind: proto.Error_PANIC, Message: fmt.Sprintf("%s panicked: %v", call, p)}
 		if s.panicLog != nil {
-			fmt.Fprintf(s.panicLog, "panic in %s: %v\n%s", call, p, debug.Stack())
+			// One JSON record, which the host logs at error level with
+			// the stack as an attribute.
+			line, _ := json.Marshal(map[string]string{"@level": "error", "@message": (*e).Message, "stack": string(debug.Stack())})
+			_, _ = s.panicLog.Write(append(line, '\n'))
 		}
 	}
 }
