@@ -319,9 +319,9 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 		}
 		ft := faults.Target{Endpoints: map[string]string{"smtp": "", "imap": "", "metrics": ""}, Toxiproxy: "embedded"}
 		ft.Links = append(ft.Links, faults.Link{Name: targets.LinkSMTPIngress})
-		for _, en := range t.Config.Engines {
-			ft.Links = append(ft.Links, faults.Link{Name: en.Name})
-			ft.Endpoints[en.Name] = ""
+		for _, name := range t.Config.LinkNames() {
+			ft.Links = append(ft.Links, faults.Link{Name: name})
+			ft.Endpoints[name] = ""
 		}
 		for _, u := range t.Config.Users {
 			ft.Users = append(ft.Users, u.Address)

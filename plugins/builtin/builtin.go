@@ -1,5 +1,5 @@
 // Package builtin serves mailchaos' own faults (av-latency, gray-failure,
-// load-surge) as plugins: mailchaos starts itself in plugin mode for each,
+// load-surge, maintenance) as plugins: mailchaos starts itself in plugin mode for each,
 // so that built-in and third-party faults take the same path through the
 // plugin boundary.
 package builtin
@@ -14,6 +14,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/faults/maintenance"
 	"github.com/mailchaos/mailchaos/plugins"
 	"github.com/mailchaos/mailchaos/plugins/sdk"
 )
@@ -27,6 +28,7 @@ func constructors() map[string]func() faults.Injector {
 		avlatency.Name:   func() faults.Injector { return avlatency.New() },
 		grayfailure.Name: func() faults.Injector { return grayfailure.New() },
 		loadsurge.Name:   func() faults.Injector { return loadsurge.New() },
+		maintenance.Name: func() faults.Injector { return maintenance.New() },
 	}
 }
 

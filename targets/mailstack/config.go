@@ -6,18 +6,24 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/mailchaos/mailchaos/targets/mailstack/access"
 )
 
-// Profile names. A profile is a named set of scanning-policy defaults; any
-// field of a configuration file still overrides it.
+// Profile names. A profile is a named set of defaults for the policy knobs
+// of the two incidents (scanning, and the access tier's health checking);
+// any field of a configuration file still overrides it.
 const (
 	// ProfileRemediated is the default: the settings that fixed the
-	// AV-engine incident (short scan timeout, one retry, deferral with
-	// exponential back-off, interceptor available).
+	// incidents. Scanning: short scan timeout, one retry, deferral with
+	// exponential back-off, interceptor available. Access: deep health
+	// checks and passive outlier ejection.
 	ProfileRemediated = "remediated"
-	// ProfileIncident has the settings the AV-engine incident had: a long
-	// scan timeout, many retries and no deferral, so that slow scans hold the
-	// scanning capacity while clean mail queues behind them.
+	// ProfileIncident has the settings the incidents had. Scanning: a long
+	// scan timeout, many retries and no deferral, so that slow scans hold
+	// the scanning capacity while clean mail queues behind them. Access:
+	// shallow (TCP connect) health checks and no outlier ejection, so a site
+	// behind a gray network failure keeps receiving sessions.
 	ProfileIncident = "incident"
 )
 
@@ -54,6 +60,10 @@ type Config struct {
 	SMTP SMTPConfig `yaml:"smtp" json:"smtp"`
 	// IMAP configures mailbox access.
 	IMAP IMAPConfig `yaml:"imap" json:"imap"`
+	// Access is the access tier: the IMAP sites and the balancer in front
+	// of them (the balancer listens on imap.listen). Default: three sites
+	// with the profile's health checking.
+	Access access.Config `yaml:"access" json:"access"`
 	// Metrics configures the HTTP endpoint that serves /metrics and
 	// /api/messages.
 	Metrics MetricsConfig `yaml:"metrics" json:"metrics"`
@@ -91,7 +101,8 @@ type SMTPConfig struct {
 
 // IMAPConfig configures mailbox access.
 type IMAPConfig struct {
-	// Listen is the address to listen on. Default 127.0.0.1:1143.
+	// Listen is the address users connect to: the access tier's balancer.
+	// Default 127.0.0.1:1143.
 	Listen string `yaml:"listen" json:"listen"`
 }
 
@@ -202,6 +213,7 @@ func ProfileConfig(name string) (Config, error) {
 	}
 	switch name {
 	case ProfileRemediated:
+		c.Access = access.DefaultConfig()
 		c.Scan = ScanConfig{
 			Workers: 16,
 			Timeout: time.Second,
@@ -216,6 +228,7 @@ func ProfileConfig(name string) (Config, error) {
 			OnUnscannable: UnscannableQuarantine,
 		}
 	case ProfileIncident:
+		c.Access = access.IncidentConfig()
 		c.Scan = ScanConfig{
 			Workers:       16,
 			Timeout:       30 * time.Second,
@@ -230,8 +243,9 @@ func ProfileConfig(name string) (Config, error) {
 }
 
 // FillDefaults completes the parts of c that a file may leave out: engine
-// names and listen addresses.
+// and site names and listen addresses.
 func (c *Config) FillDefaults() {
+	c.Access.FillDefaults()
 	for i := range c.Engines {
 		e := &c.Engines[i]
 		if e.Name == "" {
@@ -365,6 +379,7 @@ func (c *Config) Validate() []FieldError {
 			add(fmt.Sprintf("scan.interceptor.block[%d]", i), "must not be empty")
 		}
 	}
+	errs = append(errs, c.validateAccess()...)
 	if s.OnUnscannable != UnscannableQuarantine && s.OnUnscannable != UnscannableBounce {
 		add("scan.on-unscannable", "%q is not one of quarantine, bounce%s",
 			s.OnUnscannable, suggestion(s.OnUnscannable, []string{UnscannableQuarantine, UnscannableBounce}))
@@ -378,4 +393,54 @@ func domainOf(addr string) string {
 		return strings.ToLower(addr[i+1:])
 	}
 	return ""
+}
+
+// validateAccess checks the access tier, and that its link names do not
+// clash with the engines' and that its probe account is a configured one.
+func (c *Config) validateAccess() []FieldError {
+	var errs []FieldError
+	for _, fe := range c.Access.Validate() {
+		errs = append(errs, FieldError{Field: "access." + fe.Field, Msg: fe.Msg})
+	}
+	engines := map[string]bool{}
+	for _, e := range c.Engines {
+		engines[e.Name] = true
+	}
+	for i, s := range c.Access.Sites {
+		if engines[s.Link()] {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("access.sites[%d].name", i),
+				Msg: fmt.Sprintf("the link of site %q, %s, has the name of an engine", s.Name, s.Link())})
+		}
+	}
+	if l := c.Access.Health.Login; l != nil && l.Address != "" {
+		found := false
+		for _, u := range append([]User{c.Quarantine}, c.Users...) {
+			if strings.EqualFold(u.Address, l.Address) {
+				found = true
+				if u.Password != l.Password {
+					errs = append(errs, FieldError{Field: "access.health.login.password",
+						Msg: fmt.Sprintf("is not the password of %s: every deep check would fail", l.Address)})
+				}
+			}
+		}
+		if !found {
+			errs = append(errs, FieldError{Field: "access.health.login.address",
+				Msg: fmt.Sprintf("%s is not one of the users", l.Address)})
+		}
+	}
+	return errs
+}
+
+// LinkNames lists the names of the internal links a stack with this
+// configuration has, in the order of [Stack.Links]: each engine's, then
+// each access site's (imap-<site>).
+func (c *Config) LinkNames() []string {
+	var names []string
+	for _, e := range c.Engines {
+		names = append(names, e.Name)
+	}
+	for _, s := range c.Access.Sites {
+		names = append(names, s.Link())
+	}
+	return names
 }

@@ -73,6 +73,13 @@ func TestInvalidConfigFiles(t *testing.T) {
 		"bad-unscannable.yaml": `testdata/invalid/bad-unscannable.yaml:2:3: scan.on-unscannable: "quarantne" is not one of quarantine, bounce; did you mean "quarantine"?`,
 		"syntax.yaml":          "testdata/invalid/syntax.yaml:2:",
 		"bad-user.yaml":        `testdata/invalid/bad-user.yaml:2:5: users[0].address: domain "other.test" of carol@other.test is not in domains [example.test]`,
+		"bad-access.yaml": "6 errors:\n" +
+			"  testdata/invalid/bad-access.yaml:2:3: access.placement: \"least-conections\" is not one of least-connections, round-robin; did you mean \"least-connections\"?\n" +
+			"  testdata/invalid/bad-access.yaml:5:7: access.sites[1].name: site \"site-a\" is defined twice\n" +
+			"  testdata/invalid/bad-access.yaml:6:7: access.sites[1].listen: \"nowhere\" is not a host:port address\n" +
+			"  testdata/invalid/bad-access.yaml:8:5: access.health.mode: \"deeep\" is not one of none, shallow, deep; did you mean \"deep\"?\n" +
+			"  testdata/invalid/bad-access.yaml:9:5: access.health.interval: must be positive, got 0s\n" +
+			"  testdata/invalid/bad-access.yaml:11:5: access.passive.max-ejection: must be at least ejection (10s), got 1s",
 	}
 	files, err := filepath.Glob("testdata/invalid/*.yaml")
 	require.NoError(t, err)
@@ -118,6 +125,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	}
 	f.Add([]byte("scan: {workers: 3}\n"))
+	f.Add([]byte("access: {placement: round-robin, sites: [{name: east}, {}], health: {mode: shallow, interval: 2s}, passive: {enabled: false}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := mailstack.ParseConfig("fuzz.yaml", data, "")
 		if err != nil {
@@ -131,4 +139,12 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid configuration: %v", errs)
 		}
 	})
+}
+
+func TestFullConfigFileIsTheDefault(t *testing.T) {
+	cfg, err := mailstack.LoadConfig("testdata/valid/full.yaml", "")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Scan.Interceptor.Block)
+	cfg.Scan.Interceptor.Block = nil // the file's [] is the default's nil
+	require.Equal(t, mailstack.DefaultConfig(), cfg)
 }

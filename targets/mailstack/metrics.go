@@ -3,6 +3,8 @@ package mailstack
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailchaos/mailchaos/targets/mailstack/access"
 )
 
 // Metric names, for probes and experiment files.
@@ -24,6 +26,20 @@ const (
 	MetricDeliveryLatency = "mailstack_delivery_latency_seconds"
 	MetricWorkers         = "mailstack_scan_workers"
 	MetricWorkersBusy     = "mailstack_scan_workers_busy"
+
+	// The access tier's series (see package access), registered on the
+	// same registry.
+	MetricAccessSessions        = access.MetricSessions
+	MetricAccessPlacements      = access.MetricPlacements
+	MetricAccessSessionFailures = access.MetricSessionFailures
+	MetricAccessEjections       = access.MetricEjections
+	MetricAccessRefused         = access.MetricRefused
+	MetricAccessHealthChecks    = access.MetricHealthChecks
+	MetricAccessDrained         = access.MetricDrained
+	MetricAccessSiteHealthy     = access.MetricSiteHealthy
+	MetricAccessSiteEjected     = access.MetricSiteEjected
+	MetricAccessSiteDraining    = access.MetricSiteDraining
+	MetricAccessSiteUsable      = access.MetricSiteUsable
 )
 
 // engineMetrics are the per-engine series, resolved once so the hot path

@@ -13,11 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
+	"github.com/mailchaos/mailchaos/targets/mailstack/access"
 	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
@@ -26,10 +25,12 @@ import (
 type Options struct {
 	// Logger receives the stack's log. Nil discards it.
 	Logger *slog.Logger
-	// Interpose, when set, is called once per internal link during Start,
-	// after the engines listen and before the MTA starts: it gets the link
-	// (its name and the address the MTA would dial) and returns the address
-	// the MTA dials instead, typically a proxy's listen address.
+	// Interpose, when set, is called once per internal link during Start:
+	// for each MTA → engine link once the engines listen, then for each
+	// balancer → site link once the sites listen, before the MTA and the
+	// balancer start. It gets the link (its name and the address the near
+	// end would dial) and returns the address the near end dials instead,
+	// typically a proxy's listen address.
 	Interpose func(ctx context.Context, l Link) (string, error)
 }
 
@@ -44,12 +45,14 @@ type Endpoint struct {
 }
 
 // Link is an internal TCP hop of the stack on which network faults can sit.
-// Name is the engine's name (av-engine-1, ...).
+// Name is the engine's name (av-engine-1, ...) for an MTA → engine hop and
+// imap-<site> (imap-site-a, ...) for a balancer → site hop.
 type Link struct {
 	Name string
 	// Upstream is the real address of the far end.
 	Upstream string
-	// Dial is the address the MTA dials: Upstream, or a proxy in front of it.
+	// Dial is the address the near end (the MTA, the balancer) dials:
+	// Upstream, or a proxy in front of it.
 	Dial string
 }
 
@@ -67,6 +70,7 @@ type Stack struct {
 	domains map[string]bool
 	block   *clamd.Matcher // the interceptor's block list; nil when off
 	engines []*engine
+	access  *access.Tier
 
 	qidBase string
 	qidSeq  atomic.Uint64
@@ -76,7 +80,7 @@ type Stack struct {
 	endpoints []Endpoint
 	links     []Link
 	smtpSrv   *smtp.Server
-	imapSrv   *imapserver.Server
+	smtpLn    net.Listener
 	httpSrv   *http.Server
 	clamdSrvs []*clamd.Server
 
@@ -124,6 +128,14 @@ func New(cfg Config, opts Options) (*Stack, error) {
 		}
 		s.block = clamd.NewMatcher(sigs)
 	}
+	s.access, err = access.New(cfg.Access, access.Options{
+		NewSession: boxes.mem.NewSession,
+		Logger:     log.With("component", "access"),
+		Registerer: m.reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mailstack: %w", err)
+	}
 	m.workers.Set(float64(cfg.Scan.Workers))
 	return s, nil
 }
@@ -131,8 +143,9 @@ func New(cfg Config, opts Options) (*Stack, error) {
 // Config returns the stack's configuration, defaults filled in.
 func (s *Stack) Config() Config { return s.cfg }
 
-// Start binds every listener (the bundled engines first, then links are
-// interposed, then SMTP, IMAP and metrics) and starts the scan workers. It
+// Start binds every listener (the bundled engines first and their links
+// interposed, then the access sites and theirs, then SMTP, the IMAP
+// balancer and metrics) and starts the scan workers and health checkers. It
 // returns once everything accepts connections. ctx bounds only the start-up;
 // the stack runs until [Stack.Shutdown] or [Stack.Close]. On error,
 // everything already started is stopped.
@@ -191,11 +204,33 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		s.engines = append(s.engines, &engine{name: ec.Name, client: &clamd.Client{Addr: link.Dial}, m: s.metrics.engines[ec.Name]})
 	}
 
+	// Access tier: sites, their links, the balancer users connect to.
+	var siteEndpoints []Endpoint
+	err = s.access.Start(ctx, s.cfg.IMAP.Listen, func(ctx context.Context, _, name, upstream string) (string, error) {
+		link := Link{Name: name, Upstream: upstream, Dial: upstream}
+		if s.opts.Interpose != nil {
+			dial, err := s.opts.Interpose(ctx, link)
+			if err != nil {
+				return "", err
+			}
+			link.Dial = dial
+		}
+		s.links = append(s.links, link)
+		return link.Dial, nil
+	})
+	if err != nil {
+		return fmt.Errorf("mailstack: %w", err)
+	}
+	for _, st := range s.access.Sites() {
+		siteEndpoints = append(siteEndpoints, Endpoint{Name: st.Link, Addr: st.Addr})
+	}
+
 	// SMTP.
 	smtpLn, err := listen("smtp", s.cfg.SMTP.Listen)
 	if err != nil {
 		return err
 	}
+	s.smtpLn = smtpLn
 	s.smtpSrv = smtp.NewServer(backend{s})
 	s.smtpSrv.Domain = s.cfg.Hostname
 	s.smtpSrv.MaxMessageBytes = s.cfg.SMTP.MaxMessageBytes
@@ -205,21 +240,6 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	s.smtpSrv.AllowInsecureAuth = true
 	s.smtpSrv.ErrorLog = slogPrinter{s.log.With("server", "smtp")}
 	s.serve(func() error { return ignoreClosed(s.smtpSrv.Serve(smtpLn)) })
-
-	// IMAP.
-	imapLn, err := listen("imap", s.cfg.IMAP.Listen)
-	if err != nil {
-		return err
-	}
-	s.imapSrv = imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return s.boxes.mem.NewSession(), nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true,
-		Logger:       slogPrinter{s.log.With("server", "imap")},
-	})
-	s.serve(func() error { return ignoreClosed(s.imapSrv.Serve(imapLn)) })
 
 	// Metrics and ledger over HTTP.
 	httpLn, err := listen("metrics", s.cfg.Metrics.Listen)
@@ -232,9 +252,9 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 
 	s.endpoints = append([]Endpoint{
 		{Name: "smtp", Addr: smtpLn.Addr().String()},
-		{Name: "imap", Addr: imapLn.Addr().String()},
+		{Name: "imap", Addr: s.access.Addr()},
 		{Name: "metrics", Addr: httpLn.Addr().String()},
-	}, engineEndpoints...)
+	}, append(engineEndpoints, siteEndpoints...)...)
 
 	for i := 0; i < s.cfg.Scan.Workers; i++ {
 		s.workers.Add(1)
@@ -258,8 +278,10 @@ func (s *Stack) serve(loop func() error) {
 	}()
 }
 
-// Endpoints lists what the stack serves: smtp, imap, metrics, then each
-// bundled engine by name. Empty before Start.
+// Endpoints lists what the stack serves: smtp, imap (the access tier's
+// balancer), metrics, then each bundled engine by name, then each access
+// site by its link's name (imap-site-a, ...), at the site's own address.
+// Empty before Start.
 func (s *Stack) Endpoints() []Endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,13 +298,47 @@ func (s *Stack) Endpoint(name string) string {
 	return ""
 }
 
-// Links lists the stack's internal hops (MTA → each engine). Empty before
-// Start.
+// Links lists the stack's internal hops: MTA → each engine, then balancer
+// → each access site. Empty before Start.
 func (s *Stack) Links() []Link {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Link(nil), s.links...)
 }
+
+// SiteStatus is an access site's state as the balancer sees it: draining,
+// healthy, ejected, usable, its sessions and counters.
+type SiteStatus = access.SiteStatus
+
+// SiteCounters are an access site's totals since Start.
+type SiteCounters = access.SiteCounters
+
+// UnknownSiteError is returned for an access site name the stack does not
+// have; it lists the valid names.
+type UnknownSiteError = access.UnknownSiteError
+
+// Sites returns the state of every access site, in configuration order.
+// Before Start the sites have no addresses, sessions or counters.
+func (s *Stack) Sites() []SiteStatus { return s.access.Sites() }
+
+// Site returns the state of one access site, or an [*UnknownSiteError].
+func (s *Stack) Site(name string) (SiteStatus, error) { return s.access.Site(name) }
+
+// Drain takes an access site out for maintenance: the balancer stops
+// placing sessions on it at once, the site says BYE to its open sessions
+// and to new connections, and Drain returns once the balancer holds no
+// session on the site. Sessions still open after access.drain-grace (or
+// when ctx ends) are cut. It returns nil, an [*UnknownSiteError] (with the
+// valid names), an error before Start, or ctx's error wrapped when ctx
+// ended first (the site is drained all the same). Draining a drained site
+// is not an error.
+func (s *Stack) Drain(ctx context.Context, site string) error { return s.access.Drain(ctx, site) }
+
+// Restore ends an access site's maintenance: it takes sessions again once
+// its health checks pass (at once with health mode shallow or none, as
+// those never saw it fail). Restoring a site that is not drained does
+// nothing; an unknown name is an [*UnknownSiteError].
+func (s *Stack) Restore(site string) error { return s.access.Restore(site) }
 
 // Messages returns a copy of every ledger record, in acceptance order.
 func (s *Stack) Messages() []Record { return s.ledger.all() }
@@ -320,6 +376,9 @@ func (s *Stack) shutdown(ctx context.Context) error {
 			_ = s.smtpSrv.Close()
 		}
 		cancel()
+		// go-smtp closes only the listeners its Serve has registered: a
+		// Shutdown right after Start could miss this one.
+		_ = s.smtpLn.Close()
 	}
 	// No new mail can arrive; stop workers once their current message is done.
 	s.queue.close()
@@ -332,8 +391,8 @@ func (s *Stack) shutdown(ctx context.Context) error {
 		<-done
 		errs = append(errs, fmt.Errorf("scans abandoned: %w", ctx.Err()))
 	}
-	if s.imapSrv != nil {
-		_ = s.imapSrv.Close()
+	if err := s.access.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("access tier: %w", err))
 	}
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
@@ -370,12 +429,11 @@ func (s *Stack) closeLocked() {
 	}
 	if s.smtpSrv != nil {
 		_ = s.smtpSrv.Close()
+		_ = s.smtpLn.Close() // see shutdown
 	}
 	s.queue.close()
 	s.workers.Wait()
-	if s.imapSrv != nil {
-		_ = s.imapSrv.Close()
-	}
+	_ = s.access.Close()
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Close()
 	}
