@@ -47,7 +47,7 @@ func TestSchemaIsJSON(t *testing.T) {
 // remediated ones must pass (exit 0).
 func TestCatalogAVIncidentPair(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs two 40-second experiments")
+		t.Skip("runs four experiments of about a minute")
 	}
 	for _, tt := range []struct {
 		file string
@@ -55,6 +55,8 @@ func TestCatalogAVIncidentPair(t *testing.T) {
 	}{
 		{"av-latency-incident.yaml", cli.ExitFailed},
 		{"av-latency-remediated.yaml", cli.ExitOK},
+		{"access-gray-shallow.yaml", cli.ExitFailed},
+		{"access-gray-deep.yaml", cli.ExitOK},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			dir := t.TempDir()

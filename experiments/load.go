@@ -206,6 +206,16 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if e.Recovery.Hold < 0 {
 		add("recovery.hold", "must not be negative, got %s", e.Recovery.Hold)
 	}
+	if d := e.Recovery.During; d != nil {
+		switch {
+		case d.Within <= 0:
+			add("recovery.during.within", "required and positive: how soon after the first fault every SLI must be back within tolerance, with the faults still in place")
+		case d.Hold < 0:
+			add("recovery.during.hold", "must not be negative, got %s", d.Hold)
+		case d.Within+d.Hold > e.methodEnd():
+			add("recovery.during", "within + hold (%s) must end before the last fault is removed (%s after the first)", d.Within+d.Hold, e.methodEnd())
+		}
+	}
 
 	// Invariants.
 	for i, inv := range e.Invariants {

@@ -17,6 +17,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/faults/maintenance"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
@@ -25,7 +26,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func builtinCatalog(t testing.TB) experiments.Catalog {
 	t.Helper()
 	reg := faults.NewRegistry()
-	for _, inj := range []faults.Injector{avlatency.New(), grayfailure.New(), loadsurge.New()} {
+	for _, inj := range []faults.Injector{avlatency.New(), grayfailure.New(), loadsurge.New(), maintenance.New()} {
 		require.NoError(t, reg.Add(context.Background(), inj))
 	}
 	return experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(probes.Builtin()...)}

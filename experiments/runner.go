@@ -685,6 +685,24 @@ func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.S
 		}
 		r.assert("recovery: "+s.spec.Name, ss.Passed, measured,
 			fmt.Sprintf("within %s, held %s", r.exp.Recovery.Within, r.exp.Recovery.Hold), "")
+		if d := r.exp.Recovery.During; d != nil {
+			// With the faults in place: from the first injection to the
+			// last removal.
+			dttr, dok := timeToRecover(pts, tol, injectStart, removed, d.Hold)
+			ds := &journal.DuringSummary{TimeToRecover: dttr, Recovered: dok, Passed: dok && dttr <= d.Within, Bound: d.Within}
+			measured := "did not recover while the faults were in place"
+			if !dok {
+				ds.TimeToRecover = -1
+			} else {
+				measured = dttr.Round(time.Millisecond).String()
+			}
+			r.assert("recovery during faults: "+s.spec.Name, ds.Passed, measured,
+				fmt.Sprintf("within %s of the first fault, held %s", d.Within, d.Hold), "")
+			if !ds.Passed {
+				deviated = true
+			}
+			ss.During = ds
+		}
 		sum.SLIs = append(sum.SLIs, ss)
 	}
 	sum.TimeToRecover = overall

@@ -78,6 +78,7 @@ func (f *synthetic) Describe(context.Context) (faults.Spec, error) {
 	return faults.Spec{Name: "synthetic", Params: []faults.Param{
 		{Name: "delay", Type: faults.TypeDuration, Default: "400ms"},
 		{Name: "recover-after", Type: faults.TypeDuration, Default: "0s"},
+		{Name: "heal-after", Type: faults.TypeDuration, Default: "0s"},
 	}}, nil
 }
 
@@ -97,6 +98,11 @@ func (f *synthetic) Inject(_ context.Context, req faults.Request) (faults.Handle
 	defer f.mu.Unlock()
 	f.active = true
 	f.srv.delay.Store(int64(v.Duration("delay")))
+	if heal := v.Duration("heal-after"); heal > 0 {
+		// The target routes around the fault by itself, the fault still
+		// in place.
+		f.timers = append(f.timers, time.AfterFunc(heal, func() { f.srv.delay.Store(0) }))
+	}
 	return faults.Handle{ID: req.ID, Fault: "synthetic", Owner: req.Params["recover-after"], Injected: time.Now()}, nil
 }
 
@@ -300,6 +306,50 @@ recovery: { within: 500ms, hold: 300ms }
 		}
 	}
 	require.Equal(t, []string{"recovery: banner"}, failed)
+}
+
+// TestRecoveryDuringFaults: a target that heals itself 600 ms into a
+// 2-second fault recovers with the fault in place; one that does not,
+// fails recovery.during though it recovers once the fault is removed.
+func TestRecoveryDuringFaults(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 2s
+    params: { delay: 400ms, heal-after: 600ms }
+recovery: { within: 1s, hold: 300ms, during: { within: 1200ms, hold: 500ms } }
+`)
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	d := res.Summary.SLIs[0].During
+	require.NotNil(t, d)
+	require.True(t, d.Passed)
+	t.Logf("time to recover during the fault: measured %s, true 0.6s", d.TimeToRecover)
+	require.InDelta(t, 0.6, d.TimeToRecover.Seconds(), 0.25)
+
+	e = l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 1500ms
+    params: { delay: 400ms }
+recovery: { within: 1s, hold: 300ms, during: { within: 800ms, hold: 300ms } }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusFailed, res.Status)
+	require.True(t, res.Summary.SLIs[0].Passed, "it recovers once the fault is removed")
+	require.False(t, res.Summary.SLIs[0].During.Recovered)
+	var failed []string
+	for _, ev := range evs {
+		if ev.Type == journal.TypeAssertion && ev.Passed != nil && !*ev.Passed {
+			failed = append(failed, ev.Name)
+		}
+	}
+	require.Equal(t, []string{"recovery during faults: banner"}, failed)
 }
 
 func TestBaselineMustHoldBeforeAnythingIsInjected(t *testing.T) {

@@ -137,6 +137,18 @@ type Recovery struct {
 	Within time.Duration `yaml:"within" json:"within"`
 	// ... and stays so for Hold.
 	Hold time.Duration `yaml:"hold" json:"hold"`
+	// During, if set, asks more: that the stack recovers while the faults
+	// are still in place (a balancer routing around a gray site), not only
+	// once they are removed.
+	During *DuringFaults `yaml:"during" json:"during,omitempty"`
+}
+
+// DuringFaults is recovery with the faults in place: within Within of the
+// first fault's injection, every SLI is within tolerance and stays so for
+// Hold, all before the last fault is removed.
+type DuringFaults struct {
+	Within time.Duration `yaml:"within" json:"within"`
+	Hold   time.Duration `yaml:"hold" json:"hold"`
 }
 
 // Safety holds the abort conditions.

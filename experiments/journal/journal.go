@@ -125,6 +125,20 @@ type SLISummary struct {
 	// Failures counts the evaluations during the faults whose window held
 	// a failed sample (the probe could not measure at all).
 	Failures int `json:"failures,omitempty"`
+	// During is the recovery with the faults in place, when the experiment
+	// asks for it (recovery.during).
+	During *DuringSummary `json:"during,omitempty"`
+}
+
+// DuringSummary is one SLI's recovery with the faults still in place.
+type DuringSummary struct {
+	// TimeToRecover from the first fault's injection; negative: not
+	// recovered while the faults were in place.
+	TimeToRecover time.Duration `json:"time_to_recover"`
+	Recovered     bool          `json:"recovered"`
+	Passed        bool          `json:"passed"`
+	// Bound is recovery.during.within.
+	Bound time.Duration `json:"bound"`
 }
 
 // Writer appends events to a journal. Safe for concurrent use; each event

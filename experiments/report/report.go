@@ -397,6 +397,14 @@ func (r *run) table() []sliRow {
 			bound:     bound,
 			verdict:   passFail(s.Passed),
 		})
+		if d := s.During; d != nil {
+			rows = append(rows, sliRow{
+				name:    clean(s.Name) + " (during faults)",
+				ttr:     recoverTime(d.TimeToRecover, d.Recovered),
+				bound:   human(d.Bound),
+				verdict: passFail(d.Passed),
+			})
+		}
 	}
 	rows = append(rows, sliRow{
 		name:    "overall",
@@ -417,6 +425,11 @@ func (r *run) overallPassed(sum *journal.Summary) bool {
 	}
 	if sum.TimeToRecover < 0 {
 		return false
+	}
+	for _, s := range sum.SLIs {
+		if s.During != nil && !s.During.Passed {
+			return false
+		}
 	}
 	return sum.RecoveryBound <= 0 || sum.TimeToRecover <= sum.RecoveryBound
 }

@@ -263,7 +263,7 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 			s.worker(s.workCtx)
 		}()
 	}
-	s.log.Info("mailstack started", "profile", s.cfg.Profile, "smtp", smtpLn.Addr().String())
+	s.log.Info("mailstack started", "profile", s.cfg.Profile, "smtp-server", smtpLn.Addr().String())
 	return nil
 }
 
