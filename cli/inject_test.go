@@ -327,6 +327,15 @@ func exited(pid int) bool {
 	return len(f) > 0 && f[0] == "Z"
 }
 
+// proxyServe runs `mailchaos proxy serve` until the test ends and returns
+// its API's URL.
+func proxyServe(t *testing.T) string {
+	t.Helper()
+	out, _, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
+	t.Cleanup(func() { signal(os.Interrupt); waitExit(t, done) })
+	return endpoints(t, out, "toxiproxy")["toxiproxy"]
+}
+
 // startKilledInject runs the real binary's inject of a blackhole against an
 // external toxiproxy server and returns it with its fault in place, and its
 // plugin processes.
@@ -351,9 +360,7 @@ func TestKilledHostPluginRemovesItsFault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
-	defer func() { signal(os.Interrupt); waitExit(t, done); _ = errb }()
-	api := endpoints(t, out, "toxiproxy")["toxiproxy"]
+	api := proxyServe(t)
 	c := network.NewClient(api)
 
 	cmd, kids := startKilledInject(t, api, 5*time.Minute)
@@ -378,9 +385,7 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
-	defer func() { signal(os.Interrupt); waitExit(t, done); _ = errb }()
-	api := endpoints(t, out, "toxiproxy")["toxiproxy"]
+	api := proxyServe(t)
 	c := network.NewClient(api)
 
 	cmd, kids := startKilledInject(t, api, time.Second)

@@ -182,7 +182,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 		}
 		req := faults.Request{ID: fmt.Sprintf("s%d", i), Fault: st.Fault, Target: target, Links: st.AllLinks(),
 			Params: faults.Params(st.Params), TTL: max(st.For, time.Second) + faults.DefaultTTLGrace}
-		for _, err := range flatten(inj.Validate(ctx, req)) {
+		for _, err := range faults.Flatten(inj.Validate(ctx, req)) {
 			var pe *faults.ParamError
 			if errors.As(err, &pe) {
 				field := f + ".params" + paramPath(pe)
@@ -435,19 +435,4 @@ func allowed(pe *faults.ParamError) string {
 		return ""
 	}
 	return " (" + pe.Allowed + ")"
-}
-
-// flatten splits an errors.Join tree into its leaves.
-func flatten(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }

@@ -299,12 +299,7 @@ recovery: { within: 500ms, hold: 300ms }
 	require.Equal(t, journal.StatusFailed, res.Status, "1.5 s to recover is over the 500 ms bound")
 	require.True(t, res.Deviated)
 	require.False(t, res.Summary.SLIs[0].Passed)
-	var failed []string
-	for _, ev := range evs {
-		if ev.Type == journal.TypeAssertion && ev.Passed != nil && !*ev.Passed {
-			failed = append(failed, ev.Name)
-		}
-	}
+	failed := failedAssertions(evs)
 	require.Equal(t, []string{"recovery: banner"}, failed)
 }
 
@@ -343,12 +338,7 @@ recovery: { within: 1s, hold: 300ms, during: { within: 800ms, hold: 300ms } }
 	require.Equal(t, journal.StatusFailed, res.Status)
 	require.True(t, res.Summary.SLIs[0].Passed, "it recovers once the fault is removed")
 	require.False(t, res.Summary.SLIs[0].During.Recovered)
-	var failed []string
-	for _, ev := range evs {
-		if ev.Type == journal.TypeAssertion && ev.Passed != nil && !*ev.Passed {
-			failed = append(failed, ev.Name)
-		}
-	}
+	failed := failedAssertions(evs)
 	require.Equal(t, []string{"recovery during faults: banner"}, failed)
 }
 
@@ -524,4 +514,15 @@ recovery: { within: 1s, hold: 100ms }
 	evs, err := journal.Read(&buf)
 	require.NoError(t, err)
 	require.Len(t, journal.Outstanding(evs), 1, "recover must find the fault in the journal")
+}
+
+// failedAssertions lists the names of a journal's failed assertions.
+func failedAssertions(evs []journal.Event) []string {
+	var failed []string
+	for _, ev := range evs {
+		if ev.Type == journal.TypeAssertion && ev.Passed != nil && !*ev.Passed {
+			failed = append(failed, ev.Name)
+		}
+	}
+	return failed
 }

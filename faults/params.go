@@ -376,3 +376,19 @@ func (v Values) Rate(name string) float64 {
 // Suggest returns `; did you mean "x"?` for the valid name closest to got,
 // or "" when none is close.
 func Suggest(got string, valid []string) string { return suggest.Hint(got, valid) }
+
+// Flatten splits an errors.Join tree into its leaves: a validation error
+// into one error per problem. nil gives none.
+func Flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, Flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}

@@ -120,7 +120,7 @@ func ErrorToProto(err error) *proto.Error {
 		return out
 	}
 	out.Kind = proto.Error_INVALID
-	for _, e := range flatten(err) {
+	for _, e := range faults.Flatten(err) {
 		var pe *faults.ParamError
 		if errors.As(e, &pe) {
 			out.Params = append(out.Params, &proto.ParamProblem{Fault: pe.Fault, Param: pe.Param, Value: pe.Value, Msg: pe.Msg, Allowed: pe.Allowed})
@@ -129,18 +129,6 @@ func ErrorToProto(err error) *proto.Error {
 		out.Problems = append(out.Problems, e.Error())
 	}
 	return out
-}
-
-// flatten splits joined errors into their parts.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // RemoteError is an error a plugin reported about a request.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 	"github.com/mailchaos/mailchaos/plugins/sdk"
@@ -223,24 +224,13 @@ func invalid(p sdk.Param) string {
 
 // namesParam reports whether err has a ParamError naming param.
 func namesParam(err error, param string) bool {
-	for _, e := range flatten(err) {
+	for _, e := range faults.Flatten(err) {
 		var pe *sdk.ParamError
 		if errors.As(e, &pe) && pe.Param == param {
 			return true
 		}
 	}
 	return false
-}
-
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 func (k *kit) badParams(t *testing.T) {
