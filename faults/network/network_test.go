@@ -443,6 +443,31 @@ func TestRemoveOwned(t *testing.T) {
 	dialGreeted(t, e.listen)
 }
 
+// TestStalledConnectionWhoseServerLeftEnds: a stalled connection holds
+// the server's bytes, but once the server has closed its side the toxic
+// does not wait for ever for a removal: the client sees the end after the
+// grace, and no goroutine is stranded.
+func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
+	g := startGreeter(t)
+	e := startEnv(t, "smtp", g.ln.Addr().String())
+	inj := grayfailure.New()
+	h := e.inject(t, inj, faults.Params{"mode": "stall-after"}, "smtp")
+	c, r := dialGreeted(t, e.listen)
+	_, err := io.WriteString(c, "EHLO client\r\n")
+	require.NoError(t, err)
+	silent(t, c, r, 200*time.Millisecond)
+	require.Eventually(t, func() bool { return len(g.received()) == 1 }, waitFor, 5*time.Millisecond)
+	g.mu.Lock()
+	for _, sc := range g.conn {
+		_ = sc.Close()
+	}
+	g.mu.Unlock()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
+	_, err = io.ReadAll(r)
+	require.NoError(t, err, "the connection ends (EOF), it does not hang")
+	require.NoError(t, inj.Remove(context.Background(), h))
+}
+
 func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
 	g := startGreeter(t)
 	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)

@@ -101,6 +101,38 @@ func (p *pipe) send(stub *toxics.ToxicStub, data []byte) bool {
 	}
 }
 
+// hold waits until the toxic is removed (an interrupt), sending nothing:
+// a stalled connection. It still reads ahead (up to maxBacklog chunks), so
+// that it sees the connection end: once the input has ended, it gives the
+// toxic eofGrace to be removed, then takes the link to be gone and closes
+// the stub, as send does. Without that, a stalled toxic whose connection
+// toxiproxy has given up on would wait for an interrupt that never comes.
+func (p *pipe) hold(stub *toxics.ToxicStub) {
+	var grace <-chan time.Time
+	for {
+		in := stub.Input
+		if p.eof || len(p.backlog) >= maxBacklog {
+			in = nil
+		}
+		if p.eof && grace == nil {
+			t := time.NewTimer(eofGrace)
+			defer t.Stop()
+			grace = t.C
+		}
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-in:
+			p.backlog = append(p.backlog, c)
+			p.eof = c == nil
+		case <-grace:
+			p.dead = true
+			stub.Close()
+			return
+		}
+	}
+}
+
 // stop ends a Pipe whose send failed: a dead link is closed; an interrupted
 // one is left to toxiproxy.
 func (p *pipe) stop(stub *toxics.ToxicStub) {

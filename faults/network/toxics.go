@@ -104,8 +104,10 @@ func (t *BlackholeToxic) Cleanup(stub *toxics.ToxicStub) {
 
 // StallToxic lets the first Bytes bytes of a connection's direction pass
 // (or, with Line set, everything up to and including the first newline: a
-// protocol greeting), then stops reading: the sender's writes back up into
-// the kernel buffers and the connection hangs, open and silent. Nothing is
+// protocol greeting), then passes nothing on: past a read-ahead of at most
+// 2 MiB the sender's writes back up into the kernel buffers, and the
+// connection hangs, open and silent. (A connection whose sender has closed
+// is dropped 2 s later if the toxic is still there.) Nothing is
 // lost: once the toxic is removed the held bytes flow on. Fraction picks
 // the connections affected (0 meaning all).
 type StallToxic struct {
@@ -132,8 +134,8 @@ func (t *StallToxic) Pipe(stub *toxics.ToxicStub) {
 	st := stub.State.(*stallState)
 	for {
 		if st.stalled {
-			// Hold everything, read nothing, until the toxic is removed.
-			<-stub.Interrupt
+			// Hold everything until the toxic is removed.
+			st.hold(stub)
 			return
 		}
 		var data []byte
