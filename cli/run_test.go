@@ -45,7 +45,7 @@ func TestSchemaIsJSON(t *testing.T) {
 // TestCatalogAVIncidentPair runs the AV-engine incident pair end to end:
 // the incident settings must fail their recovery bound (exit 1), the
 // remediated ones must pass (exit 0).
-func TestCatalogAVIncidentPair(t *testing.T) {
+func TestCatalogIncidentPairs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four experiments of about a minute")
 	}
