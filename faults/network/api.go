@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 )
@@ -130,7 +131,10 @@ func (c *Client) DeleteProxy(ctx context.Context, name string) error {
 }
 
 // AddToxic adds t to a proxy. Toxicity 0 is sent as 1 (toxiproxy would
-// never fire a toxic with toxicity 0).
+// never fire a toxic with toxicity 0). Toxiproxy ignores attributes its
+// toxic type does not have; AddToxic does not: a misspelt attribute would
+// silently leave the toxic at its default, so the toxic is removed again
+// and the error names the attribute.
 func (c *Client) AddToxic(ctx context.Context, proxy string, t Toxic) error {
 	if t.Toxicity == 0 {
 		t.Toxicity = 1
@@ -138,7 +142,30 @@ func (c *Client) AddToxic(ctx context.Context, proxy string, t Toxic) error {
 	if t.Attributes == nil {
 		t.Attributes = map[string]any{}
 	}
-	return c.do(ctx, http.MethodPost, "/proxies/"+url.PathEscape(proxy)+"/toxics", t, nil)
+	var got Toxic
+	if err := c.do(ctx, http.MethodPost, "/proxies/"+url.PathEscape(proxy)+"/toxics", t, &got); err != nil {
+		return err
+	}
+	var unknown []string
+	for k := range t.Attributes {
+		if _, ok := got.Attributes[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	known := make([]string, 0, len(got.Attributes))
+	for k := range got.Attributes {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	err := fmt.Errorf("toxic type %s has no attribute %s (it has: %s)", t.Type, strings.Join(unknown, ", "), strings.Join(known, ", "))
+	if rerr := c.RemoveToxic(context.WithoutCancel(ctx), proxy, t.Name); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // RemoveToxic removes a toxic. A missing toxic or proxy is not an error:
