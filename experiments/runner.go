@@ -228,12 +228,21 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
 	handles := map[int]string{}
 	var lastRemoval time.Time
-	for _, ev := range timeline {
+	for i := 0; i < len(timeline); i++ {
+		ev := timeline[i]
 		if msg, ok := r.wait(ctx, ev.at); !ok {
 			return r.stopped(ctx, msg)
 		}
 		if ev.remove {
-			if err := r.remove(r.opts.Kill, handles[ev.step]); err != nil {
+			// Faults due to end together are removed together: one that
+			// takes long to remove (a load generator finishing its last
+			// sessions) does not keep the others in place.
+			var ids []string
+			for ; i < len(timeline) && timeline[i].remove && timeline[i].at.Equal(ev.at); i++ {
+				ids = append(ids, handles[timeline[i].step])
+			}
+			i--
+			if err := r.removeAll(r.opts.Kill, ids); err != nil {
 				return r.aborted(ctx, "a fault could not be removed", err)
 			}
 			lastRemoval = time.Now()
@@ -597,6 +606,31 @@ func (r *runner) remove(base context.Context, id string) error {
 	return nil
 }
 
+// removeAll removes faults concurrently and returns their errors.
+func (r *runner) removeAll(base context.Context, ids []string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A panicking injector must not take the run down with faults
+			// in place: it is a failed removal.
+			defer func() {
+				if p := recover(); p != nil {
+					r.mu.Lock()
+					a := r.active[id]
+					r.mu.Unlock()
+					errs[i] = &faults.RollbackError{Handle: a.handle, Err: fmt.Errorf("remove panicked: %v", p)}
+				}
+			}()
+			errs[i] = r.remove(base, id)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // rollback removes every fault still active. It runs on every exit path;
 // after a second signal it tries only briefly.
 func (r *runner) rollback() error {
@@ -617,13 +651,7 @@ func (r *runner) rollback() error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 		defer cancel()
 	}
-	var errs []error
-	for _, id := range ids {
-		if err := r.remove(ctx, id); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return r.removeAll(ctx, ids)
 }
 
 // allRecovered reports whether every SLI has recovered, judged on the

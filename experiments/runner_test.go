@@ -79,6 +79,7 @@ func (f *synthetic) Describe(context.Context) (faults.Spec, error) {
 		{Name: "delay", Type: faults.TypeDuration, Default: "400ms"},
 		{Name: "recover-after", Type: faults.TypeDuration, Default: "0s"},
 		{Name: "heal-after", Type: faults.TypeDuration, Default: "0s"},
+		{Name: "remove-takes", Type: faults.TypeDuration, Default: "0s"},
 	}}, nil
 }
 
@@ -103,10 +104,21 @@ func (f *synthetic) Inject(_ context.Context, req faults.Request) (faults.Handle
 		// in place.
 		f.timers = append(f.timers, time.AfterFunc(heal, func() { f.srv.delay.Store(0) }))
 	}
-	return faults.Handle{ID: req.ID, Fault: "synthetic", Owner: req.Params["recover-after"], Injected: time.Now()}, nil
+	return faults.Handle{ID: req.ID, Fault: "synthetic", Owner: req.Params["recover-after"], Injected: time.Now(),
+		Data: map[string]string{"remove-takes": req.Params["remove-takes"]}}, nil
 }
 
-func (f *synthetic) Remove(_ context.Context, h faults.Handle) error {
+func (f *synthetic) Remove(ctx context.Context, h faults.Handle) error {
+	// A slow removal, such as a load generator finishing its sessions.
+	if d, _ := time.ParseDuration(h.Data["remove-takes"]); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.active = false
@@ -340,6 +352,37 @@ recovery: { within: 1s, hold: 300ms, during: { within: 800ms, hold: 300ms } }
 	require.False(t, res.Summary.SLIs[0].During.Recovered)
 	failed := failedAssertions(evs)
 	require.Equal(t, []string{"recovery during faults: banner"}, failed)
+}
+
+// TestFaultsEndingTogetherAreRemovedTogether: a slow removal does not keep
+// another fault due to end at the same time in place.
+func TestFaultsEndingTogetherAreRemovedTogether(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 500ms
+    params: { delay: 0s, remove-takes: 1500ms }
+  - fault: gray-failure
+    at: 0s
+    for: 500ms
+    link: svc
+    params: { mode: stall-after, after: "0" }
+recovery: { within: 3s, hold: 300ms }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	removed := map[string]time.Time{}
+	for _, ev := range evs {
+		if ev.Type == journal.TypeRemove {
+			removed[ev.Fault] = ev.T
+		}
+	}
+	require.Len(t, removed, 2)
+	require.True(t, removed["gray-failure"].Before(removed["synthetic"]),
+		"the quick removal finished first: gray-failure at %s, synthetic at %s", removed["gray-failure"], removed["synthetic"])
 }
 
 func TestBaselineMustHoldBeforeAnythingIsInjected(t *testing.T) {
