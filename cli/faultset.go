@@ -23,11 +23,15 @@ type faultSet struct {
 func (f *faultSet) Close() { f.host.Close() }
 
 // pluginEntry is one plugin a command may start: a built-in or one found
-// on disk, with its checksum state.
+// on disk, with how it stands with plugins.lock. Its checksum is not
+// computed here: go-plugin checks it against launch.Checksum when it starts
+// the plugin, and only the commands that show it compute it.
 type pluginEntry struct {
-	launch   plugins.Launch
-	found    plugins.Found
-	checksum string // hex SHA-256 of the executable (third-party only)
+	launch plugins.Launch
+	found  plugins.Found
+	// locked is true when a lock file exists (launch.Checksum is then the
+	// one it pins, "" if it has none).
+	locked bool
 	// refused says why the plugin may not be started (plugins.lock).
 	refused error
 }
@@ -59,10 +63,7 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 			st.log.Warn("plugin has the name of a built-in fault; not used", "plugin", f.Name, "path", f.Path)
 			continue
 		}
-		e := pluginEntry{found: f, launch: plugins.Launch{Name: f.Name, Path: f.Path}}
-		if e.checksum, err = plugins.Checksum(f.Path); err != nil {
-			return nil, err
-		}
+		e := pluginEntry{found: f, launch: plugins.Launch{Name: f.Name, Path: f.Path}, locked: locked}
 		if locked {
 			want, ok := lock[f.Name]
 			if !ok {

@@ -50,10 +50,15 @@ func pluginsCommand(st *state) *ucli.Command {
 				}
 				lock := plugins.Lock{}
 				for _, e := range entries {
-					if !e.launch.Builtin {
-						lock[e.found.Name] = e.checksum
-						fmt.Fprintf(st.env.Stdout, "%s sha256:%s %s\n", e.found.Name, e.checksum, e.found.Path)
+					if e.launch.Builtin {
+						continue
 					}
+					sum, err := plugins.Checksum(e.found.Path)
+					if err != nil {
+						return err
+					}
+					lock[e.found.Name] = sum
+					fmt.Fprintf(st.env.Stdout, "%s sha256:%s %s\n", e.found.Name, sum, e.found.Path)
 				}
 				f, err := os.Create(st.lockPath)
 				if err != nil {
@@ -80,10 +85,6 @@ func listPlugins(st *state, only string) error {
 	if err != nil {
 		return err
 	}
-	lock, locked, err := plugins.ReadLock(st.lockPath)
-	if err != nil {
-		return err
-	}
 	host := plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout})
 	defer host.Close()
 	out := st.env.Stdout
@@ -99,7 +100,7 @@ func listPlugins(st *state, only string) error {
 		if only != "" && e.launch.Name != only {
 			continue
 		}
-		kind, sum := "plugin", checksumState(e, lock, locked)
+		kind, sum := "plugin", checksumState(e)
 		if e.launch.Builtin {
 			kind, sum = "built-in", "-"
 		}
@@ -143,15 +144,14 @@ func listPlugins(st *state, only string) error {
 }
 
 // checksumState says how a plugin stands with plugins.lock.
-func checksumState(e pluginEntry, lock plugins.Lock, locked bool) string {
-	if !locked {
+func checksumState(e pluginEntry) string {
+	if !e.locked {
 		return "unlocked"
 	}
-	want, ok := lock[e.found.Name]
-	switch {
-	case !ok:
+	if e.launch.Checksum == "" {
 		return "NOT IN LOCK"
-	case want != e.checksum:
+	}
+	if got, err := plugins.Checksum(e.launch.Path); err != nil || got != e.launch.Checksum {
 		return "MISMATCH"
 	}
 	return "locked"

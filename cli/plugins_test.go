@@ -21,17 +21,21 @@ import (
 	"github.com/mailchaos/mailchaos/faults/network"
 )
 
-// runIn runs the command line with MAILCHAOS_PLUGIN_PATH set to dir.
-func runIn(t *testing.T, dir string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb syncBuffer
-	getenv := func(k string) string {
+// pluginPath is the environment with MAILCHAOS_PLUGIN_PATH set to dir.
+func pluginPath(dir string) func(string) string {
+	return func(k string) string {
 		if k == "MAILCHAOS_PLUGIN_PATH" {
 			return dir
 		}
 		return os.Getenv(k)
 	}
-	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb, Getenv: getenv})
+}
+
+// runIn runs the command line with MAILCHAOS_PLUGIN_PATH set to dir.
+func runIn(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb syncBuffer
+	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)})
 	return code, out.String(), errb.String()
 }
 
@@ -202,15 +206,9 @@ func TestPluginKilledMidRun(t *testing.T) {
 
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	getenv := func(k string) string {
-		if k == "MAILCHAOS_PLUGIN_PATH" {
-			return dir
-		}
-		return os.Getenv(k)
-	}
 	go func() {
 		done <- cli.Run(context.Background(), []string{"mailchaos", "--log-level", "warn", "run", exp},
-			cli.Env{Stdout: &out, Stderr: &errb, Getenv: getenv})
+			cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)})
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "inject misbehave") },
 		waitFor, 10*time.Millisecond, "%s %s", out.String(), errb.String())

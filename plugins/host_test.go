@@ -253,11 +253,7 @@ func TestHungPluginIsKilledAndItsFaultRemoved(t *testing.T) {
 	}
 	require.ErrorContains(t, p.LostErr(), "hung: remove did not answer")
 	require.Empty(t, f.toxics(t))
-	deadline := time.Now().Add(waitFor)
-	for !gone(p.Pid()) {
-		require.True(t, time.Now().Before(deadline), "the hung plugin was not killed")
-		time.Sleep(20 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return gone(p.Pid()) }, waitFor, 20*time.Millisecond, "the hung plugin was not killed")
 }
 
 func TestHungInjectTimesOut(t *testing.T) {
@@ -317,18 +313,6 @@ func TestCloseRemovesFaultsLeftInPlace(t *testing.T) {
 	require.NoError(t, err)
 	h.Close()
 	require.Empty(t, f.toxics(t))
-	require.True(t, gone(p.Pid()) || waitGone(p.Pid()))
+	require.Eventually(t, func() bool { return gone(p.Pid()) }, waitFor, 20*time.Millisecond, "the plugin was not stopped")
 	require.False(t, errors.Is(p.LostErr(), context.Canceled))
-}
-
-// waitGone waits for a process to exit.
-func waitGone(pid int) bool {
-	deadline := time.Now().Add(waitFor)
-	for time.Now().Before(deadline) {
-		if gone(pid) {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
 }

@@ -74,7 +74,28 @@ func (p *pipe) send(stub *toxics.ToxicStub, data []byte) bool {
 	if len(data) == 0 {
 		return true
 	}
-	chunk := &stream.StreamChunk{Data: data, Timestamp: time.Now()}
+	return p.await(stub, &stream.StreamChunk{Data: data, Timestamp: time.Now()})
+}
+
+// hold waits until the toxic is removed (an interrupt), sending nothing:
+// a stalled connection. Like send, it reads ahead, so that it sees the
+// connection end; a link found dead is closed. Without that, a stalled
+// toxic whose connection toxiproxy has given up on would wait for an
+// interrupt that never comes.
+func (p *pipe) hold(stub *toxics.ToxicStub) {
+	p.await(stub, nil)
+	p.stop(stub)
+}
+
+// await waits until chunk is sent (true), the toxic is interrupted, or the
+// link is dead; a nil chunk is never sent. Meanwhile it reads ahead from
+// the input (up to maxBacklog chunks), and once the input has ended it
+// gives the toxic eofGrace before taking the link to be dead (p.dead).
+func (p *pipe) await(stub *toxics.ToxicStub, chunk *stream.StreamChunk) bool {
+	var out chan<- *stream.StreamChunk
+	if chunk != nil {
+		out = stub.Output
+	}
 	var grace <-chan time.Time
 	for {
 		in := stub.Input
@@ -87,7 +108,7 @@ func (p *pipe) send(stub *toxics.ToxicStub, data []byte) bool {
 			grace = t.C
 		}
 		select {
-		case stub.Output <- chunk:
+		case out <- chunk:
 			return true
 		case <-stub.Interrupt:
 			return false
@@ -97,38 +118,6 @@ func (p *pipe) send(stub *toxics.ToxicStub, data []byte) bool {
 		case <-grace:
 			p.dead = true
 			return false
-		}
-	}
-}
-
-// hold waits until the toxic is removed (an interrupt), sending nothing:
-// a stalled connection. It still reads ahead (up to maxBacklog chunks), so
-// that it sees the connection end: once the input has ended, it gives the
-// toxic eofGrace to be removed, then takes the link to be gone and closes
-// the stub, as send does. Without that, a stalled toxic whose connection
-// toxiproxy has given up on would wait for an interrupt that never comes.
-func (p *pipe) hold(stub *toxics.ToxicStub) {
-	var grace <-chan time.Time
-	for {
-		in := stub.Input
-		if p.eof || len(p.backlog) >= maxBacklog {
-			in = nil
-		}
-		if p.eof && grace == nil {
-			t := time.NewTimer(eofGrace)
-			defer t.Stop()
-			grace = t.C
-		}
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-in:
-			p.backlog = append(p.backlog, c)
-			p.eof = c == nil
-		case <-grace:
-			p.dead = true
-			stub.Close()
-			return
 		}
 	}
 }

@@ -142,10 +142,7 @@ func TestEndsByItselfAtTTL(t *testing.T) {
 	req.TTL = time.Second
 	h, err := inj.Inject(context.Background(), req)
 	require.NoError(t, err)
-	deadline := time.Now().Add(20 * time.Second)
-	for inj.ic.Active(h) {
-		require.True(t, time.Now().Before(deadline), "the interception outlived its TTL")
-		time.Sleep(50 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return !inj.ic.Active(h) }, 20*time.Second, 50*time.Millisecond,
+		"the interception outlived its TTL")
 	require.NoError(t, send(t, run.Target.Endpoints["smtp"], run.Target.Users[0]))
 }
