@@ -14,6 +14,7 @@ type point struct {
 	at     time.Time
 	value  float64
 	failed bool
+	err    string // why a failed sample failed
 }
 
 // series holds an SLI's samples in time order, and the start times of the

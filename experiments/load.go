@@ -167,8 +167,15 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if len(e.Method) == 0 {
 		add("method", "at least one fault is needed")
 	}
+	stepNames := map[string]bool{}
 	for i, st := range e.Method {
 		f := fmt.Sprintf("method[%d]", i)
+		if st.Name != "" {
+			if stepNames[st.Name] {
+				add(f+".name", "step %q is named twice", st.Name)
+			}
+			stepNames[st.Name] = true
+		}
 		if st.At < 0 {
 			add(f+".at", "must not be negative, got %s", st.At)
 		}
@@ -205,6 +212,19 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	}
 	if e.Recovery.Hold < 0 {
 		add("recovery.hold", "must not be negative, got %s", e.Recovery.Hold)
+	}
+	if from := e.Recovery.From; from != "" && !stepNames[from] {
+		var named []string
+		for _, st := range e.Method {
+			if st.Name != "" && !slices.Contains(named, st.Name) {
+				named = append(named, st.Name)
+			}
+		}
+		if len(named) == 0 {
+			add("recovery.from", "no method step is named %q: give the step a name (method[N].name: %s) and refer to it here", from, from)
+		} else {
+			add("recovery.from", "no method step is named %q%s (named steps: %s)", from, suggest.Hint(from, named), strings.Join(named, ", "))
+		}
 	}
 	if d := e.Recovery.During; d != nil {
 		switch {
@@ -278,6 +298,18 @@ func (e *Experiment) defaultBaseline() time.Duration {
 	return d
 }
 
+// recoveryStart is when the recovery clock starts, from the start of the
+// method: the planned end of the step named by recovery.from, else of the
+// step that ends last.
+func (e *Experiment) recoveryStart() time.Duration {
+	for _, s := range e.Method {
+		if e.Recovery.From != "" && s.Name == e.Recovery.From {
+			return s.At + s.For
+		}
+	}
+	return e.methodEnd()
+}
+
 // methodEnd is when the last fault ends, from the start of the method.
 func (e *Experiment) methodEnd() time.Duration {
 	var end time.Duration
@@ -293,7 +325,7 @@ func (e *Experiment) plannedDuration() time.Duration {
 	if b == 0 {
 		b = e.defaultBaseline()
 	}
-	return b + e.methodEnd() + e.Recovery.Within + e.Recovery.Hold
+	return b + max(e.methodEnd(), e.recoveryStart()+e.Recovery.Within+e.Recovery.Hold)
 }
 
 func (t *Target) kind() string {

@@ -84,7 +84,10 @@ type runner struct {
 	j    *journal.Writer
 	run  *targets.Running
 
-	slis      []*sliState
+	slis []*sliState
+	// baseline is each SLI's evaluation the baseline assertion used, by
+	// SLI index, for the summary.
+	baseline  []evaluation
 	active    map[string]activeFault // by handle ID
 	mu        sync.Mutex
 	phaseName string     // guarded by mu
@@ -196,9 +199,11 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	}
 	now := time.Now()
 	var bad []string
-	for _, s := range r.slis {
+	r.baseline = make([]evaluation, len(r.slis))
+	for i, s := range r.slis {
 		pts := s.series.snapshot()
 		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
+		r.baseline[i] = ev
 		tol := s.spec.Tolerance.format(r.unit(s))
 		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
 		if !ev.ok {
@@ -227,7 +232,11 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	}
 	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
 	handles := map[int]string{}
-	var lastRemoval time.Time
+	// The recovery clock starts at a planned end, not when a removal
+	// finished: a load generator drains its messages in flight for a
+	// while after its planned end, and that is not the stack recovering.
+	recoveryStart := t0.Add(r.exp.recoveryStart())
+	methodEnd := t0.Add(r.exp.methodEnd())
 	for i := 0; i < len(timeline); i++ {
 		ev := timeline[i]
 		if msg, ok := r.wait(ctx, ev.at); !ok {
@@ -245,7 +254,6 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 			if err := r.removeAll(r.opts.Kill, ids); err != nil {
 				return r.aborted(ctx, "a fault could not be removed", err)
 			}
-			lastRemoval = time.Now()
 			continue
 		}
 		id, err := r.inject(ctx, ev.step, ev.at)
@@ -257,10 +265,11 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 
 	// Recover: every SLI back within tolerance within the bound, and held.
 	r.phase(PhaseRecover)
-	deadline := lastRemoval.Add(r.exp.Recovery.Within + r.exp.Recovery.Hold)
+	r.progress("recovery clock started at %s, the planned end of %s", recoveryStart.Format("15:04:05.000"), r.recoveryAnchor())
+	deadline := recoveryStart.Add(r.exp.Recovery.Within + r.exp.Recovery.Hold)
 	for {
 		next := time.Now().Add(100 * time.Millisecond)
-		if r.allRecovered(lastRemoval, time.Now()) {
+		if r.allRecovered(recoveryStart, time.Now()) {
 			select {
 			case msg := <-r.abort:
 				return r.stopped(ctx, msg)
@@ -287,7 +296,7 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	cancelMeasures()
 	samplers.Wait()
 
-	summary, deviated := r.recoverySummary(injectStart, lastRemoval, time.Now())
+	summary, deviated := r.recoverySummary(injectStart, recoveryStart, methodEnd, time.Now())
 
 	// Accounting: the invariants. It runs past the hard time limit (it
 	// waits for the queue to drain), but not past a signal.
@@ -475,7 +484,13 @@ func (r *runner) measure(ctx context.Context, s *sliState) {
 	if smp.At.IsZero() {
 		smp.At = start
 	}
-	s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed})
+	prev, hadPrev := s.series.last()
+	s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed, err: smp.Err})
+	if smp.Failed && (!hadPrev || !prev.failed) {
+		// The first failure of a streak, with its cause; the rest of the
+		// streak is in the journal and the summary.
+		r.progress("SLI %s: sample failed: %s", s.spec.Name, oneLine(smp.Err))
+	}
 	_ = r.write(journal.Event{Type: journal.TypeSample, SLI: s.spec.Name, At: smp.At, Value: smp.Value,
 		Failed: smp.Failed, Err: smp.Err})
 	if s.cond != nil && !smp.Failed && s.cond.Holds(smp.Value) {
@@ -669,24 +684,47 @@ func (r *runner) allRecovered(removed, now time.Time) bool {
 	return true
 }
 
+// recoveryAnchor names the step whose planned end starts the recovery
+// clock, for messages.
+func (r *runner) recoveryAnchor() string {
+	from := r.exp.recoveryStart()
+	for i, st := range r.exp.Method {
+		if (r.exp.Recovery.From == "" || st.Name == r.exp.Recovery.From) && st.At+st.For == from {
+			if st.Name != "" {
+				return fmt.Sprintf("step %s (method[%d] %s)", st.Name, i, st.Fault)
+			}
+			return fmt.Sprintf("method[%d] %s", i, st.Fault)
+		}
+	}
+	return "the method"
+}
+
 // recoverySummary works out each SLI's worst value during the faults and
-// its time to recover, journals the recovery assertions and says whether
-// any failed.
-func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.Summary, bool) {
-	sum := journal.Summary{RecoveryBound: r.exp.Recovery.Within}
+// its time to recover from recovered (the planned end that starts the
+// clock), journals the recovery assertions and says whether any failed.
+// methodEnd is the planned end of the last fault.
+func (r *runner) recoverySummary(injectStart, removed, methodEnd, end time.Time) (journal.Summary, bool) {
+	sum := journal.Summary{RecoveryBound: r.exp.Recovery.Within, RecoveryFrom: r.recoveryAnchor()}
 	deviated := false
 	overall := time.Duration(0)
 	recoveredAll := true
-	for _, s := range r.slis {
+	for i, s := range r.slis {
 		pts := s.series.snapshot()
 		tol := s.spec.Tolerance
 		ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s)}
 		ss.Tolerance = tol.format(ss.Unit)
-		if evs := evaluate(pts, tol, injectStart.Add(-r.exp.Baseline), injectStart); len(evs) > 0 {
-			ss.Baseline = evs[len(evs)-1].stat
+		if i < len(r.baseline) {
+			// The value the baseline assertion judged, not a later one.
+			ss.Baseline = r.baseline[i].stat
+		}
+		for _, p := range pts {
+			if p.failed {
+				ss.FailedSamples++
+				ss.LastFailure = oneLine(p.err)
+			}
 		}
 		first := true
-		for _, ev := range evaluate(pts, tol, injectStart, removed) {
+		for _, ev := range evaluate(pts, tol, injectStart, methodEnd) {
 			if ev.failed {
 				ss.Failures++
 				continue
@@ -716,7 +754,7 @@ func (r *runner) recoverySummary(injectStart, removed, end time.Time) (journal.S
 		if d := r.exp.Recovery.During; d != nil {
 			// With the faults in place: from the first injection to the
 			// last removal.
-			dttr, dok := timeToRecover(pts, tol, injectStart, removed, d.Hold)
+			dttr, dok := timeToRecover(pts, tol, injectStart, methodEnd, d.Hold)
 			ds := &journal.DuringSummary{TimeToRecover: dttr, Recovered: dok, Passed: dok && dttr <= d.Within, Bound: d.Within}
 			measured := "did not recover while the faults were in place"
 			if !dok {
@@ -763,6 +801,18 @@ func (r *runner) describe(s *sliState, ev evaluation) string {
 		return time.Duration(ev.stat * float64(time.Second)).Round(time.Microsecond).String()
 	}
 	return fmt.Sprintf("%g", ev.stat)
+}
+
+// oneLine shortens a probe's error for a progress line or the summary.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "no reason given"
+	}
+	if r := []rune(s); len(r) > 300 {
+		s = string(r[:300]) + "…"
+	}
+	return s
 }
 
 // window returns the samples in the tolerance window ending at t (the last

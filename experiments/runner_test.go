@@ -385,6 +385,105 @@ recovery: { within: 3s, hold: 300ms }
 		"the quick removal finished first: gray-failure at %s, synthetic at %s", removed["gray-failure"], removed["synthetic"])
 }
 
+// TestRecoveryClockStartsAtThePlannedEnd: a fault whose removal takes
+// 1.5 s (a load generator draining its messages in flight) and whose
+// target heals only then has a time to recover of about 1.5 s, counted
+// from the fault's planned end, not about 0 from when its removal finished.
+func TestRecoveryClockStartsAtThePlannedEnd(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 500ms
+    params: { delay: 400ms, remove-takes: 1500ms }
+recovery: { within: 3s, hold: 300ms }
+`)
+	res, _ := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	s := res.Summary.SLIs[0]
+	require.True(t, s.Recovered)
+	t.Logf("time to recover: measured %s, true 1.5s", s.TimeToRecover)
+	require.InDelta(t, 1.5, s.TimeToRecover.Seconds(), 0.25, "measured %s", s.TimeToRecover)
+	require.Equal(t, "method[0] synthetic", res.Summary.RecoveryFrom)
+}
+
+// TestRecoveryFromANamedStep: the stack recovers 300 ms after the step
+// that hurt it ends, while another step goes on for 1.5 s more. With
+// recovery.from naming the first, the time to recover is about 300 ms and
+// the bound can be tighter than the second step's remaining time; counted
+// from the last step's end it would read 0.
+func TestRecoveryFromANamedStep(t *testing.T) {
+	l := newLab(t)
+	method := `
+baseline: 300ms
+method:
+  - name: load
+    fault: synthetic
+    at: 0s
+    for: 2s
+    params: { delay: 0s }
+  - name: av-slow
+    fault: synthetic
+    at: 0s
+    for: 500ms
+    params: { delay: 400ms, recover-after: 300ms }
+`
+	e := l.experiment(t, banner+method+"recovery: { within: 1s, hold: 300ms, from: av-slow }\n")
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	s := res.Summary.SLIs[0]
+	require.True(t, s.Recovered)
+	t.Logf("time to recover from av-slow: measured %s, true 0.3s", s.TimeToRecover)
+	require.InDelta(t, 0.3, s.TimeToRecover.Seconds(), 0.2, "measured %s", s.TimeToRecover)
+	require.Equal(t, "step av-slow (method[1] synthetic)", res.Summary.RecoveryFrom)
+	require.Greater(t, s.Worst, 0.3, "the slow step shows in the worst value")
+	var clock bool
+	for _, ev := range evs {
+		clock = clock || ev.Type == journal.TypeVerdict && ev.Summary != nil && ev.Summary.RecoveryFrom != ""
+	}
+	require.True(t, clock, "the verdict names where the clock started")
+
+	e = l.experiment(t, banner+method+"recovery: { within: 1s, hold: 300ms }\n")
+	res, _ = l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	// Counted from the load's end it had long recovered: the first sample
+	// after that end decides, one interval (50 ms) at most.
+	require.Less(t, res.Summary.SLIs[0].TimeToRecover, 200*time.Millisecond)
+	require.Equal(t, "step load (method[0] synthetic)", res.Summary.RecoveryFrom)
+}
+
+// TestSummaryBaselineIsTheAssertedValue: the summary's baseline is the
+// value the baseline assertion judged, and the cause of a failed sample
+// reaches the summary.
+func TestSummaryBaselineIsTheAssertedValue(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: gray-failure
+    at: 0s
+    for: 400ms
+    link: svc
+    params: { mode: blackhole }
+recovery: { within: 3s, hold: 300ms }
+`)
+	res, evs := l.run(t, context.Background(), e)
+	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
+	var asserted string
+	for _, ev := range evs {
+		if ev.Type == journal.TypeAssertion && ev.Name == "baseline: banner" {
+			asserted = ev.Measured
+		}
+	}
+	s := res.Summary.SLIs[0]
+	require.NotEmpty(t, asserted)
+	require.Equal(t, asserted, time.Duration(s.Baseline*float64(time.Second)).Round(time.Microsecond).String())
+	require.Positive(t, s.FailedSamples, "the black hole fails the banner probe")
+	require.Contains(t, s.LastFailure, "banner")
+}
+
 func TestBaselineMustHoldBeforeAnythingIsInjected(t *testing.T) {
 	l := newLab(t)
 	l.srv.delay.Store(int64(400 * time.Millisecond))

@@ -109,6 +109,9 @@ type Tolerance struct {
 
 // Step is one entry of the method: a fault from At for For.
 type Step struct {
+	// Name names the step, so that recovery.from and the load probe can
+	// refer to it. Optional; unique within the method.
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Fault is the fault's name (mailchaos faults lists them).
 	Fault string `yaml:"fault" json:"fault"`
 	// At is when it starts, from the start of the method.
@@ -130,13 +133,20 @@ func (s Step) AllLinks() []string {
 	return append([]string{s.Link}, s.Links...)
 }
 
-// Recovery is the recovery bound.
+// Recovery is the recovery bound. The clock starts at the planned end
+// (at + for) of the last fault, or of the step named by From: never when a
+// load generator has finished draining its messages in flight.
 type Recovery struct {
-	// Within: after the last fault is removed, every SLI is back within
-	// tolerance within this long ...
+	// Within: after the planned end of the last fault (or of From), every
+	// SLI is back within tolerance within this long ...
 	Within time.Duration `yaml:"within" json:"within"`
 	// ... and stays so for Hold.
 	Hold time.Duration `yaml:"hold" json:"hold"`
+	// From names the method step whose planned end starts the clock, so
+	// that an experiment can assert recovery from one fault (a slow AV
+	// engine) while another (the load) goes on. Default: the step that
+	// ends last.
+	From string `yaml:"from" json:"from,omitempty"`
 	// During, if set, asks more: that the stack recovers while the faults
 	// are still in place (a balancer routing around a gray site), not only
 	// once they are removed.

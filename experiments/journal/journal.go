@@ -107,6 +107,9 @@ type Summary struct {
 	TimeToRecover time.Duration `json:"time_to_recover"`
 	// RecoveryBound is the experiment's `recovery.within`.
 	RecoveryBound time.Duration `json:"recovery_bound"`
+	// RecoveryFrom names the step whose planned end started the recovery
+	// clock.
+	RecoveryFrom string `json:"recovery_from,omitempty"`
 }
 
 // SLISummary is one SLI's figures over the run.
@@ -114,17 +117,22 @@ type SLISummary struct {
 	Name      string `json:"name"`
 	Tolerance string `json:"tolerance"`
 	Unit      string `json:"unit,omitempty"`
-	// Baseline and Worst are the window statistic at the end of the
-	// baseline and the worst one while faults were active.
+	// Baseline is the window statistic the baseline assertion judged;
+	// Worst the worst one while faults were planned to be in place.
 	Baseline float64 `json:"baseline"`
 	Worst    float64 `json:"worst"`
-	// TimeToRecover from the last fault's removal; negative: not recovered.
+	// TimeToRecover from the planned end of the last fault (or of the step
+	// recovery.from names); negative: not recovered.
 	TimeToRecover time.Duration `json:"time_to_recover"`
 	Recovered     bool          `json:"recovered"`
 	Passed        bool          `json:"passed"`
 	// Failures counts the evaluations during the faults whose window held
 	// a failed sample (the probe could not measure at all).
 	Failures int `json:"failures,omitempty"`
+	// FailedSamples counts the SLI's failed samples over the whole run,
+	// and LastFailure says why the last of them failed.
+	FailedSamples int    `json:"failed_samples,omitempty"`
+	LastFailure   string `json:"last_failure,omitempty"`
 	// During is the recovery with the faults in place, when the experiment
 	// asks for it (recovery.during).
 	During *DuringSummary `json:"during,omitempty"`

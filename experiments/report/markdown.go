@@ -95,6 +95,9 @@ func (r *run) markdown(w *errWriter) {
 			}
 			mdRow(w, cells)
 		}
+		if from := r.verdict.Summary.RecoveryFrom; from != "" {
+			w.printf("\nTime to recover is counted from the planned end of %s.\n", mdText(from))
+		}
 	} else if len(r.samples) > 0 {
 		w.printf("\n")
 		mdRow(w, []string{"SLI", "samples", "failed probes", "last value"})
@@ -108,6 +111,12 @@ func (r *run) markdown(w *errWriter) {
 		}
 	}
 
+	if lines := r.failedSamples(); len(lines) > 0 {
+		w.printf("\n**Failed samples**\n\n")
+		for _, l := range lines {
+			w.printf("- %s\n", mdText(l))
+		}
+	}
 	if failed := r.failedAssertions(); len(failed) > 0 {
 		w.printf("\n**Failed assertions**\n\n")
 		for _, a := range failed {

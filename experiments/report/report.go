@@ -108,6 +108,8 @@ type sliSamples struct {
 	failed int
 	last   float64
 	lastOK bool // last is a measured value (the last sample did not fail)
+	// lastErr is why the last failed sample failed.
+	lastErr string
 }
 
 // assertion is an assertion event with its place in the run.
@@ -179,6 +181,7 @@ func parse(events []journal.Event) *run {
 			s.count++
 			if e.Failed {
 				s.failed++
+				s.lastErr = e.Err
 			}
 			s.last, s.lastOK = e.Value, !e.Failed
 		case journal.TypeInject, journal.TypeRemove:
@@ -359,6 +362,24 @@ func (r *run) statusLine() string {
 		parts = append(parts, "after "+human(d))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// failedSamples is one line per SLI with failed samples: how many failed
+// and why the last one did ("canary: 3 of 40 samples failed; last: canary
+// not delivered within 10s").
+func (r *run) failedSamples() []string {
+	var out []string
+	for _, s := range r.samples {
+		if s.failed == 0 {
+			continue
+		}
+		line := fmt.Sprintf("%s: %d of %d samples failed", clean(s.name), s.failed, s.count)
+		if s.lastErr != "" {
+			line += "; last: " + clean(s.lastErr)
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // sliRow is one line of the SLI table, formatted.

@@ -77,6 +77,9 @@ func (r *run) terminal(w *errWriter) {
 			_, _ = io.WriteString(tw, "  "+strings.Join(row.cells(), "\t")+"\n")
 		}
 		_ = tw.Flush() // a write error is kept by w
+		if from := r.verdict.Summary.RecoveryFrom; from != "" {
+			w.printf("  time to recover counted from the planned end of %s\n", clean(from))
+		}
 	} else if len(r.samples) > 0 {
 		w.printf("\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -93,6 +96,12 @@ func (r *run) terminal(w *errWriter) {
 		_ = tw.Flush()
 	}
 
+	if lines := r.failedSamples(); len(lines) > 0 {
+		w.printf("\n  Failed samples:\n")
+		for _, l := range lines {
+			w.printf("    %s\n", l)
+		}
+	}
 	if failed := r.failedAssertions(); len(failed) > 0 {
 		w.printf("\n  Failed assertions:\n")
 		for _, a := range failed {
