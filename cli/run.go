@@ -25,12 +25,18 @@ import (
 
 // catalog builds what experiment files may name; close stops the fault
 // plugins.
-func catalog(ctx context.Context, st *state, allowRemote bool) (cat experiments.Catalog, close func(), err error) {
+func catalog(ctx context.Context, st *state, c *ucli.Context) (cat experiments.Catalog, close func(), err error) {
 	fs, err := loadFaults(ctx, st)
 	if err != nil {
 		return experiments.Catalog{}, nil, err
 	}
-	return experiments.Catalog{Faults: fs.Registry, Probes: probes.NewRegistry(probes.Builtin()...), AllowRemote: allowRemote}, fs.Close, nil
+	return experiments.Catalog{Faults: fs.Registry, Probes: probes.NewRegistry(probes.Builtin()...),
+		AllowRemote: c.Bool("allow-remote"), TargetFile: c.String("target")}, fs.Close, nil
+}
+
+// targetFlag runs experiments against another target.
+func targetFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "target", Usage: "use the external target described in target `FILE` instead of each experiment's own"}
 }
 
 // loadAll loads every experiment file, reporting every error of every file.
@@ -53,12 +59,12 @@ func validateCommand(st *state) *ucli.Command {
 		Name:      "validate",
 		Usage:     "check experiment files without running them",
 		ArgsUsage: "FILE...",
-		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback"}},
+		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback"}, targetFlag()},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() == 0 {
 				return &usageError{errors.New("validate needs at least one experiment FILE")}
 			}
-			cat, closeFaults, err := catalog(st.stop, st, c.Bool("allow-remote"))
+			cat, closeFaults, err := catalog(st.stop, st, c)
 			if err != nil {
 				return err
 			}
@@ -125,12 +131,13 @@ func runCommand(st *state) *ucli.Command {
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE` (e.g. $GITHUB_STEP_SUMMARY)"},
 			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback (the experiment must allow them too)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, only the summary"},
+			targetFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() == 0 {
 				return &usageError{errors.New("run needs at least one experiment FILE")}
 			}
-			cat, closeFaults, err := catalog(st.stop, st, c.Bool("allow-remote"))
+			cat, closeFaults, err := catalog(st.stop, st, c)
 			if err != nil {
 				return err
 			}

@@ -27,6 +27,8 @@ func surgeCommand(st *state) *ucli.Command {
 		&ucli.StringFlag{Name: "to", Usage: "server `HOST:PORT` to load (SMTP, or IMAP with --protocol imap); loopback only unless --allow-remote"},
 		&ucli.DurationFlag{Name: "duration", Usage: "load for this long; give --duration, --count or both"},
 		&ucli.Int64Flag{Name: "count", Usage: "send this many messages (or run this many IMAP sessions) at most"},
+		&ucli.DurationFlag{Name: "grace", Value: loadsurge.DefaultGrace,
+			Usage: "how long the messages or sessions in flight at the end (or at the first signal) get to finish; those still in flight then are cut"},
 	}
 	for _, p := range spec.Params {
 		if p.Name == "endpoint" {
@@ -53,7 +55,11 @@ func surgeCommand(st *state) *ucli.Command {
 		Description: "Messages (or IMAP log-in sessions: connect, LOGIN, SELECT, FETCH of the newest envelopes,\n" +
 			"LOGOUT) are due at the times the schedule sets, whatever the server does: time spent waiting for\n" +
 			"a free session counts as latency. --rate 0 is the closed loop: each session goes back to back.\n" +
-			"The first SIGINT/SIGTERM stops sending and waits briefly for messages in flight; the summary is\n" +
+			"The offered rate is over --duration (or until the load stopped), not over the grace that follows.\n" +
+			"Messages still in flight when the grace ends are \"cut\", not timed out; for those cut after their\n" +
+			"end of DATA was sent the server may have accepted them (its reply never came): the summary says\n" +
+			"how many, and the server's own records tell which (every message carries X-Mailchaos-Id).\n" +
+			"The first SIGINT/SIGTERM stops sending and waits --grace for messages in flight; the summary is\n" +
 			"still printed (exit 3). A second one aborts at once.",
 		Flags: flags,
 		Action: func(c *ucli.Context) error {
@@ -93,6 +99,8 @@ func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Load, error) {
 	switch {
 	case d < 0:
 		return loadsurge.Load{}, &usageError{errors.New("flag --duration: must not be negative")}
+	case c.Duration("grace") <= 0:
+		return loadsurge.Load{}, &usageError{errors.New("flag --grace: must be positive")}
 	case n < 0:
 		return loadsurge.Load{}, &usageError{errors.New("flag --count: must not be negative")}
 	case d == 0 && n == 0:
@@ -113,7 +121,7 @@ func surgeConfig(c *ucli.Context, spec faults.Spec) (loadsurge.Load, error) {
 	if err != nil {
 		return l, flagErrors(err)
 	}
-	l.Addr, l.Duration, l.Count, l.RunID = to, d, n, c.String("run-id")
+	l.Addr, l.Duration, l.Count, l.RunID, l.Grace = to, d, n, c.String("run-id"), c.Duration("grace")
 	return l, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,36 @@ func TestSurgePrintsSummary(t *testing.T) {
 	require.Contains(t, out, "lag (start - schedule)")
 	require.EqualValues(t, 100, s.Count())
 	require.Equal(t, 1, s.IDs()["cli1-99"])
+}
+
+func TestSurgeOfferedRateIsOverTheDuration(t *testing.T) {
+	// Every message takes 300 ms: the run waits for the last ones after
+	// its 500 ms, and the offered rate is still the 200/s asked for.
+	s := sinktest.Start(t, sinktest.Options{Data: func([]byte) error { time.Sleep(300 * time.Millisecond); return nil }})
+	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "200/s", "--duration", "500ms", "--concurrency", "200", "--run-id", "off")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "offered 200.0 msg/s", out)
+	require.Contains(t, out, "100 accepted", out)
+	require.Contains(t, out, "0 cut;", out)
+}
+
+func TestSurgeCutsWhatIsInFlightAtTheEnd(t *testing.T) {
+	// The server reads every message and never answers: at the end of the
+	// grace all are cut, after their end of DATA, and the server then
+	// accepts them all.
+	release := make(chan struct{})
+	var once sync.Once
+	s := sinktest.Start(t, sinktest.Options{Data: func([]byte) error { <-release; return nil }})
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the sink closes
+	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "50/s", "--duration", "200ms", "--grace", "1s",
+		"--concurrency", "20", "--run-id", "cut")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Contains(t, out, "offered 50.0 msg/s", out)
+	require.Contains(t, out, "0 accepted, 0 tempfail, 0 rejected, 0 conn-error, 0 timeout, 10 cut (10 after their end of DATA", out)
+	once.Do(func() { close(release) })
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	require.True(t, s.WaitCount(ctx, 10), "the server accepted the cut messages")
 }
 
 func TestSurgeJSON(t *testing.T) {
@@ -53,6 +84,7 @@ func TestSurgeInvalidInput(t *testing.T) {
 		{[]string{"--to", "mail.example.com:25", "--count", "1"}, "not a loopback address"},
 		{[]string{"--to", "127.0.0.1:25"}, "give --duration, --count or both"},
 		{[]string{"--to", "127.0.0.1:25", "--count", "-1"}, "flag --count"},
+		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--grace", "0s"}, "flag --grace: must be positive"},
 		{[]string{"--to", "127.0.0.1:25", "--count", "x"}, "count"},
 		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--rate", "fast"}, `flag --rate "fast": not a rate`},
 		{[]string{"--to", "127.0.0.1:25", "--count", "1", "--size", "4XB"}, `flag --size "4XB"`},
@@ -112,7 +144,7 @@ func TestSurgeSecondSignalAbortsAtOnce(t *testing.T) {
 	signal(os.Interrupt)
 	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
 	require.Contains(t, out.String(), "load-surge kill (open loop, done)")
-	require.Regexp(t, `[1-9]\d* timeout`, out.String(), "the transactions cut short")
+	require.Regexp(t, `0 timeout, [1-9]\d* cut \(0 after their end of DATA`, out.String(), "the transactions cut short")
 }
 
 // surgeJSON runs "mailchaos surge --json" with args, which must succeed
@@ -187,7 +219,7 @@ func TestSurgeIMAPStopsOnSignal(t *testing.T) {
 	signal(os.Interrupt)
 	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
 	require.Contains(t, out.String(), "load-surge imapsig (imap, open loop, done)")
-	require.Regexp(t, `[1-9]\d* timeout\)`, out.String(), "the sessions cut short")
+	require.Regexp(t, `0 timeout, [1-9]\d* cut\)`, out.String(), "the sessions cut short")
 }
 
 // closedAddr returns a loopback address where nothing listens.

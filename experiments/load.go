@@ -32,6 +32,10 @@ type Catalog struct {
 	Probes *probes.Registry
 	// AllowRemote is the command line's consent to targets off loopback.
 	AllowRemote bool
+	// TargetFile, when set, is a target file that replaces every
+	// experiment's own target: the same experiment run against another
+	// stack (a laptop's, staging's) without editing it.
+	TargetFile string
 }
 
 // Load reads, decodes and validates an experiment file. Every problem is
@@ -78,6 +82,9 @@ func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experim
 		// Decoding errors first; validation of what did decode follows, so
 		// that every mistake is reported in one go.
 		errs = append(errs, fieldErrors(ye)...)
+	}
+	if cat.TargetFile != "" {
+		exp.Target = Target{Kind: TargetExternal, File: cat.TargetFile}
 	}
 	errs = append(errs, exp.validate(ctx, cat)...)
 	if len(errs) == 0 {
@@ -205,6 +212,8 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 			add(f, "%v", err)
 		}
 	}
+
+	errs = append(errs, e.validateLoadProbes()...)
 
 	// Recovery.
 	if e.Recovery.Within <= 0 {
@@ -366,7 +375,7 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 			ft.Endpoints[name] = ""
 		}
 		for _, u := range t.Config.Users {
-			ft.Users = append(ft.Users, u.Address)
+			ft.Users = append(ft.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
 		}
 		return ft, errs
 	case TargetExternal:

@@ -202,6 +202,9 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	r.baseline = make([]evaluation, len(r.slis))
 	for i, s := range r.slis {
 		pts := s.series.snapshot()
+		if _, ok := s.probe.(probes.Stepped); ok && len(pts) == 0 {
+			continue // it measures a method step (the load), not started yet
+		}
 		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
 		r.baseline[i] = ev
 		tol := s.spec.Tolerance.format(r.unit(s))
@@ -414,7 +417,7 @@ func (r *runner) startProbes() error {
 		if err != nil {
 			return err
 		}
-		p, err := kind.New(probes.Config{Name: s.Name, Params: s.Params, Target: r.run.Target, RunID: r.opts.RunID})
+		p, err := kind.New(probes.Config{Name: s.Name, Params: s.Params, Target: r.run.Target, RunID: r.opts.RunID, Loads: r})
 		if err != nil {
 			return fmt.Errorf("SLI %s: %w", s.Name, err)
 		}
@@ -492,7 +495,7 @@ func (r *runner) measure(ctx context.Context, s *sliState) {
 		r.progress("SLI %s: sample failed: %s", s.spec.Name, oneLine(smp.Err))
 	}
 	_ = r.write(journal.Event{Type: journal.TypeSample, SLI: s.spec.Name, At: smp.At, Value: smp.Value,
-		Failed: smp.Failed, Err: smp.Err})
+		Failed: smp.Failed, Err: smp.Err, Class: smp.Class})
 	if s.cond != nil && !smp.Failed && s.cond.Holds(smp.Value) {
 		r.raise(fmt.Sprintf("safety: SLI %s is %g, abort-when %s", s.spec.Name, smp.Value, s.cond))
 	}

@@ -72,7 +72,7 @@ type Target struct {
 	Toxiproxy   string             `yaml:"toxiproxy" json:"toxiproxy,omitempty"`
 	AllowRemote bool               `yaml:"allow-remote" json:"allow-remote,omitempty"`
 	Endpoints   map[string]string  `yaml:"endpoints" json:"endpoints,omitempty"`
-	Users       []string           `yaml:"users" json:"users,omitempty"`
+	Users       []targets.FileUser `yaml:"users" json:"users,omitempty"`
 	Links       []targets.FileLink `yaml:"links" json:"links,omitempty"`
 }
 

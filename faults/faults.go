@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -56,11 +58,91 @@ type Target struct {
 	Endpoints map[string]string
 	// Links are the proxied hops faults can sit on.
 	Links []Link
-	// Users are the mailbox addresses that load may be sent to.
-	Users []string
+	// Users are the target's mailboxes: where load and canaries may be
+	// sent, and the accounts probes and log-in load use to read them.
+	Users []User
 	// Toxiproxy is the base URL of the toxiproxy API that owns the links'
 	// proxies (http://127.0.0.1:PORT).
 	Toxiproxy string
+}
+
+// DefaultPassword is the password of a [User] that gives none: that of
+// the embedded stack's users.
+const DefaultPassword = "password"
+
+// User is one mailbox of the target and the account that reads it. Only
+// Address is required: a user who logs in by its address with the default
+// password needs nothing else.
+//
+// In JSON (journals) a user is {"address", "login"}: the password is left
+// out, and a plain string, as older journals have it, is read as an
+// address.
+type User struct {
+	// Address is the mailbox's e-mail address, where mail for it is sent.
+	Address string `json:"address"`
+	// Login is the name the user logs in with over IMAP (a real server
+	// often wants the local part, or a name of its own); "" means Address.
+	Login string `json:"login,omitempty"`
+	// Password is the log-in password; "" means [DefaultPassword].
+	Password string `json:"-"`
+}
+
+// UnmarshalJSON reads a user object or, as older journals wrote it, an
+// address alone.
+func (u *User) UnmarshalJSON(b []byte) error {
+	var addr string
+	if err := json.Unmarshal(b, &addr); err == nil {
+		*u = User{Address: addr}
+		return nil
+	}
+	type plain User
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*u = User(p)
+	return nil
+}
+
+// LoginName returns the name u logs in with: Login, else Address.
+func (u User) LoginName() string {
+	if u.Login != "" {
+		return u.Login
+	}
+	return u.Address
+}
+
+// Secret returns u's log-in password: Password, else [DefaultPassword].
+func (u User) Secret() string {
+	if u.Password != "" {
+		return u.Password
+	}
+	return DefaultPassword
+}
+
+// Addresses returns the addresses of t's users, in order.
+func (t Target) Addresses() []string {
+	out := make([]string, 0, len(t.Users))
+	for _, u := range t.Users {
+		out = append(out, u.Address)
+	}
+	return out
+}
+
+// User returns the user of t whose address (compared without regard to
+// case) is name, else the one whose log-in name is name.
+func (t Target) User(name string) (User, bool) {
+	for _, u := range t.Users {
+		if strings.EqualFold(u.Address, name) {
+			return u, true
+		}
+	}
+	for _, u := range t.Users {
+		if u.LoginName() == name {
+			return u, true
+		}
+	}
+	return User{}, false
 }
 
 // Link is a proxied hop: clients connect to Listen, the proxy forwards to

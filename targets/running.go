@@ -71,7 +71,8 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 		r.Target.Links = append(r.Target.Links, faults.Link{Name: l.Name, Listen: l.Dial, Upstream: l.Upstream})
 	}
 	for _, u := range stack.Config().Users {
-		r.Target.Users = append(r.Target.Users, u.Address)
+		// The stack's users log in by their address.
+		r.Target.Users = append(r.Target.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
 	}
 	return r, nil
 }

@@ -11,8 +11,10 @@
 package targets
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"sort"
 	"strings"
@@ -37,10 +39,71 @@ type File struct {
 	// Endpoints are named addresses (host:port): smtp, imap, metrics, and any
 	// av engines.
 	Endpoints map[string]string `yaml:"endpoints"`
-	// Users are mailbox addresses load may be sent to.
-	Users []string `yaml:"users"`
+	// Users are the target's mailboxes: where load and canaries may be
+	// sent, and the accounts probes and log-in load read them with.
+	Users []FileUser `yaml:"users"`
 	// Links are the proxied hops.
 	Links []FileLink `yaml:"links"`
+}
+
+// FileUser is one of a target's users. A file gives either its address
+// alone (alice@example.test: it logs in by that address with the default
+// password), or a mapping with the address and how it logs in:
+//
+//	users:
+//	  - alice@example.test
+//	  - {address: tester@realstack.test, login: tester, password: tester-pass}
+type FileUser struct {
+	// Address is the mailbox's e-mail address.
+	Address string `yaml:"address" json:"address" jsonschema:"required" doc:"the mailbox's e-mail address"`
+	// Login is the IMAP log-in name; "" means the address.
+	Login string `yaml:"login" json:"login,omitempty" doc:"the IMAP log-in name (default: the address)"`
+	// Password is the log-in password; "" means faults.DefaultPassword. It
+	// is not written to JSON (run journals).
+	Password string `yaml:"password" json:"-" doc:"the log-in password (default: password)"`
+}
+
+// UnmarshalText reads the short form: an address alone.
+func (u *FileUser) UnmarshalText(b []byte) error {
+	*u = FileUser{Address: string(b)}
+	return nil
+}
+
+// UnmarshalJSON reads either form: a string (the address) or an object.
+func (u *FileUser) UnmarshalJSON(b []byte) error {
+	var addr string
+	if err := json.Unmarshal(b, &addr); err == nil {
+		*u = FileUser{Address: addr}
+		return nil
+	}
+	type long FileUser // without the methods, so that this is not called again
+	var l long
+	if err := json.Unmarshal(b, &l); err != nil {
+		return fmt.Errorf("a user is an address or an object with address, login and password: %w", err)
+	}
+	*u = FileUser(l)
+	return nil
+}
+
+// User returns u as the faults see it.
+func (u FileUser) User() faults.User {
+	return faults.User{Address: u.Address, Login: u.Login, Password: u.Password}
+}
+
+// validate checks u, the users[i] entry of a file.
+func (u FileUser) validate(field string) []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	if parsed, err := mail.ParseAddress(u.Address); u.Address == "" {
+		errs = append(errs, yamlfile.FieldError{Field: field + ".address", Msg: "required: the user's e-mail address"})
+	} else if err != nil || parsed.Address != u.Address {
+		errs = append(errs, yamlfile.FieldError{Field: field + ".address",
+			Msg: fmt.Sprintf("%q is not a plain e-mail address such as alice@example.test", u.Address)})
+	}
+	if strings.ContainsFunc(u.Login, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		errs = append(errs, yamlfile.FieldError{Field: field + ".login",
+			Msg: fmt.Sprintf("%q is not a log-in name: no spaces or control characters", u.Login)})
+	}
+	return errs
 }
 
 // FileLink is one proxied hop: the stack is pointed at Listen, the proxy
@@ -134,6 +197,15 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 			check(field+".upstream", l.Upstream)
 		}
 	}
+	users := map[string]bool{}
+	for i, u := range f.Users {
+		field := fmt.Sprintf("users[%d]", i)
+		errs = append(errs, u.validate(field)...)
+		if key := strings.ToLower(u.Address); key != "" && users[key] {
+			add(field+".address", "user %s is listed twice", u.Address)
+		}
+		users[strings.ToLower(u.Address)] = true
+	}
 	if len(f.Endpoints) == 0 && len(f.Links) == 0 {
 		add("endpoints", "a target needs endpoints or links")
 	}
@@ -154,7 +226,10 @@ func IsLoopback(host string) bool {
 // Target returns the target as the faults see it, with its links' listen
 // addresses as given (see [Open] for the links' proxies).
 func (f File) Target() faults.Target {
-	t := faults.Target{Endpoints: map[string]string{}, Users: append([]string(nil), f.Users...), Toxiproxy: f.Toxiproxy}
+	t := faults.Target{Endpoints: map[string]string{}, Toxiproxy: f.Toxiproxy}
+	for _, u := range f.Users {
+		t.Users = append(t.Users, u.User())
+	}
 	for k, v := range f.Endpoints {
 		t.Endpoints[k] = v
 	}

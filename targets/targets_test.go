@@ -2,6 +2,7 @@ package targets_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ links:
 	tg := f.Target()
 	require.Equal(t, "127.0.0.1:25", tg.Endpoints["smtp"])
 	require.Equal(t, []faults.Link{{Name: "av-engine-1", Listen: "127.0.0.1:13310", Upstream: "127.0.0.1:3310"}}, tg.Links)
-	require.Equal(t, []string{"alice@example.test"}, tg.Users)
+	require.Equal(t, []faults.User{{Address: "alice@example.test"}}, tg.Users)
 
 	for _, tt := range []struct{ yaml, want string }{
 		{"endpoints:\n  smtp: 192.0.2.1:25\n", "t.yaml:2:3: endpoints.smtp: 192.0.2.1:25 is not a loopback address"},
@@ -66,6 +67,53 @@ links:
 	require.NoError(t, err)
 	_, err = targets.ParseFile("t.yaml", []byte("endpoints:\n  smtp: 192.0.2.1:25\n"), true)
 	require.ErrorContains(t, err, "not a loopback address")
+}
+
+func TestParseFileUsers(t *testing.T) {
+	f, err := targets.ParseFile("t.yaml", []byte(`
+endpoints: {smtp: 127.0.0.1:25, imap: 127.0.0.1:143}
+users:
+  - alice@example.test
+  - address: tester@realstack.test
+    login: tester
+    password: tester-pass
+  - {address: bob@example.test}
+`), false)
+	require.NoError(t, err)
+	require.Equal(t, []faults.User{
+		{Address: "alice@example.test"},
+		{Address: "tester@realstack.test", Login: "tester", Password: "tester-pass"},
+		{Address: "bob@example.test"},
+	}, f.Target().Users)
+	u := f.Target().Users
+	require.Equal(t, []string{"alice@example.test", "tester", "bob@example.test"}, []string{u[0].LoginName(), u[1].LoginName(), u[2].LoginName()})
+	require.Equal(t, []string{"password", "tester-pass", "password"}, []string{u[0].Secret(), u[1].Secret(), u[2].Secret()})
+
+	const head = "endpoints: {smtp: 127.0.0.1:25}\nusers:\n"
+	for _, tt := range []struct{ yaml, want string }{
+		{"  - address: tester@realstack.test\n    logn: tester\n",
+			`t.yaml:4:5: users[0].logn: unknown field "logn"; valid fields here: address, login, password; did you mean "login"?`},
+		{"  - alice@example.test\n  - address: not an address\n    login: tester\n",
+			`t.yaml:4:5: users[1].address: "not an address" is not a plain e-mail address such as alice@example.test`},
+		{"  - Alice <alice@example.test>\n", `t.yaml:3:5: users[0].address: "Alice <alice@example.test>" is not a plain e-mail address`},
+		{"  - login: tester\n", "t.yaml:3:5: users[0].address: required: the user's e-mail address"},
+		{"  - {address: a@example.test, login: a b}\n", `t.yaml:3:31: users[0].login: "a b" is not a log-in name`},
+		{"  - a@example.test\n  - A@example.test\n", "t.yaml:4:5: users[1].address: user A@example.test is listed twice"},
+		{"  - [a@example.test]\n", "t.yaml:3:5: users[0]: cannot use a list here: want a string or a mapping"},
+	} {
+		_, err := targets.ParseFile("t.yaml", []byte(head+tt.yaml), false)
+		require.ErrorContains(t, err, tt.want, tt.yaml)
+	}
+}
+
+func TestFileUserJSON(t *testing.T) {
+	var users []targets.FileUser
+	require.NoError(t, json.Unmarshal([]byte(`["a@example.test", {"address": "t@example.test", "login": "t"}]`), &users))
+	require.Equal(t, []targets.FileUser{{Address: "a@example.test"}, {Address: "t@example.test", Login: "t"}}, users)
+	b, err := json.Marshal(targets.FileUser{Address: "t@example.test", Login: "t", Password: "secret"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"address": "t@example.test", "login": "t"}`, string(b), "passwords stay out of journals")
+	require.Error(t, json.Unmarshal([]byte(`[1]`), &users))
 }
 
 func startStack(t *testing.T) *targets.Running {
@@ -129,7 +177,10 @@ func TestEmbeddedStackHopsGoThroughTheProxy(t *testing.T) {
 		}
 		require.Equal(t, r.Target.Endpoints[l.Name], l.Upstream)
 	}
-	require.Equal(t, []string{"alice@example.test", "bob@example.test"}, r.Target.Users)
+	require.Equal(t, []faults.User{
+		{Address: "alice@example.test", Login: "alice@example.test", Password: "password"},
+		{Address: "bob@example.test", Login: "bob@example.test", Password: "password"},
+	}, r.Target.Users, "the stack's users log in by their address")
 
 	// A fault on the MTA → engine link changes what the stack does.
 	inj := grayfailure.New()

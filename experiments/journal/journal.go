@@ -73,6 +73,9 @@ type Event struct {
 	At     time.Time `json:"at,omitzero"`
 	Value  float64   `json:"value,omitempty"`
 	Failed bool      `json:"failed,omitempty"`
+	// Class is the sample's class of outcome, for probes that have them
+	// (smtp-transaction: 2xx, 4xx, 5xx, timeout, conn-error).
+	Class string `json:"class,omitempty"`
 
 	// inject / remove
 	Step   int            `json:"step,omitempty"`

@@ -61,10 +61,29 @@ const (
 //
 // Visibility is watched by one goroutine over one logged-in IMAP connection
 // per probe, however many samples are in flight: while any canary is
-// awaited it polls every `poll` (UID FETCH of the new UIDs, then UID SEARCH
-// HEADER X-Mailchaos-Id over just those), and it reconnects, with back-off,
-// after any error. The value is when a search first saw the canary, so it
-// is late by up to one poll interval.
+// awaited it polls every `poll`, and it reconnects, with back-off, after
+// any error. A polling round is NOOP (a server such as Dovecot reports new
+// mail to a selected mailbox only when the client gives it a chance to:
+// NOOP, CHECK, IDLE or SELECT; UID FETCH or UID SEARCH alone can miss mail
+// for seconds), UID FETCH of the new UIDs, then UID SEARCH HEADER
+// X-Mailchaos-Id over just those. The value is when a search first saw
+// the canary, so it is late by up to one poll interval plus a round trip.
+// (IDLE is not used: Dovecot, for one, reports new mail to an idling
+// client only after about half a second.)
+//
+// Once seen, canaries are deleted, so that they do not pile up in the
+// mailbox: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of just
+// those UIDs. A server without UIDPLUS has only EXPUNGE, which removes
+// every message flagged \Deleted: it is sent only when no message but this
+// probe's canaries is so flagged; otherwise the canaries stay flagged
+// \Deleted, for the next expunge of the mailbox to remove. The mailbox is
+// selected read-write for that, read-only with `keep: true`, which leaves
+// every canary in place. Deleting happens after the time seen is handed to
+// the sample; a failed delete is reported with the IMAP errors of failed
+// samples and never fails a sample itself.
+//
+// The IMAP log-in name and password default to those of the recipient
+// when it is one of the target's users (see [faults.User]).
 func CanaryKind() Kind {
 	k := Kind{
 		Name:    KindCanary,
@@ -78,13 +97,17 @@ func CanaryKind() Kind {
 			{Name: "from", Type: faults.TypeString,
 				Doc: "envelope and header sender (default: the target's first user, else alice@example.test)"},
 			{Name: "to", Type: faults.TypeString, Doc: "the recipient (default: the sender)"},
-			{Name: "user", Type: faults.TypeString, Doc: "IMAP log-in name of the recipient (default: to)"},
-			{Name: "password", Type: faults.TypeString, Default: "password", Doc: "IMAP password of the recipient"},
+			{Name: "user", Type: faults.TypeString,
+				Doc: "IMAP log-in name of the recipient (default: the recipient's log-in name when it is one of the target's users, else to)"},
+			{Name: "password", Type: faults.TypeString,
+				Doc: "IMAP password of the recipient (default: that of the target's user who logs in, else password)"},
 			{Name: "mailbox", Type: faults.TypeString, Default: "INBOX", Doc: "the mailbox the canary is expected in"},
 			{Name: "poll", Type: faults.TypeDuration, Default: "20ms", Min: "1ms", Max: "10s", Unit: "duration",
 				Doc: "how often the mailbox is searched while canaries are awaited"},
 			{Name: "size", Type: faults.TypeSize, Default: "256", Min: "0", Max: "1MiB", Unit: "bytes",
 				Doc: "size of the canary's body"},
+			{Name: "keep", Type: faults.TypeBool, Default: "false",
+				Doc: "keep the canaries in the mailbox (selected read-only) instead of deleting each once seen"},
 		},
 	}
 	k.New = func(cfg Config) (Probe, error) { return newCanary(k, cfg) }
@@ -106,16 +129,17 @@ func newCanary(k Kind, cfg Config) (*canaryProbe, error) {
 	}
 	from := v.String("from")
 	if from == "" {
-		from = defaultUser(cfg.Target)
+		from = defaultUser(cfg.Target).Address
 	}
 	to := v.String("to")
 	if to == "" {
 		to = from
 	}
-	user := v.String("user")
-	if user == "" {
-		user = to
+	rcpt, ok := cfg.Target.User(to)
+	if !ok || !strings.EqualFold(rcpt.Address, to) {
+		rcpt = faults.User{Address: to}
 	}
+	user, password := account(cfg.Target, v.String("user"), rcpt, v.String("password"), v.Has("password"))
 	for _, a := range []struct{ param, addr string }{{"from", from}, {"to", to}} {
 		if parsed, err := mail.ParseAddress(a.addr); err != nil || parsed.Address != a.addr {
 			return nil, &faults.ParamError{Fault: k.Name, Param: a.param, Value: a.addr,
@@ -139,7 +163,7 @@ func newCanary(k Kind, cfg Config) (*canaryProbe, error) {
 	}
 	return &canaryProbe{
 		prefix: runID + "-" + name + "-", smtpAddr: smtpAddr, imapAddr: imapAddr,
-		from: from, to: to, user: user, password: v.String("password"), mailbox: v.String("mailbox"),
+		from: from, to: to, user: user, password: password, mailbox: v.String("mailbox"), keep: v.Bool("keep"),
 		domain: domain, poll: v.Duration("poll"), body: canaryBody(int(v.Size("size"))),
 		pending: map[string]chan time.Time{}, wake: make(chan struct{}, 1), closed: make(chan struct{}),
 	}, nil
@@ -170,6 +194,7 @@ type canaryProbe struct {
 	from, to, domain   string
 	user, password     string
 	mailbox            string
+	keep               bool // leave seen canaries in the mailbox
 	poll               time.Duration
 	body               []byte
 
@@ -178,7 +203,7 @@ type canaryProbe struct {
 	mu        sync.Mutex
 	pending   map[string]chan time.Time // awaited canary IDs
 	sent      []string
-	imapErr   error // the last polling round's error, nil after a good one
+	imapErr   error // the last polling round's error (or its delete's), nil after a good one
 	isClosed  bool
 	cancel    context.CancelFunc // stops the poller; nil until it runs
 	done      chan struct{}      // closed when the poller has stopped
@@ -350,10 +375,23 @@ func (p *canaryProbe) Close() error {
 // goroutine touches it.
 type watcher struct {
 	c           *imapclient.Client
+	uidPlus     bool // the server has UID EXPUNGE
 	uidValidity uint32
 	next        imap.UID // the lowest UID not yet looked at
 	selected    imap.UID // the highest UID at SELECT, until the first round uses it
 }
+
+// cleanupError is a failed delete of seen canaries. It is reported like a
+// round's error but is not one: the canaries were seen, and unless broken
+// (the connection failed, as opposed to the server refusing) the
+// connection is kept.
+type cleanupError struct {
+	err    error
+	broken bool
+}
+
+func (e *cleanupError) Error() string { return e.err.Error() }
+func (e *cleanupError) Unwrap() error { return e.err }
 
 // run is the poller: while canaries are awaited, it polls the mailbox.
 func (p *canaryProbe) run(ctx context.Context, done chan<- struct{}) {
@@ -380,7 +418,8 @@ func (p *canaryProbe) run(ctx context.Context, done chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		var cleanup *cleanupError
+		if err != nil && (!errors.As(err, &cleanup) || cleanup.broken) {
 			p.disconnect(w, false)
 			wait, retryWait = retryWait, min(2*retryWait, max(maxRetryWait, p.poll))
 		} else {
@@ -413,11 +452,14 @@ func (p *canaryProbe) disconnect(w *watcher, logout bool) {
 	w.c = nil
 }
 
-// round looks once for newly arrived canaries, connecting first if need be.
+// round looks once for newly arrived canaries, connecting first if need
+// be, and deletes those it saw unless they are kept. A failed delete is a
+// *cleanupError.
 func (p *canaryProbe) round(ctx context.Context, w *watcher) error {
 	ctx, cancel := context.WithTimeout(ctx, imapRoundTimeout)
 	defer cancel()
-	if w.c == nil {
+	fresh := w.c == nil
+	if fresh {
 		if err := p.connect(ctx, w); err != nil {
 			return err
 		}
@@ -426,6 +468,13 @@ func (p *canaryProbe) round(ctx context.Context, w *watcher) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
+	if !fresh {
+		// Give the server its chance to report new mail (EXISTS): some
+		// report it to a selected mailbox on nothing else.
+		if err := c.Noop().Wait(); err != nil {
+			return ctxErr(ctx, "NOOP", err)
+		}
+	}
 	// Which messages are new? Right after SELECT, those below its UIDNEXT;
 	// otherwise ask (n:* also returns the last message when no UID is n or
 	// above).
@@ -451,6 +500,7 @@ func (p *canaryProbe) round(ctx context.Context, w *watcher) error {
 		return ctxErr(ctx, "UID SEARCH", err)
 	}
 	seen := time.Now()
+	var ours []imap.UID
 	if uids := data.AllUIDs(); len(uids) > 0 {
 		section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{HeaderCanaryID}, Peek: true}
 		found, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
@@ -458,17 +508,81 @@ func (p *canaryProbe) round(ctx context.Context, w *watcher) error {
 			return ctxErr(ctx, "UID FETCH header", err)
 		}
 		for _, m := range found {
-			p.arrived(canaryID(m.FindBodySection(section)), seen)
+			id := canaryID(m.FindBodySection(section))
+			p.arrived(id, seen)
+			if p.isOurs(id) {
+				ours = append(ours, m.UID)
+			}
 		}
 	}
 	w.next = hi + 1
+	if p.keep || len(ours) == 0 {
+		return nil
+	}
+	// The samples have their time: deleting cannot delay them.
+	if err := p.remove(ctx, w, ours); err != nil {
+		var refused *imap.Error
+		return &cleanupError{err: err, broken: !errors.As(err, &refused) && !errors.Is(err, errExpungeUnsafe)}
+	}
 	return nil
 }
 
-// connect logs in and selects the mailbox (read-only). A mailbox with a
-// new UIDVALIDITY (and so the first one) is searched from its first
-// message, with the server filtering by header; after a reconnection to
-// the same mailbox the search goes on from where it stopped.
+// isOurs reports whether id is the X-Mailchaos-Id of one of this probe's
+// canaries (the search matches any header containing the prefix).
+func (p *canaryProbe) isOurs(id string) bool {
+	n, ok := strings.CutPrefix(id, p.prefix)
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return err == nil
+}
+
+// errExpungeUnsafe says why canaries were left flagged \Deleted.
+var errExpungeUnsafe = errors.New("probes: the server has no UIDPLUS (UID EXPUNGE) and messages other than this probe's canaries are flagged \\Deleted, which EXPUNGE would remove too: the canaries stay flagged \\Deleted")
+
+// remove deletes the messages uids, this probe's canaries, from the
+// selected mailbox: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE
+// of just those. Without UIDPLUS, plain EXPUNGE is sent only when no other
+// message is flagged \Deleted (it removes them all); else the canaries stay
+// flagged and errExpungeUnsafe is returned. The round's ctx bounds it (it
+// closes the connection when it ends).
+func (p *canaryProbe) remove(ctx context.Context, w *watcher, uids []imap.UID) error {
+	c, set := w.c, imap.UIDSetNum(uids...)
+	fail := func(what string, err error) error {
+		return ctxErr(ctx, fmt.Sprintf("delete seen canaries (UID %s): %s", set, what), err)
+	}
+	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+	if err := c.Store(set, store, nil).Close(); err != nil {
+		return fail("UID STORE", err)
+	}
+	if w.uidPlus {
+		if err := c.UIDExpunge(set).Close(); err != nil {
+			return fail("UID EXPUNGE", err)
+		}
+		return nil
+	}
+	others, err := c.UIDSearch(&imap.SearchCriteria{
+		Flag: []imap.Flag{imap.FlagDeleted},
+		Not:  []imap.SearchCriteria{{Header: []imap.SearchCriteriaHeaderField{{Key: HeaderCanaryID, Value: p.prefix}}}},
+	}, nil).Wait()
+	if err != nil {
+		return fail("UID SEARCH DELETED", err)
+	}
+	if len(others.AllUIDs()) > 0 {
+		return fmt.Errorf("delete seen canaries (UID %s): %w", set, errExpungeUnsafe)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		return fail("EXPUNGE", err)
+	}
+	return nil
+}
+
+// connect logs in and selects the mailbox: read-write when seen canaries
+// are deleted, read-only when they are kept. A mailbox with a new
+// UIDVALIDITY (and so the first one) is searched from its first message,
+// with the server filtering by header; after a reconnection to the same
+// mailbox the search goes on from where it stopped.
 func (p *canaryProbe) connect(ctx context.Context, w *watcher) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", p.imapAddr)
@@ -488,9 +602,12 @@ func (p *canaryProbe) connect(ctx context.Context, w *watcher) error {
 	if err := c.Login(p.user, p.password).Wait(); err != nil {
 		return fail("log in as "+p.user+" to", err)
 	}
-	sel, err := c.Select(p.mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, err := c.Select(p.mailbox, &imap.SelectOptions{ReadOnly: p.keep}).Wait()
 	if err != nil {
 		return fail("select "+p.mailbox+" on", err)
+	}
+	if !p.keep {
+		w.uidPlus = c.Caps().Has(imap.CapUIDPlus)
 	}
 	if sel.UIDValidity != w.uidValidity {
 		w.uidValidity, w.next = sel.UIDValidity, 1

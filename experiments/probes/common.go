@@ -20,10 +20,10 @@ type Uniter interface {
 	Unit() string
 }
 
-// Builtin returns the built-in probe kinds: smtp-canary, imap-login,
-// metric, tcp and banner.
+// Builtin returns the built-in probe kinds: smtp-canary, smtp-transaction,
+// imap-login, metric, tcp, banner and load.
 func Builtin() []Kind {
-	return []Kind{CanaryKind(), IMAPLoginKind(), MetricKind(), TCPKind(), BannerKind()}
+	return []Kind{CanaryKind(), SMTPTransactionKind(), IMAPLoginKind(), MetricKind(), TCPKind(), BannerKind(), LoadKind()}
 }
 
 // checkParams validates cfg.Params against k's schema, so that New fails
@@ -62,12 +62,34 @@ func resolveEndpoint(kind, param, value string, t faults.Target) (string, error)
 		Msg: "the target has no such endpoint" + faults.Suggest(value, names), Allowed: allowed}
 }
 
-// defaultUser is the target's first user, or alice@example.test.
-func defaultUser(t faults.Target) string {
-	if len(t.Users) > 0 && t.Users[0] != "" {
+// defaultUser is the target's first user, or alice@example.test (who logs
+// in by that address with the default password).
+func defaultUser(t faults.Target) faults.User {
+	if len(t.Users) > 0 && t.Users[0].Address != "" {
 		return t.Users[0]
 	}
-	return "alice@example.test"
+	return faults.User{Address: "alice@example.test"}
+}
+
+// account works out how a probe logs in. user is its user parameter ("" if
+// not given), fallback the target user it acts as when user is not given
+// (the canary's recipient), password its password parameter and given
+// whether it was given. The log-in name is user, else fallback's; the
+// password is the one given, else that of the target user the probe logs
+// in as (user found by log-in name or address, else fallback), else
+// faults.DefaultPassword.
+func account(t faults.Target, user string, fallback faults.User, password string, given bool) (login, secret string) {
+	login, secret = fallback.LoginName(), fallback.Secret()
+	if user != "" {
+		login, secret = user, faults.DefaultPassword
+		if u, ok := t.User(user); ok {
+			secret = u.Secret()
+		}
+	}
+	if given {
+		secret = password
+	}
+	return login, secret
 }
 
 // failed returns a failed sample that started at start.

@@ -39,8 +39,9 @@ func IMAPLoginKind() Kind {
 			{Name: "endpoint", Type: faults.TypeString, Default: "imap",
 				Doc: "the IMAP server: a name in the target's endpoints or a host:port address"},
 			{Name: "user", Type: faults.TypeString,
-				Doc: "log-in name (default: the target's first user, else alice@example.test)"},
-			{Name: "password", Type: faults.TypeString, Default: "password", Doc: "log-in password"},
+				Doc: "log-in name (default: the log-in name of the target's first user, else alice@example.test)"},
+			{Name: "password", Type: faults.TypeString,
+				Doc: "log-in password (default: that of the target's user who logs in, else password)"},
 			{Name: "mailbox", Type: faults.TypeString, Default: "INBOX", Doc: "the mailbox selected after log-in"},
 			{Name: "measure", Type: faults.TypeEnum, Default: MeasureLatency, Enum: []string{MeasureLatency, MeasureSuccess},
 				Doc: "latency: seconds from connect to mailbox selected, a failure is a failed sample; success: 1 or 0 per attempt (unit ratio)"},
@@ -55,11 +56,8 @@ func IMAPLoginKind() Kind {
 		if err != nil {
 			return nil, err
 		}
-		user := v.String("user")
-		if user == "" {
-			user = defaultUser(cfg.Target)
-		}
-		return &imapLoginProbe{addr: addr, user: user, password: v.String("password"),
+		user, password := account(cfg.Target, v.String("user"), defaultUser(cfg.Target), v.String("password"), v.Has("password"))
+		return &imapLoginProbe{addr: addr, user: user, password: password,
 			mailbox: v.String("mailbox"), success: v.String("measure") == MeasureSuccess}, nil
 	}
 	return k

@@ -52,3 +52,35 @@ func TestIMAPLoginSuccess(t *testing.T) {
 	require.Equal(t, 0.0, s.Value)
 	require.Contains(t, s.Err, "connect")
 }
+
+func TestIMAPLoginUsesTheTargetUsersLogin(t *testing.T) {
+	tester := testerUser()
+	// tester logs in by a short name, as on a real server; the in-memory
+	// server knows no user by the address.
+	srv := startLazyIMAP(t, false, false, tester)
+	target := faults.Target{Endpoints: map[string]string{"imap": srv.addr},
+		Users: []faults.User{tester, {Address: "other@realstack.test"}}}
+	for _, tt := range []struct {
+		name   string
+		params faults.Params
+		ok     bool
+		as     string
+	}{
+		{"the first user by default", faults.Params{}, true, "tester"},
+		{"a user named by log-in name gets its password", faults.Params{"user": "tester"}, true, "tester"},
+		{"a password given wins", faults.Params{"user": "tester", "password": "wrong"}, false, "tester"},
+		{"the log-in name is used as written", faults.Params{"user": "tester@realstack.test"}, false, "tester@realstack.test"},
+		{"an unknown user gets the default password", faults.Params{"user": "nobody"}, false, "nobody"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProbe(t, probes.IMAPLoginKind(), target, tt.params)
+			s := measure(p, waitFor)
+			if tt.ok {
+				requireOK(t, s)
+				return
+			}
+			require.True(t, s.Failed)
+			require.Contains(t, s.Err, "as "+tt.as+":")
+		})
+	}
+}

@@ -50,7 +50,7 @@ func startStack(t testing.TB, cfg mailstack.Config) (*mailstack.Stack, faults.Ta
 		target.Endpoints[e.Name] = e.Addr
 	}
 	for _, u := range s.Config().Users {
-		target.Users = append(target.Users, u.Address)
+		target.Users = append(target.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
 	}
 	return s, target
 }
@@ -128,7 +128,7 @@ func requireOK(t testing.TB, s probes.Sample) {
 
 func TestBuiltinKinds(t *testing.T) {
 	r := probes.NewRegistry(probes.Builtin()...)
-	require.Equal(t, []string{"banner", "imap-login", "metric", "smtp-canary", "tcp"}, r.Names())
+	require.Equal(t, []string{"banner", "imap-login", "load", "metric", "smtp-canary", "smtp-transaction", "tcp"}, r.Names())
 	_, err := r.Get("smtp-canery")
 	require.ErrorContains(t, err, `did you mean "smtp-canary"?`)
 	for _, k := range probes.Builtin() {
@@ -148,7 +148,7 @@ func TestBuiltinKinds(t *testing.T) {
 
 func TestNewRejectsBadParameters(t *testing.T) {
 	target := faults.Target{Endpoints: map[string]string{"smtp": "127.0.0.1:1", "imap": "127.0.0.1:2", "metrics": "127.0.0.1:3"},
-		Users: []string{"alice@example.test"}}
+		Users: []faults.User{{Address: "alice@example.test"}}}
 	for _, tt := range []struct {
 		kind   probes.Kind
 		params faults.Params

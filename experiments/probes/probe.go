@@ -1,9 +1,11 @@
 // Package probes measures service-level indicators of a target from the
 // outside, the way its users see it: the end-to-end delivery time of a
-// canary message (SMTP in, IMAP out), IMAP log-in success and latency, a
-// Prometheus metric scraped from the target, and TCP or banner
-// reachability. Each probe takes one sample per call; the runner calls it on
-// the SLI's interval and journals every sample.
+// canary message (SMTP in, IMAP out), the latency and outcome of an SMTP
+// transaction as a sending client sees it, IMAP log-in success and
+// latency, a Prometheus metric scraped from the target, TCP or banner
+// reachability, and what the experiment's own load saw over a window.
+// Each probe takes one sample per call; the runner calls it on the SLI's
+// interval and journals every sample.
 package probes
 
 import (
@@ -34,6 +36,11 @@ type Sample struct {
 	// Skip is true for a sample that carries no value (the first scrape of
 	// a counter rate): it is neither in nor out of tolerance.
 	Skip bool
+	// Class classifies the outcome for probes that have classes of
+	// outcome (smtp-transaction: the reply class 2xx, 4xx, 5xx, or
+	// timeout, conn-error); "" for the others. It is journaled with the
+	// sample.
+	Class string
 }
 
 // Probe measures one SLI. Measure may be called concurrently (a slow
@@ -56,6 +63,9 @@ type Config struct {
 	// RunID tags what the probe sends (canaries carry X-Mailchaos-Id:
 	// <RunID>-<Name>-<n>).
 	RunID string
+	// Loads reads the live Status of the experiment's load-surge steps,
+	// for the load probe; nil outside an experiment run.
+	Loads LoadReader
 }
 
 // Kind is one probe type.

@@ -17,6 +17,11 @@
 // the run keeps which ones were accepted ([Run.Accepted]) so that what the
 // server delivered can be accounted for afterwards. Each message ends with
 // one [Outcome]; latencies go to HDR histograms with microsecond resolution.
+// A message still in flight at the run's hard end (when the grace after
+// its duration or a stop runs out, or it is aborted) is cut, not timed out;
+// the run counts those cut after their end of DATA was sent, which the
+// server may have accepted ([Result.CutAfterData]). The offered rate is
+// over the time the schedule made messages due, not over the grace.
 //
 // An [IMAPRun] ([StartIMAP]) shares the schedules, the open-loop timing
 // (latency from the scheduled time), the backlog, the histograms and the
@@ -29,4 +34,8 @@
 // Run or, with parameter protocol imap, an IMAPRun against the target's
 // smtp or imap endpoint; a ramp goes over the request's planned Duration;
 // Remove stops it, and it ends by itself when the request's TTL has passed.
+// Its Status figures (package loadfig) are cumulative counts and a
+// cumulative latency histogram with fixed buckets, so that a reader can
+// work out the rates, shares and percentiles of any window from two
+// snapshots.
 package loadsurge

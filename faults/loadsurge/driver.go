@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
 )
 
 // histogramMax is the largest latency the histograms track (10 minutes, in
@@ -114,18 +116,27 @@ type driver struct {
 	scheduled  atomic.Int64
 	inFlight   atomic.Int32
 	maxBacklog atomic.Int32
+	// schedEnd is 1 + the offset from start at which scheduling ended (a
+	// stop, the schedule's end, the count reached, an abort); 0 before.
+	schedEnd atomic.Int64
+	bounds   []time.Duration // of the latency buckets (loadfig.LatencyBounds)
 
 	mu      sync.Mutex // guards the fields below
 	counts  []int64
 	latency *hdrhistogram.Histogram // successes, µs
 	lag     *hdrhistogram.Histogram // started items, µs
-	end     time.Time               // when the run finished
+	buckets []int64                 // successes by latency bucket (bounds)
+	// uncertain counts the failed items the server may have completed
+	// (see finishAs).
+	uncertain int64
+	end       time.Time // when the run finished
 }
 
 // newDriver returns a driver for a run of cfg (with its defaults set) whose
 // items end with one of numOutcomes outcomes. It starts nothing: see launch.
 func newDriver(ctx context.Context, cfg runConfig, numOutcomes, success, unsent int) *driver {
 	rctx, abort := context.WithCancel(ctx)
+	bounds := loadfig.LatencyBounds()
 	return &driver{
 		cfg:     cfg,
 		success: success,
@@ -140,6 +151,8 @@ func newDriver(ctx context.Context, cfg runConfig, numOutcomes, success, unsent 
 		counts:  make([]int64, numOutcomes),
 		latency: hdrhistogram.New(1, histogramMax, 3),
 		lag:     hdrhistogram.New(1, histogramMax, 3),
+		bounds:  bounds,
+		buckets: make([]int64, len(bounds)+1),
 	}
 }
 
@@ -182,6 +195,7 @@ func (d *driver) Stop() {
 // requestStop starts a graceful stop without waiting for it.
 func (d *driver) requestStop() {
 	d.stopOnce.Do(func() {
+		d.markSchedEnd()
 		d.stopped.Store(true)
 		close(d.stopReq)
 	})
@@ -228,7 +242,7 @@ func (d *driver) take(wait bool) (seq int64, due time.Time, lag time.Duration, o
 			if !d.dropping() {
 				break
 			}
-			d.record(seq, d.unsent, -1, -1)
+			d.record(seq, d.unsent, -1, -1, false)
 		}
 	}
 	now := time.Now()
@@ -245,19 +259,29 @@ func (d *driver) take(wait bool) (seq int64, due time.Time, lag time.Duration, o
 // finish books the outcome of an item taken with this lag; latency is
 // recorded for a success only.
 func (d *driver) finish(seq int64, o int, latency, lag time.Duration) {
+	d.finishAs(seq, o, latency, lag, false)
+}
+
+// finishAs is finish; uncertain marks a failed item the server may have
+// completed all the same (an SMTP message cut after its end of DATA was
+// sent), counted with it in one step so that snapshots stay consistent.
+func (d *driver) finishAs(seq int64, o int, latency, lag time.Duration, uncertain bool) {
 	if o == d.unsent {
 		lag = -1
 	}
-	d.record(seq, o, latency, lag)
+	d.record(seq, o, latency, lag, uncertain)
 	d.inFlight.Add(-1)
 }
 
 // record books the outcome of item seq; latency and lag are negative when
 // not measured.
-func (d *driver) record(seq int64, o int, latency, lag time.Duration) {
+func (d *driver) record(seq int64, o int, latency, lag time.Duration, uncertain bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.counts[o]++
+	if uncertain {
+		d.uncertain++
+	}
 	if lag >= 0 {
 		_ = d.lag.RecordValue(min(lag.Microseconds(), histogramMax))
 	}
@@ -265,13 +289,36 @@ func (d *driver) record(seq int64, o int, latency, lag time.Duration) {
 		return
 	}
 	_ = d.latency.RecordValue(min(latency.Microseconds(), histogramMax))
+	d.buckets[loadfig.Bucket(d.bounds, latency)]++
 	if d.onSuccess != nil {
 		d.onSuccess(seq)
 	}
 }
 
 // endScheduling marks that nothing more will be scheduled.
-func (d *driver) endScheduling() { d.endOnce.Do(func() { close(d.ended) }) }
+func (d *driver) endScheduling() {
+	d.markSchedEnd()
+	d.endOnce.Do(func() { close(d.ended) })
+}
+
+// markSchedEnd notes when scheduling ended, the first time it is called.
+func (d *driver) markSchedEnd() { d.schedEnd.CompareAndSwap(0, int64(time.Since(d.start))+1) }
+
+// offeredSpan is how long the run has been making work due by now: from
+// its start to now, to the end of scheduling, or to the end of its planned
+// duration, whichever comes first. The grace that follows is not part of
+// it, so the offered rate is the schedule's, not one diluted by the wait
+// for the last replies.
+func (d *driver) offeredSpan(now time.Time) time.Duration {
+	span := now.Sub(d.start)
+	if e := d.schedEnd.Load(); e > 0 {
+		span = min(span, time.Duration(e-1))
+	}
+	if d.cfg.Duration > 0 {
+		span = min(span, d.cfg.Duration)
+	}
+	return span
+}
 
 // dropping reports whether due items must no longer be started.
 func (d *driver) dropping() bool { return d.stopped.Load() || d.ctx.Err() != nil }
@@ -309,6 +356,11 @@ func (d *driver) schedule() {
 	}
 	for seq := int64(0); ; seq++ {
 		if d.cfg.Count > 0 && seq >= d.cfg.Count {
+			// The count is reached: the schedule offered it by the time
+			// the next item would have been due.
+			if at, ok := d.cfg.Schedule.At(seq); ok {
+				d.schedEnd.CompareAndSwap(0, int64(at)+1)
+			}
 			return
 		}
 		at, ok := d.cfg.Schedule.At(seq)
@@ -325,7 +377,7 @@ func (d *driver) schedule() {
 				d.maxBacklog.Store(n)
 			}
 		default:
-			d.record(seq, d.unsent, -1, -1)
+			d.record(seq, d.unsent, -1, -1, false)
 		}
 	}
 	// The schedule ran out before the count: the run lasts its duration.
@@ -353,6 +405,7 @@ func (d *driver) supervise() {
 	case <-d.ctx.Done():
 	case <-d.allGone:
 	}
+	d.markSchedEnd()
 	grace := time.NewTimer(d.cfg.Grace)
 	defer grace.Stop()
 	select {
@@ -389,17 +442,22 @@ func (d *driver) snapshot() (f RunFigures, counts []int64, attempted int64) {
 	f.InFlight = int(d.inFlight.Load())
 	f.Latency = percentiles(d.latency)
 	f.Lag = percentiles(d.lag)
+	f.Scheduling = d.schedEnd.Load() == 0
+	f.LatencyBuckets = append([]int64(nil), d.buckets...)
 	if d.queue != nil {
 		f.Backlog = len(d.queue)
 	}
 	counts = append([]int64(nil), d.counts...)
+	f.uncertain = d.uncertain
 	for o, n := range counts {
 		if o != d.unsent {
 			attempted += n
 		}
 	}
-	if s := f.Duration.Seconds(); s > 0 {
+	if s := d.offeredSpan(end).Seconds(); s > 0 {
 		f.OfferedRate = float64(f.Scheduled) / s
+	}
+	if s := f.Duration.Seconds(); s > 0 {
 		f.AchievedRate = float64(attempted) / s
 	}
 	return f, counts, attempted

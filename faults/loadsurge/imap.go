@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
 )
 
 // Defaults of the IMAP log-in generator, used when the corresponding
@@ -49,8 +52,12 @@ type IMAPConfig struct {
 	// Users are the log-in names; session i logs in as Users[i mod
 	// len(Users)] (default DefaultRcpts).
 	Users []string
-	// Password is every user's password (default DefaultPassword).
+	// Password is the password of every user without one in Passwords
+	// (default DefaultPassword).
 	Password string
+	// Passwords are the passwords of the log-in names that have their
+	// own, by log-in name.
+	Passwords map[string]string
 	// Mailbox is the mailbox selected (default DefaultMailbox).
 	Mailbox string
 	// Fetch is how many of the newest messages' envelopes each session
@@ -132,9 +139,12 @@ const (
 	IMAPFetch
 	// IMAPLogout: LOGOUT failed.
 	IMAPLogout
-	// IMAPTimeout: a step's deadline passed, or the run gave up waiting
-	// when it was aborted.
+	// IMAPTimeout: a step's deadline (the run's Timeout) passed.
 	IMAPTimeout
+	// IMAPCut: the session was still in flight at the run's hard end (the
+	// grace after its duration or a stop ran out, or it was aborted), and
+	// its connection was closed under it.
+	IMAPCut
 	// IMAPUnsent: the session was due but never started: the backlog was
 	// full, or the run stopped first.
 	IMAPUnsent
@@ -142,9 +152,9 @@ const (
 )
 
 // String returns the outcome's name: succeeded, connect, greeting, login,
-// select, fetch, logout, timeout or unsent.
+// select, fetch, logout, timeout, cut or unsent.
 func (o IMAPOutcome) String() string {
-	names := [numIMAPOutcomes]string{"succeeded", "connect", "greeting", "login", "select", "fetch", "logout", "timeout", "unsent"}
+	names := [numIMAPOutcomes]string{"succeeded", "connect", "greeting", "login", "select", "fetch", "logout", "timeout", "cut", "unsent"}
 	if o < 0 || o >= numIMAPOutcomes {
 		return fmt.Sprintf("imap-outcome(%d)", int(o))
 	}
@@ -196,6 +206,7 @@ func (r *IMAPRun) Snapshot() IMAPResult {
 		Fetch:      counts[IMAPFetch],
 		Logout:     counts[IMAPLogout],
 		Timeout:    counts[IMAPTimeout],
+		Cut:        counts[IMAPCut],
 	}
 }
 
@@ -240,7 +251,11 @@ func (r *IMAPRun) session(user string) (IMAPOutcome, time.Time) {
 		return fail(IMAPGreeting, err)
 	}
 	timer.Reset(timeout)
-	if err := c.Login(user, r.cfg.Password).Wait(); err != nil {
+	password, ok := r.cfg.Passwords[user]
+	if !ok {
+		password = r.cfg.Password
+	}
+	if err := c.Login(user, password).Wait(); err != nil {
 		return fail(IMAPLogin, err)
 	}
 	timer.Reset(timeout)
@@ -270,11 +285,17 @@ func (r *IMAPRun) session(user string) (IMAPOutcome, time.Time) {
 }
 
 // classify maps the error of a session's step to its outcome: a deadline
-// that passed (expired, or the network's own) or an aborted run is a
-// timeout, anything else a failure of the step.
+// that passed (expired, or the network's own) is a timeout, a session the
+// run's hard end closed under it is cut, anything else a failure of the
+// step.
 func (r *IMAPRun) classify(step IMAPOutcome, err error, expired bool) IMAPOutcome {
 	var ne net.Error
-	if expired || r.ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
+	switch {
+	case expired || errors.Is(err, os.ErrDeadlineExceeded):
+		return IMAPTimeout
+	case r.ctx.Err() != nil:
+		return IMAPCut
+	case errors.As(err, &ne) && ne.Timeout():
 		return IMAPTimeout
 	}
 	return step
@@ -297,13 +318,14 @@ type IMAPResult struct {
 	Fetch     int64 `json:"fetch"`
 	Logout    int64 `json:"logout"`
 	Timeout   int64 `json:"timeout"`
+	Cut       int64 `json:"cut"`
 }
 
 var _ Report = IMAPResult{}
 
 // Count returns the number of sessions with outcome o.
 func (r IMAPResult) Count(o IMAPOutcome) int64 {
-	counts := [numIMAPOutcomes]int64{r.Succeeded, r.Connect, r.Greeting, r.Login, r.Select, r.Fetch, r.Logout, r.Timeout, r.Unsent}
+	counts := [numIMAPOutcomes]int64{r.Succeeded, r.Connect, r.Greeting, r.Login, r.Select, r.Fetch, r.Logout, r.Timeout, r.Cut, r.Unsent}
 	if o < 0 || o >= numIMAPOutcomes {
 		return 0
 	}
@@ -315,7 +337,7 @@ func (r IMAPResult) String() string {
 	var b strings.Builder
 	r.writeHead(&b, "imap", "log-ins/s")
 	fmt.Fprintf(&b, "  sessions: %d scheduled, %d attempted: %d succeeded, %d failed (", r.Scheduled, r.Attempted, r.Succeeded, r.Failed)
-	for o := IMAPConnect; o <= IMAPTimeout; o++ {
+	for o := IMAPConnect; o <= IMAPCut; o++ {
 		if o > IMAPConnect {
 			b.WriteString(", ")
 		}
@@ -332,13 +354,15 @@ func (r IMAPResult) Progress() string {
 }
 
 // StatusFigures are the load-surge fault's Status figures with protocol
-// imap: scheduled, attempted, succeeded, failed, one per failure kind (connect,
-// greeting, login, select, fetch, logout, timeout), unsent, in_flight,
-// backlog, rate (log-ins/s), p50_ms, p99_ms and lag_p99_ms.
+// imap: scheduled and offered, elapsed_s, scheduling, attempted, succeeded,
+// failed, one per failure kind (connect, greeting, login, select, fetch,
+// logout, timeout, cut), unsent, in_flight, backlog, rate and offered_rate
+// (log-ins/s), p50_ms, p99_ms, lag_p99_ms, and the latency histogram (see
+// package loadfig).
 func (r IMAPResult) StatusFigures() map[string]float64 {
 	m := r.statusFigures()
-	m["attempted"], m["succeeded"], m["failed"] = float64(r.Attempted), float64(r.Succeeded), float64(r.Failed)
-	for o := IMAPConnect; o <= IMAPTimeout; o++ {
+	m["attempted"], m[loadfig.Succeeded], m[loadfig.Failed] = float64(r.Attempted), float64(r.Succeeded), float64(r.Failed)
+	for o := IMAPConnect; o <= IMAPCut; o++ {
 		m[o.String()] = float64(r.Count(o))
 	}
 	return m

@@ -39,7 +39,7 @@ func requireIMAPBalanced(t testing.TB, res loadsurge.IMAPResult) {
 	t.Helper()
 	require.True(t, res.Done)
 	var failed int64
-	for o := loadsurge.IMAPConnect; o <= loadsurge.IMAPTimeout; o++ {
+	for o := loadsurge.IMAPConnect; o <= loadsurge.IMAPCut; o++ {
 		failed += res.Count(o)
 	}
 	require.Equal(t, failed, res.Failed, "failed = the sum of the kinds: %s", res)
@@ -63,7 +63,7 @@ func stack(t testing.TB, n int) *targets.Running {
 		require.NoError(t, r.Close(ctx))
 	})
 	if n > 0 {
-		users := r.Target.Users
+		users := r.Target.Addresses()
 		run, err := loadsurge.Start(context.Background(), loadsurge.Config{Addr: r.Target.Endpoints["smtp"],
 			Count: int64(n * len(users)), Concurrency: 1, Rcpts: users, Size: loadsurge.SizeRange{Min: 1000, Max: 1000}})
 		require.NoError(t, err)
@@ -202,7 +202,7 @@ func (r *recSession) Close() error {
 func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
 	st := stack(t, 3)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Count: 60, Concurrency: 4,
-		Users: st.Target.Users, RunID: "closed-imap"})
+		Users: st.Target.Addresses(), RunID: "closed-imap"})
 	res := waitIMAP(t, r)
 	requireIMAPBalanced(t, res)
 	requireClosedLoop(t, res.RunFigures, 60)
@@ -214,7 +214,7 @@ func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
 func TestIMAPOpenLoopCountsAgainstMailstack(t *testing.T) {
 	st := stack(t, 0)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Schedule: loadsurge.Constant(100),
-		Duration: time.Second, Concurrency: 8, Users: st.Target.Users,
+		Duration: time.Second, Concurrency: 8, Users: st.Target.Addresses(),
 		Grace: waitFor}) // however busy the machine, every due session runs
 	res := waitIMAP(t, r)
 	requireIMAPBalanced(t, res)

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
 )
 
 // Name is the fault's name.
-const Name = "load-surge"
+const Name = loadfig.FaultName
 
 // Schedule kinds, the values of the schedule parameter.
 const (
@@ -64,11 +65,11 @@ func Spec() faults.Spec {
 			{Name: "from", Type: faults.TypeString, Default: DefaultFrom,
 				Doc: "smtp: envelope and header sender"},
 			{Name: "to", Type: faults.TypeString,
-				Doc: "smtp: comma-separated recipients, one drawn uniformly per message (default: the target's users, else alice@example.test,bob@example.test)"},
+				Doc: "smtp: comma-separated recipients, one drawn uniformly per message (default: the target's users' addresses, else alice@example.test,bob@example.test)"},
 			{Name: "users", Type: faults.TypeString,
-				Doc: "imap: comma-separated log-in names, taken in turn by successive sessions (default: the target's users, else alice@example.test,bob@example.test)"},
+				Doc: "imap: comma-separated log-in names, taken in turn by successive sessions (default: the target's users' log-in names, else alice@example.test,bob@example.test)"},
 			{Name: "password", Type: faults.TypeString, Default: DefaultPassword,
-				Doc: "imap: every user's password (the default is the embedded stack's)"},
+				Doc: "imap: every user's password when given; else each target user's own password, and this default for the others (the embedded stack's)"},
 			{Name: "mailbox", Type: faults.TypeString, Default: DefaultMailbox,
 				Doc: "imap: the mailbox each session selects"},
 			{Name: "fetch", Type: faults.TypeInt, Unit: "messages", Default: "5", Min: "1", Max: "10000",
@@ -139,16 +140,17 @@ func (l Load) Start(ctx context.Context) (Generator, error) {
 
 // ParseParams checks load-surge parameters and turns them into a load
 // run: every problem is returned, joined, as [*faults.ParamError] values.
-// users are the target's users (the default recipients, or log-in names);
+// users are the target's users (their addresses are the default
+// recipients; their log-in names and passwords the default accounts);
 // duration is the run's planned length, over which a ramp goes. Addr,
 // Duration, Count, RunID and Grace are left for the caller.
-func ParseParams(params faults.Params, users []string, duration time.Duration) (Load, error) {
+func ParseParams(params faults.Params, users []faults.User, duration time.Duration) (Load, error) {
 	l, errs := parseParams(params, users, duration)
 	return l, errors.Join(errs...)
 }
 
 // parseParams is ParseParams with the errors as a list.
-func parseParams(params faults.Params, users []string, duration time.Duration) (Load, []error) {
+func parseParams(params faults.Params, users []faults.User, duration time.Duration) (Load, []error) {
 	spec := Spec()
 	vals, errs := faults.Check(spec, params)
 	bad := func(param, msg, allowed string) {
@@ -206,10 +208,10 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 		need(ScheduleSpike, "spike-rate", "spike-at", "spike-for")
 		sched = Spike(vals.Rate("rate"), vals.Rate("spike-rate"), vals.Duration("spike-at"), vals.Duration("spike-for"))
 	}
-	list := func(param string) []string {
+	list := func(param string, dflt []string) []string {
 		s, ok := params[param]
 		if !ok {
-			return users
+			return dflt
 		}
 		var out []string
 		for _, a := range strings.Split(s, ",") {
@@ -223,11 +225,22 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 		l.IMAP = IMAPConfig{
 			Schedule:    sched,
 			Concurrency: vals.Int("concurrency"),
-			Users:       list("users"),
+			Users:       list("users", logins(users)),
 			Password:    vals.String("password"),
 			Mailbox:     vals.String("mailbox"),
 			Fetch:       vals.Int("fetch"),
 			Timeout:     vals.Duration("timeout"),
+		}
+		if _, given := params["password"]; !given {
+			// Each target user logs in with its own password.
+			for _, u := range users {
+				if u.Password != "" {
+					if l.IMAP.Passwords == nil {
+						l.IMAP.Passwords = map[string]string{}
+					}
+					l.IMAP.Passwords[u.LoginName()] = u.Password
+				}
+			}
 		}
 		for _, u := range l.IMAP.Users {
 			if err := CheckUser(u); err != nil {
@@ -251,7 +264,7 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 		Infected:    vals.Float("infected"),
 		From:        vals.String("from"),
 		Timeout:     vals.Duration("timeout"),
-		Rcpts:       list("to"),
+		Rcpts:       list("to", faults.Target{Users: users}.Addresses()),
 	}
 	if !failed("size") {
 		size, err := ParseSizeRange(vals.String("size"))
@@ -270,6 +283,15 @@ func parseParams(params faults.Params, users []string, duration time.Duration) (
 		}
 	}
 	return l, errs
+}
+
+// logins returns the log-in names of users.
+func logins(users []faults.User) []string {
+	var out []string
+	for _, u := range users {
+		out = append(out, u.LoginName())
+	}
+	return out
 }
 
 // protocolOf returns the protocol a parameter belongs to, or "" if it

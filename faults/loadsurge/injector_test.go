@@ -19,7 +19,7 @@ import (
 func request(id, addr string, params faults.Params) faults.Request {
 	return faults.Request{
 		ID: id, Owner: "test", Fault: loadsurge.Name, TTL: time.Minute, Params: params,
-		Target: faults.Target{Endpoints: map[string]string{"smtp": addr, "imap": "127.0.0.1:1"}, Users: []string{"bob@example.test"}},
+		Target: faults.Target{Endpoints: map[string]string{"smtp": addr, "imap": "127.0.0.1:1"}, Users: []faults.User{{Address: "bob@example.test"}}},
 	}
 }
 
@@ -269,9 +269,10 @@ func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
 			st, err := inj.Status(context.Background(), h)
 			require.NoError(t, err)
 			require.False(t, st.Active)
-			require.Positive(t, st.Figures["timeout"], st.Detail)
+			require.Positive(t, st.Figures["cut"], st.Detail)
+			require.Zero(t, st.Figures["timeout"], st.Detail)
 			if protocol == "imap" {
-				require.Equal(t, st.Figures["timeout"], st.Figures["failed"], st.Detail)
+				require.Equal(t, st.Figures["cut"], st.Figures["failed"], st.Detail)
 			}
 		})
 	}

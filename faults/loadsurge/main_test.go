@@ -89,7 +89,8 @@ func waitInactive(t testing.TB, inj *loadsurge.Injector, h faults.Handle) faults
 func requireBalanced(t testing.TB, res loadsurge.Result) {
 	t.Helper()
 	require.True(t, res.Done)
-	require.Equal(t, res.Accepted+res.Tempfail+res.Rejected+res.ConnError+res.Timeout, res.Sent, "sent")
+	require.Equal(t, res.Accepted+res.Tempfail+res.Rejected+res.ConnError+res.Timeout+res.Cut, res.Sent, "sent")
+	require.LessOrEqual(t, res.CutAfterData, res.Cut, "cut after their end of DATA")
 	require.Equal(t, res.Scheduled, res.Sent+res.Unsent, "scheduled = sent + unsent")
 	require.Zero(t, res.InFlight)
 	require.Zero(t, res.Backlog)

@@ -469,7 +469,7 @@ func TestStopWithPipelinedMessage(t *testing.T) {
 	r.Stop()
 	res := r.Wait()
 	requireBalanced(t, res)
-	require.Zero(t, res.Unsent+res.Timeout+res.ConnError, res.String())
+	require.Zero(t, res.Unsent+res.Timeout+res.ConnError+res.Cut, res.String())
 	require.Equal(t, s.Count(), res.Accepted)
 	requireSameIDs(t, r, s)
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
 )
 
 // Outcome is what became of one message.
@@ -22,9 +24,13 @@ const (
 	// ConnError: the connection failed (refused, reset, closed, or a reply
 	// that is not SMTP).
 	ConnError
-	// Timeout: a command's deadline passed, or the run gave up waiting for
-	// the reply when it was aborted.
+	// Timeout: a command's deadline (the run's Timeout) passed.
 	Timeout
+	// Cut: the message was still in flight at the run's hard end (the
+	// grace after its duration or a stop ran out, or it was aborted), and
+	// its connection was closed under it. If its end of DATA had been sent
+	// the server may have accepted it: see [Result.CutAfterData].
+	Cut
 	// Unsent: the message was due but never sent: the backlog was full, or
 	// the run stopped first.
 	Unsent
@@ -32,7 +38,7 @@ const (
 )
 
 // String returns the outcome's name: accepted, tempfail, rejected,
-// conn-error, timeout or unsent.
+// conn-error, timeout, cut or unsent.
 func (o Outcome) String() string {
 	switch o {
 	case Accepted:
@@ -45,6 +51,8 @@ func (o Outcome) String() string {
 		return "conn-error"
 	case Timeout:
 		return "timeout"
+	case Cut:
+		return "cut"
 	case Unsent:
 		return "unsent"
 	}
@@ -97,10 +105,18 @@ type RunFigures struct {
 	// InFlight is how many items are under way now.
 	InFlight int `json:"in_flight"`
 
-	// OfferedRate is Scheduled per second of Duration; AchievedRate is the
-	// items attempted (every outcome but unsent) per second of Duration.
-	// An open-loop run against a target that keeps up has both equal to
-	// the schedule's rate.
+	// Scheduling is true while the schedule still makes items due; false
+	// once scheduling has ended (the planned duration passed, the count
+	// was reached, or the run was stopped) and only the work in flight
+	// remains.
+	Scheduling bool `json:"scheduling"`
+
+	// OfferedRate is Scheduled per second of scheduling: over the planned
+	// duration (or up to the stop, or to now while scheduling goes on),
+	// not counting the grace given to the work in flight at the end.
+	// AchievedRate is the items attempted (every outcome but unsent) per
+	// second of Duration, the grace included. An open-loop run against a
+	// target that keeps up has both equal to the schedule's rate.
 	OfferedRate  float64 `json:"offered_rate"`
 	AchievedRate float64 `json:"achieved_rate"`
 	// Latency runs from each successful item's scheduled time (in the
@@ -110,6 +126,12 @@ type RunFigures struct {
 	// Lag runs from each started item's scheduled time to the moment a
 	// worker started it (open loop only).
 	Lag Percentiles `json:"lag"`
+	// LatencyBuckets counts the successes by latency, in the buckets of
+	// [loadfig.LatencyBounds] (the Status figures lat_b000...).
+	LatencyBuckets []int64 `json:"-"`
+	// uncertain is the driver's count of failed items the server may have
+	// completed (SMTP: Result.CutAfterData).
+	uncertain int64
 }
 
 // Over reports whether the run is over (Done).
@@ -162,20 +184,36 @@ func (f RunFigures) progress(noun, unit, ok string, attempted, succeeded int64) 
 }
 
 // statusFigures returns the figures of [faults.Status] that every
-// protocol has: scheduled, unsent, in_flight, backlog, rate, p50_ms,
-// p99_ms, lag_p99_ms.
+// protocol has: scheduled and offered (the same count), elapsed_s,
+// scheduling, unsent, in_flight, backlog, rate, offered_rate, p50_ms,
+// p99_ms, lag_p99_ms and the latency histogram's buckets that are not
+// empty (see package loadfig).
 func (f RunFigures) statusFigures() map[string]float64 {
 	msf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return map[string]float64{
-		"scheduled":  float64(f.Scheduled),
-		"unsent":     float64(f.Unsent),
-		"in_flight":  float64(f.InFlight),
-		"backlog":    float64(f.Backlog),
-		"rate":       f.AchievedRate,
-		"p50_ms":     msf(f.Latency.P50),
-		"p99_ms":     msf(f.Latency.P99),
-		"lag_p99_ms": msf(f.Lag.P99),
+	scheduling := 0.0
+	if f.Scheduling {
+		scheduling = 1
 	}
+	m := map[string]float64{
+		"scheduled":        float64(f.Scheduled),
+		loadfig.Offered:    float64(f.Scheduled),
+		loadfig.Elapsed:    f.Duration.Seconds(),
+		loadfig.Scheduling: scheduling,
+		loadfig.Unsent:     float64(f.Unsent),
+		"in_flight":        float64(f.InFlight),
+		loadfig.Backlog:    float64(f.Backlog),
+		"rate":             f.AchievedRate,
+		"offered_rate":     f.OfferedRate,
+		"p50_ms":           msf(f.Latency.P50),
+		"p99_ms":           msf(f.Latency.P99),
+		"lag_p99_ms":       msf(f.Lag.P99),
+	}
+	for i, n := range f.LatencyBuckets {
+		if n > 0 {
+			m[loadfig.BucketName(i)] = float64(n)
+		}
+	}
+	return m
 }
 
 // Report is a load run's figures, of either protocol: [Result] (SMTP) or
@@ -212,7 +250,7 @@ func (x results[R]) Report() Report { return x.snap() }
 // DATA.
 type Result struct {
 	RunFigures
-	// Sent counts transactions attempted and finished: every outcome but
+	// Sent counts transactions attempted and ended: every outcome but
 	// Unsent.
 	Sent      int64 `json:"sent"`
 	Accepted  int64 `json:"accepted"`
@@ -220,6 +258,13 @@ type Result struct {
 	Rejected  int64 `json:"rejected"`
 	ConnError int64 `json:"conn_error"`
 	Timeout   int64 `json:"timeout"`
+	Cut       int64 `json:"cut"`
+	// CutAfterData counts the Cut messages whose end of DATA had been
+	// sent when they were cut: the server may have accepted them, but its
+	// reply never came, so the generator cannot tell how many it did (the
+	// server's own records can: every message carries its X-Mailchaos-Id).
+	// The others were cut before their end of DATA: not accepted.
+	CutAfterData int64 `json:"cut_after_data"`
 }
 
 var _ Report = Result{}
@@ -237,6 +282,8 @@ func (r Result) Count(o Outcome) int64 {
 		return r.ConnError
 	case Timeout:
 		return r.Timeout
+	case Cut:
+		return r.Cut
 	case Unsent:
 		return r.Unsent
 	}
@@ -247,8 +294,12 @@ func (r Result) Count(o Outcome) int64 {
 func (r Result) String() string {
 	var b strings.Builder
 	r.writeHead(&b, "", "msg/s")
-	fmt.Fprintf(&b, "  messages: %d scheduled, %d sent: %d accepted, %d tempfail, %d rejected, %d conn-error, %d timeout; %d unsent",
-		r.Scheduled, r.Sent, r.Accepted, r.Tempfail, r.Rejected, r.ConnError, r.Timeout, r.Unsent)
+	fmt.Fprintf(&b, "  messages: %d scheduled, %d sent: %d accepted, %d tempfail, %d rejected, %d conn-error, %d timeout, %d cut",
+		r.Scheduled, r.Sent, r.Accepted, r.Tempfail, r.Rejected, r.ConnError, r.Timeout, r.Cut)
+	if r.Cut > 0 {
+		fmt.Fprintf(&b, " (%d after their end of DATA: accepted or not, no reply came to tell)", r.CutAfterData)
+	}
+	fmt.Fprintf(&b, "; %d unsent", r.Unsent)
 	r.writeTail(&b, "accepted")
 	return b.String()
 }
@@ -258,13 +309,16 @@ func (r Result) Progress() string {
 	return r.progress("sent", "msg/s", "accepted", r.Sent, r.Accepted)
 }
 
-// StatusFigures are the load-surge fault's Status figures: scheduled, sent,
-// accepted, tempfail, rejected, conn_error, timeout, unsent, in_flight, backlog,
-// rate (msg/s), p50_ms, p99_ms and lag_p99_ms.
+// StatusFigures are the load-surge fault's Status figures: scheduled and
+// offered, elapsed_s, scheduling, sent, accepted, tempfail, rejected,
+// conn_error, timeout, cut, cut_after_data, unsent, in_flight, backlog,
+// rate and offered_rate (msg/s), p50_ms, p99_ms, lag_p99_ms, and the
+// latency histogram (see package loadfig for their meaning).
 func (r Result) StatusFigures() map[string]float64 {
 	m := r.statusFigures()
-	for k, v := range map[string]int64{"sent": r.Sent, "accepted": r.Accepted, "tempfail": r.Tempfail, "rejected": r.Rejected,
-		"conn_error": r.ConnError, "timeout": r.Timeout} {
+	for k, v := range map[string]int64{"sent": r.Sent, loadfig.Accepted: r.Accepted, loadfig.Tempfail: r.Tempfail,
+		loadfig.Rejected: r.Rejected, loadfig.ConnError: r.ConnError, loadfig.Timeout: r.Timeout, loadfig.Cut: r.Cut,
+		loadfig.CutAfterData: r.CutAfterData} {
 		m[k] = float64(v)
 	}
 	return m

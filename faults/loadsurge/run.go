@@ -236,6 +236,9 @@ func (r *Run) Snapshot() Result {
 		Rejected:   counts[Rejected],
 		ConnError:  counts[ConnError],
 		Timeout:    counts[Timeout],
+		Cut:        counts[Cut],
+		// Only cut messages are booked as uncertain (see worker.finish).
+		CutAfterData: f.uncertain,
 	}
 }
 

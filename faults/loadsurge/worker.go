@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"time"
@@ -104,7 +105,13 @@ func (w *worker) take(t *txn, wait bool) bool {
 }
 
 // finish books t's outcome.
-func (w *worker) finish(t *txn, o Outcome) { w.r.finish(t.seq, int(o), time.Since(t.due), t.lag) }
+func (w *worker) finish(t *txn, o Outcome) { w.finishAs(t, o, false) }
+
+// finishAs books t's outcome; afterData says that t's end of DATA was
+// sent, which makes a cut message one the server may have accepted.
+func (w *worker) finishAs(t *txn, o Outcome, afterData bool) {
+	w.r.finishAs(t.seq, int(o), time.Since(t.due), t.lag, afterData && o == Cut)
+}
 
 // transact runs t's transaction, opening a session if needed, and books its
 // outcome. It reports whether it took the next message into next, whose
@@ -116,10 +123,16 @@ func (w *worker) transact(t, next *txn) bool {
 		if t.pending {
 			// The session broke before the replies to t's commands came
 			// (its body was never sent): start t again on a new session,
-			// unless the run is ending.
+			// unless the run is ending. At the hard end it was under way
+			// (its commands were sent), so it is cut; otherwise it is
+			// unsent.
 			t.pending = false
 			if r.dropping() {
-				w.finish(t, Unsent)
+				o := Unsent
+				if r.ctx.Err() != nil {
+					o = Cut
+				}
+				w.finish(t, o)
 				return false
 			}
 		}
@@ -153,10 +166,11 @@ func (w *worker) transact(t, next *txn) bool {
 	}
 	w.setDeadline()
 	err := w.flush()
+	afterData := err == nil
 	if err == nil {
 		err = w.reply("end of data", 250)
 	}
-	w.finish(t, w.classify(err))
+	w.finishAs(t, w.classify(err), afterData)
 	switch {
 	case err != nil && sessionBroken(err):
 		w.hangUp(false) // next, if taken, starts again on a new session
@@ -464,8 +478,8 @@ func (w *worker) classify(err error) Outcome {
 		}
 		return ConnError
 	}
-	if w.r.ctx.Err() != nil {
-		return Timeout // the run was aborted while waiting
+	if w.r.ctx.Err() != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return Cut // the run's hard end closed the connection under it
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -159,6 +159,9 @@ func (d *decoder) decodeNode(n ast.Node, v reflect.Value, path string, errs *Err
 			return
 		case encoding.TextUnmarshaler:
 			text, ok := scalarText(val.node)
+			if !ok && isMapping(val.node) && v.Kind() == reflect.Struct && len(d.fieldsOf(v.Type()).list) > 0 {
+				break // the long form: a mapping of the struct's fields
+			}
 			if !ok {
 				d.typeError(val, v.Type(), path, errs)
 				return
@@ -285,6 +288,9 @@ func typeWord(t reflect.Type) string {
 	case t == reflect.TypeFor[time.Duration]():
 		return "a duration such as 500ms or 30s"
 	case reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()):
+		if longForm(t) {
+			return "a string or a mapping"
+		}
 		return "a string"
 	}
 	switch t.Kind() {
@@ -795,6 +801,15 @@ func (d *decoder) fieldsOf(t reflect.Type) *fieldSet {
 		d.fields[t] = fs
 	}
 	return fs
+}
+
+// longForm reports whether t is a struct type with yaml-tagged fields that
+// implements encoding.TextUnmarshaler: a value of it is written either as
+// a scalar (its short form, for UnmarshalText) or as a mapping of its
+// fields (its long form).
+func longForm(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) &&
+		len(structFields(t).list) > 0
 }
 
 // structFields lists the fields of struct type t that have a yaml tag

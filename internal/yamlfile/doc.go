@@ -44,6 +44,11 @@
 //     beyond int's range), float64, bool, nil.
 //   - types implementing [Unmarshaler] decode themselves from the node;
 //     types implementing [encoding.TextUnmarshaler] from a scalar's text.
+//     A struct type with yaml-tagged fields implementing
+//     encoding.TextUnmarshaler may be written either way: a scalar is its
+//     short form, given to UnmarshalText; a mapping sets its fields as for
+//     any struct (so that a list may mix short and long items, such as
+//     users given as an address, or as address, login and password).
 //
 // A null (~, null, or nothing after the colon) leaves the value unchanged.
 // Pointers are allocated (a pointer that was set points to a fresh copy

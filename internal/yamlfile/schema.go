@@ -40,8 +40,10 @@ const DurationPattern = `^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms
 // than t are described once under $defs and referred to with $ref, so
 // recursive types are fine. The struct tags doc and jsonschema add
 // descriptions and constraints (see the package documentation); a type
-// implementing [JSONSchemaer] describes itself. The schema does not admit
-// null, which decoding accepts (and ignores) everywhere.
+// implementing [JSONSchemaer] describes itself, and a struct type with
+// yaml-tagged fields implementing [encoding.TextUnmarshaler] is one of a
+// string and the struct. The schema does not admit null, which decoding accepts (and
+// ignores) everywhere.
 func Schema(t reflect.Type, title string) ([]byte, error) {
 	if t == nil {
 		return nil, errors.New("yamlfile: Schema needs a type")
@@ -105,9 +107,21 @@ func (g *schemaGen) special(t reflect.Type) map[string]any {
 	case pt.Implements(reflect.TypeFor[Unmarshaler]()):
 		return map[string]any{} // anything: the type's own grammar
 	case pt.Implements(reflect.TypeFor[encoding.TextUnmarshaler]()):
+		if longForm(t) {
+			return nil // a string or the struct: see schemaOf
+		}
 		return map[string]any{"type": "string"}
 	}
 	return nil
+}
+
+// shortOrLong wraps the schema of a struct type that may also be written
+// as a string (see longForm).
+func shortOrLong(t reflect.Type, long map[string]any) map[string]any {
+	if !longForm(t) {
+		return long
+	}
+	return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, long}}
 }
 
 // schemaOf returns a fresh schema of t; where is the field path, for errors.
@@ -159,7 +173,7 @@ func (g *schemaGen) schemaOf(t reflect.Type, where string) (map[string]any, erro
 			return g.structSchema(t, where)
 		}
 		if t == g.root {
-			return map[string]any{"$ref": "#"}, nil
+			return shortOrLong(t, map[string]any{"$ref": "#"}), nil
 		}
 		name, ok := g.names[t]
 		if !ok {
@@ -171,7 +185,7 @@ func (g *schemaGen) schemaOf(t reflect.Type, where string) (map[string]any, erro
 			}
 			g.defs[name] = s
 		}
-		return map[string]any{"$ref": "#/$defs/" + name}, nil
+		return shortOrLong(t, map[string]any{"$ref": "#/$defs/" + name}), nil
 	}
 	if where == "" {
 		return nil, fmt.Errorf("cannot describe Go type %s", t)

@@ -85,7 +85,7 @@ func (x Error_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Kind.Descriptor instead.
 func (Error_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{10, 0}
+	return file_fault_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type DescribeRequest struct {
@@ -477,9 +477,15 @@ type Target struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Endpoints map[string]string      `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Links     []*Link                `protobuf:"bytes,2,rep,name=links,proto3" json:"links,omitempty"`
-	Users     []string               `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	// users are the addresses of the target's users, in order. The host
+	// fills it for plugins built before accounts existed.
+	Users []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
 	// toxiproxy is the base URL of the toxiproxy API that owns the links.
-	Toxiproxy     string `protobuf:"bytes,4,opt,name=toxiproxy,proto3" json:"toxiproxy,omitempty"`
+	Toxiproxy string `protobuf:"bytes,4,opt,name=toxiproxy,proto3" json:"toxiproxy,omitempty"`
+	// accounts are the same users with how they log in, in the same order.
+	// When it is empty (a host built before it), users are read as accounts
+	// with the default log-in: the address and the default password.
+	Accounts      []*User `protobuf:"bytes,5,rep,name=accounts,proto3" json:"accounts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +548,76 @@ func (x *Target) GetToxiproxy() string {
 	return ""
 }
 
+func (x *Target) GetAccounts() []*User {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+// User is one mailbox of the target and the account that reads it.
+type User struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// login is the IMAP log-in name; empty means the address.
+	Login string `protobuf:"bytes,2,opt,name=login,proto3" json:"login,omitempty"`
+	// password is the log-in password; empty means the default, "password".
+	Password      string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_fault_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_fault_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_fault_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *User) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *User) GetLogin() string {
+	if x != nil {
+		return x.Login
+	}
+	return ""
+}
+
+func (x *User) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
 // Link is a proxied hop: clients connect to listen, the proxy forwards to
 // upstream.
 type Link struct {
@@ -555,7 +631,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_fault_proto_msgTypes[6]
+	mi := &file_fault_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +643,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[6]
+	mi := &file_fault_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +656,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{6}
+	return file_fault_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Link) GetName() string {
@@ -622,7 +698,7 @@ type Handle struct {
 
 func (x *Handle) Reset() {
 	*x = Handle{}
-	mi := &file_fault_proto_msgTypes[7]
+	mi := &file_fault_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +710,7 @@ func (x *Handle) String() string {
 func (*Handle) ProtoMessage() {}
 
 func (x *Handle) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[7]
+	mi := &file_fault_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +723,7 @@ func (x *Handle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handle.ProtoReflect.Descriptor instead.
 func (*Handle) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{7}
+	return file_fault_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Handle) GetId() string {
@@ -717,7 +793,7 @@ type ToxicRef struct {
 
 func (x *ToxicRef) Reset() {
 	*x = ToxicRef{}
-	mi := &file_fault_proto_msgTypes[8]
+	mi := &file_fault_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +805,7 @@ func (x *ToxicRef) String() string {
 func (*ToxicRef) ProtoMessage() {}
 
 func (x *ToxicRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[8]
+	mi := &file_fault_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +818,7 @@ func (x *ToxicRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToxicRef.ProtoReflect.Descriptor instead.
 func (*ToxicRef) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{8}
+	return file_fault_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ToxicRef) GetProxy() string {
@@ -771,7 +847,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_fault_proto_msgTypes[9]
+	mi := &file_fault_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +859,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[9]
+	mi := &file_fault_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +872,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{9}
+	return file_fault_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Status) GetActive() bool {
@@ -838,7 +914,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fault_proto_msgTypes[10]
+	mi := &file_fault_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +926,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[10]
+	mi := &file_fault_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +939,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{10}
+	return file_fault_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetKind() Error_Kind {
@@ -915,7 +991,7 @@ type ParamProblem struct {
 
 func (x *ParamProblem) Reset() {
 	*x = ParamProblem{}
-	mi := &file_fault_proto_msgTypes[11]
+	mi := &file_fault_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1003,7 @@ func (x *ParamProblem) String() string {
 func (*ParamProblem) ProtoMessage() {}
 
 func (x *ParamProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[11]
+	mi := &file_fault_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1016,7 @@ func (x *ParamProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParamProblem.ProtoReflect.Descriptor instead.
 func (*ParamProblem) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{11}
+	return file_fault_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ParamProblem) GetFault() string {
@@ -987,7 +1063,7 @@ type ValidateRequest struct {
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_fault_proto_msgTypes[12]
+	mi := &file_fault_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1075,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[12]
+	mi := &file_fault_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1088,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{12}
+	return file_fault_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ValidateRequest) GetRequest() *Request {
@@ -1031,7 +1107,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_fault_proto_msgTypes[13]
+	mi := &file_fault_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1119,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[13]
+	mi := &file_fault_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1132,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{13}
+	return file_fault_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValidateResponse) GetError() *Error {
@@ -1075,7 +1151,7 @@ type InjectRequest struct {
 
 func (x *InjectRequest) Reset() {
 	*x = InjectRequest{}
-	mi := &file_fault_proto_msgTypes[14]
+	mi := &file_fault_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1163,7 @@ func (x *InjectRequest) String() string {
 func (*InjectRequest) ProtoMessage() {}
 
 func (x *InjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[14]
+	mi := &file_fault_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1176,7 @@ func (x *InjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectRequest.ProtoReflect.Descriptor instead.
 func (*InjectRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{14}
+	return file_fault_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InjectRequest) GetRequest() *Request {
@@ -1120,7 +1196,7 @@ type InjectResponse struct {
 
 func (x *InjectResponse) Reset() {
 	*x = InjectResponse{}
-	mi := &file_fault_proto_msgTypes[15]
+	mi := &file_fault_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1208,7 @@ func (x *InjectResponse) String() string {
 func (*InjectResponse) ProtoMessage() {}
 
 func (x *InjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[15]
+	mi := &file_fault_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1221,7 @@ func (x *InjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectResponse.ProtoReflect.Descriptor instead.
 func (*InjectResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{15}
+	return file_fault_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InjectResponse) GetHandle() *Handle {
@@ -1171,7 +1247,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_fault_proto_msgTypes[16]
+	mi := &file_fault_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1259,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[16]
+	mi := &file_fault_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1272,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{16}
+	return file_fault_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveRequest) GetHandle() *Handle {
@@ -1215,7 +1291,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_fault_proto_msgTypes[17]
+	mi := &file_fault_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1303,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[17]
+	mi := &file_fault_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1316,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{17}
+	return file_fault_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveResponse) GetError() *Error {
@@ -1259,7 +1335,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_fault_proto_msgTypes[18]
+	mi := &file_fault_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1347,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[18]
+	mi := &file_fault_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1360,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{18}
+	return file_fault_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusRequest) GetHandle() *Handle {
@@ -1304,7 +1380,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_fault_proto_msgTypes[19]
+	mi := &file_fault_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1392,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[19]
+	mi := &file_fault_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1405,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{19}
+	return file_fault_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetStatus() *Status {
@@ -1385,15 +1461,20 @@ const file_fault_proto_rawDesc = "" +
 	"\x06ttl_ns\x18\b \x01(\x03R\x05ttlNs\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
 	"\x06Target\x12H\n" +
 	"\tendpoints\x18\x01 \x03(\v2*.mailchaos.plugin.v1.Target.EndpointsEntryR\tendpoints\x12/\n" +
 	"\x05links\x18\x02 \x03(\v2\x19.mailchaos.plugin.v1.LinkR\x05links\x12\x14\n" +
 	"\x05users\x18\x03 \x03(\tR\x05users\x12\x1c\n" +
-	"\ttoxiproxy\x18\x04 \x01(\tR\ttoxiproxy\x1a<\n" +
+	"\ttoxiproxy\x18\x04 \x01(\tR\ttoxiproxy\x125\n" +
+	"\baccounts\x18\x05 \x03(\v2\x19.mailchaos.plugin.v1.UserR\baccounts\x1a<\n" +
 	"\x0eEndpointsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
+	"\x04User\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05login\x18\x02 \x01(\tR\x05login\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"N\n" +
 	"\x04Link\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06listen\x18\x02 \x01(\tR\x06listen\x12\x1a\n" +
@@ -1476,7 +1557,7 @@ func file_fault_proto_rawDescGZIP() []byte {
 }
 
 var file_fault_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fault_proto_goTypes = []any{
 	(Error_Kind)(0),          // 0: mailchaos.plugin.v1.Error.Kind
 	(*DescribeRequest)(nil),  // 1: mailchaos.plugin.v1.DescribeRequest
@@ -1485,64 +1566,66 @@ var file_fault_proto_goTypes = []any{
 	(*Param)(nil),            // 4: mailchaos.plugin.v1.Param
 	(*Request)(nil),          // 5: mailchaos.plugin.v1.Request
 	(*Target)(nil),           // 6: mailchaos.plugin.v1.Target
-	(*Link)(nil),             // 7: mailchaos.plugin.v1.Link
-	(*Handle)(nil),           // 8: mailchaos.plugin.v1.Handle
-	(*ToxicRef)(nil),         // 9: mailchaos.plugin.v1.ToxicRef
-	(*Status)(nil),           // 10: mailchaos.plugin.v1.Status
-	(*Error)(nil),            // 11: mailchaos.plugin.v1.Error
-	(*ParamProblem)(nil),     // 12: mailchaos.plugin.v1.ParamProblem
-	(*ValidateRequest)(nil),  // 13: mailchaos.plugin.v1.ValidateRequest
-	(*ValidateResponse)(nil), // 14: mailchaos.plugin.v1.ValidateResponse
-	(*InjectRequest)(nil),    // 15: mailchaos.plugin.v1.InjectRequest
-	(*InjectResponse)(nil),   // 16: mailchaos.plugin.v1.InjectResponse
-	(*RemoveRequest)(nil),    // 17: mailchaos.plugin.v1.RemoveRequest
-	(*RemoveResponse)(nil),   // 18: mailchaos.plugin.v1.RemoveResponse
-	(*StatusRequest)(nil),    // 19: mailchaos.plugin.v1.StatusRequest
-	(*StatusResponse)(nil),   // 20: mailchaos.plugin.v1.StatusResponse
-	nil,                      // 21: mailchaos.plugin.v1.Request.ParamsEntry
-	nil,                      // 22: mailchaos.plugin.v1.Target.EndpointsEntry
-	nil,                      // 23: mailchaos.plugin.v1.Handle.DataEntry
-	nil,                      // 24: mailchaos.plugin.v1.Status.FiguresEntry
+	(*User)(nil),             // 7: mailchaos.plugin.v1.User
+	(*Link)(nil),             // 8: mailchaos.plugin.v1.Link
+	(*Handle)(nil),           // 9: mailchaos.plugin.v1.Handle
+	(*ToxicRef)(nil),         // 10: mailchaos.plugin.v1.ToxicRef
+	(*Status)(nil),           // 11: mailchaos.plugin.v1.Status
+	(*Error)(nil),            // 12: mailchaos.plugin.v1.Error
+	(*ParamProblem)(nil),     // 13: mailchaos.plugin.v1.ParamProblem
+	(*ValidateRequest)(nil),  // 14: mailchaos.plugin.v1.ValidateRequest
+	(*ValidateResponse)(nil), // 15: mailchaos.plugin.v1.ValidateResponse
+	(*InjectRequest)(nil),    // 16: mailchaos.plugin.v1.InjectRequest
+	(*InjectResponse)(nil),   // 17: mailchaos.plugin.v1.InjectResponse
+	(*RemoveRequest)(nil),    // 18: mailchaos.plugin.v1.RemoveRequest
+	(*RemoveResponse)(nil),   // 19: mailchaos.plugin.v1.RemoveResponse
+	(*StatusRequest)(nil),    // 20: mailchaos.plugin.v1.StatusRequest
+	(*StatusResponse)(nil),   // 21: mailchaos.plugin.v1.StatusResponse
+	nil,                      // 22: mailchaos.plugin.v1.Request.ParamsEntry
+	nil,                      // 23: mailchaos.plugin.v1.Target.EndpointsEntry
+	nil,                      // 24: mailchaos.plugin.v1.Handle.DataEntry
+	nil,                      // 25: mailchaos.plugin.v1.Status.FiguresEntry
 }
 var file_fault_proto_depIdxs = []int32{
 	3,  // 0: mailchaos.plugin.v1.DescribeResponse.spec:type_name -> mailchaos.plugin.v1.Spec
-	11, // 1: mailchaos.plugin.v1.DescribeResponse.error:type_name -> mailchaos.plugin.v1.Error
+	12, // 1: mailchaos.plugin.v1.DescribeResponse.error:type_name -> mailchaos.plugin.v1.Error
 	4,  // 2: mailchaos.plugin.v1.Spec.params:type_name -> mailchaos.plugin.v1.Param
 	6,  // 3: mailchaos.plugin.v1.Request.target:type_name -> mailchaos.plugin.v1.Target
-	21, // 4: mailchaos.plugin.v1.Request.params:type_name -> mailchaos.plugin.v1.Request.ParamsEntry
-	22, // 5: mailchaos.plugin.v1.Target.endpoints:type_name -> mailchaos.plugin.v1.Target.EndpointsEntry
-	7,  // 6: mailchaos.plugin.v1.Target.links:type_name -> mailchaos.plugin.v1.Link
-	9,  // 7: mailchaos.plugin.v1.Handle.toxics:type_name -> mailchaos.plugin.v1.ToxicRef
-	23, // 8: mailchaos.plugin.v1.Handle.data:type_name -> mailchaos.plugin.v1.Handle.DataEntry
-	24, // 9: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
-	0,  // 10: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
-	12, // 11: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
-	8,  // 12: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
-	5,  // 13: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
-	11, // 14: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
-	5,  // 15: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
-	8,  // 16: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
-	11, // 17: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
-	8,  // 18: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	11, // 19: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
-	8,  // 20: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	10, // 21: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
-	11, // 22: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
-	1,  // 23: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
-	13, // 24: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
-	15, // 25: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
-	17, // 26: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
-	19, // 27: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
-	2,  // 28: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
-	14, // 29: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
-	16, // 30: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
-	18, // 31: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
-	20, // 32: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	22, // 4: mailchaos.plugin.v1.Request.params:type_name -> mailchaos.plugin.v1.Request.ParamsEntry
+	23, // 5: mailchaos.plugin.v1.Target.endpoints:type_name -> mailchaos.plugin.v1.Target.EndpointsEntry
+	8,  // 6: mailchaos.plugin.v1.Target.links:type_name -> mailchaos.plugin.v1.Link
+	7,  // 7: mailchaos.plugin.v1.Target.accounts:type_name -> mailchaos.plugin.v1.User
+	10, // 8: mailchaos.plugin.v1.Handle.toxics:type_name -> mailchaos.plugin.v1.ToxicRef
+	24, // 9: mailchaos.plugin.v1.Handle.data:type_name -> mailchaos.plugin.v1.Handle.DataEntry
+	25, // 10: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
+	0,  // 11: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
+	13, // 12: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
+	9,  // 13: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
+	5,  // 14: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
+	12, // 15: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
+	5,  // 16: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
+	9,  // 17: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
+	12, // 18: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
+	9,  // 19: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	12, // 20: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
+	9,  // 21: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	11, // 22: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
+	12, // 23: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
+	1,  // 24: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
+	14, // 25: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
+	16, // 26: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
+	18, // 27: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
+	20, // 28: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
+	2,  // 29: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
+	15, // 30: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
+	17, // 31: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
+	19, // 32: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
+	21, // 33: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_fault_proto_init() }
@@ -1556,7 +1639,7 @@ func file_fault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fault_proto_rawDesc), len(file_fault_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

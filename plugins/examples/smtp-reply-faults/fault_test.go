@@ -79,7 +79,7 @@ func TestRcptAnsweredWithTheFault(t *testing.T) {
 	run := stack(t)
 	inj := New()
 	ctx := context.Background()
-	to := run.Target.Users[0]
+	to := run.Target.Users[0].Address
 	require.NoError(t, send(t, run.Target.Endpoints["smtp"], to), "mail flows before the fault")
 
 	h, err := inj.Inject(ctx, request(run, sdk.Params{"command": "rcpt", "code": "452", "text": "4.2.2 mailbox full"}))
@@ -109,7 +109,7 @@ func TestFractionOfMailAnswered(t *testing.T) {
 	failed := 0
 	const n = 60
 	for range n {
-		if err := send(t, run.Target.Endpoints["smtp"], run.Target.Users[0]); err != nil {
+		if err := send(t, run.Target.Endpoints["smtp"], run.Target.Users[0].Address); err != nil {
 			require.Contains(t, err.Error(), "421")
 			failed++
 		}
@@ -128,11 +128,11 @@ func TestGreetingRefusedAndTarpit(t *testing.T) {
 	ctx := context.Background()
 	h, err := inj.Inject(ctx, request(run, sdk.Params{"command": "greeting", "code": "554", "text": "5.7.1 go away"}))
 	require.NoError(t, err)
-	err = send(t, run.Target.Endpoints["smtp"], run.Target.Users[0])
+	err = send(t, run.Target.Endpoints["smtp"], run.Target.Users[0].Address)
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "554") || strings.Contains(err.Error(), "go away"), err.Error())
 	require.NoError(t, inj.Remove(ctx, h))
-	require.NoError(t, send(t, run.Target.Endpoints["smtp"], run.Target.Users[0]))
+	require.NoError(t, send(t, run.Target.Endpoints["smtp"], run.Target.Users[0].Address))
 }
 
 func TestEndsByItselfAtTTL(t *testing.T) {
@@ -144,5 +144,5 @@ func TestEndsByItselfAtTTL(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return !inj.ic.Active(h) }, 20*time.Second, 50*time.Millisecond,
 		"the interception outlived its TTL")
-	require.NoError(t, send(t, run.Target.Endpoints["smtp"], run.Target.Users[0]))
+	require.NoError(t, send(t, run.Target.Endpoints["smtp"], run.Target.Users[0].Address))
 }

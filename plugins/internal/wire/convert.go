@@ -30,9 +30,15 @@ func SpecFromProto(s *proto.Spec) faults.Spec {
 
 // RequestToProto converts a request to its message.
 func RequestToProto(r faults.Request) *proto.Request {
-	t := &proto.Target{Endpoints: r.Target.Endpoints, Users: r.Target.Users, Toxiproxy: r.Target.Toxiproxy}
+	t := &proto.Target{Endpoints: r.Target.Endpoints, Toxiproxy: r.Target.Toxiproxy}
 	for _, l := range r.Target.Links {
 		t.Links = append(t.Links, &proto.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream})
+	}
+	for _, u := range r.Target.Users {
+		// users carries the addresses alone, for plugins that predate
+		// accounts.
+		t.Users = append(t.Users, u.Address)
+		t.Accounts = append(t.Accounts, &proto.User{Address: u.Address, Login: u.Login, Password: u.Password})
 	}
 	return &proto.Request{Id: r.ID, Owner: r.Owner, Fault: r.Fault, Target: t, Links: r.Links, Params: r.Params,
 		DurationNs: int64(r.Duration), TtlNs: int64(r.TTL)}
@@ -43,9 +49,19 @@ func RequestFromProto(r *proto.Request) faults.Request {
 	t := r.GetTarget()
 	out := faults.Request{ID: r.GetId(), Owner: r.GetOwner(), Fault: r.GetFault(), Links: r.GetLinks(),
 		Params: faults.Params(r.GetParams()), Duration: time.Duration(r.GetDurationNs()), TTL: time.Duration(r.GetTtlNs()),
-		Target: faults.Target{Endpoints: t.GetEndpoints(), Users: t.GetUsers(), Toxiproxy: t.GetToxiproxy()}}
+		Target: faults.Target{Endpoints: t.GetEndpoints(), Toxiproxy: t.GetToxiproxy()}}
 	for _, l := range t.GetLinks() {
 		out.Target.Links = append(out.Target.Links, faults.Link{Name: l.GetName(), Listen: l.GetListen(), Upstream: l.GetUpstream()})
+	}
+	if accts := t.GetAccounts(); len(accts) > 0 {
+		for _, u := range accts {
+			out.Target.Users = append(out.Target.Users, faults.User{Address: u.GetAddress(), Login: u.GetLogin(), Password: u.GetPassword()})
+		}
+	} else {
+		// A host that predates accounts: addresses with the default log-in.
+		for _, a := range t.GetUsers() {
+			out.Target.Users = append(out.Target.Users, faults.User{Address: a})
+		}
 	}
 	if out.Params == nil {
 		out.Params = faults.Params{}

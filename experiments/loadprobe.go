@@ -1,0 +1,116 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
+	"github.com/mailchaos/mailchaos/internal/suggest"
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
+)
+
+var _ probes.LoadReader = (*runner)(nil)
+
+// LoadStatus reads the live Status of a load-surge step of the method,
+// for the load probe (see [probes.LoadReader]): the step named step, or
+// with step "" the method's only load-surge step. running is false while
+// the step's fault is not in place (before its injection, once removed).
+func (r *runner) LoadStatus(ctx context.Context, step string) (faults.Status, bool, error) {
+	i, err := r.exp.loadStep(step)
+	if err != nil {
+		return faults.Status{}, false, err
+	}
+	r.mu.Lock()
+	var a activeFault
+	found := false
+	for _, x := range r.active {
+		if x.step == i {
+			a, found = x, true
+			break
+		}
+	}
+	r.mu.Unlock()
+	if !found {
+		return faults.Status{}, false, nil
+	}
+	st, err := a.inj.Status(ctx, a.handle)
+	if err != nil {
+		return faults.Status{}, true, fmt.Errorf("status of method[%d] (%s): %w", i, a.handle.Fault, err)
+	}
+	return st, true, nil
+}
+
+// loadSteps returns the indexes of the method's load-surge steps and the
+// names of those that have one.
+func (e *Experiment) loadSteps() (idx []int, names []string) {
+	for i, st := range e.Method {
+		if st.Fault != loadfig.FaultName {
+			continue
+		}
+		idx = append(idx, i)
+		if st.Name != "" {
+			names = append(names, st.Name)
+		}
+	}
+	return idx, names
+}
+
+// loadStep resolves the step parameter of a load probe: the index of the
+// load-surge step named name, or with name "" of the only one.
+func (e *Experiment) loadStep(name string) (int, error) {
+	idx, names := e.loadSteps()
+	if name == "" {
+		switch len(idx) {
+		case 0:
+			return -1, fmt.Errorf("the method has no %s step to read", loadfig.FaultName)
+		case 1:
+			return idx[0], nil
+		}
+		return -1, fmt.Errorf("the method has %d %s steps (%s): name the one to read with parameter step",
+			len(idx), loadfig.FaultName, stepList(names))
+	}
+	for i, st := range e.Method {
+		if st.Name != name {
+			continue
+		}
+		if st.Fault != loadfig.FaultName {
+			return -1, fmt.Errorf("method step %q is not a %s step but %s (%s steps: %s)", name,
+				loadfig.FaultName, st.Fault, loadfig.FaultName, stepList(names))
+		}
+		return i, nil
+	}
+	return -1, fmt.Errorf("no method step is named %q%s (%s steps: %s)", name, suggest.Hint(name, names),
+		loadfig.FaultName, stepList(names))
+}
+
+// stepList writes the names of steps for messages.
+func stepList(names []string) string {
+	if len(names) == 0 {
+		return "none has a name; give it one with name:"
+	}
+	return strings.Join(names, ", ")
+}
+
+// validateLoadProbes checks that every load probe reads a load-surge step
+// of the method: the error is at its step parameter (at the probe when the
+// parameter is not given), with the valid names.
+func (e *Experiment) validateLoadProbes() []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	for i, s := range e.SteadyState {
+		if s.Probe != probes.KindLoad {
+			continue
+		}
+		name, given := s.Params["step"]
+		if _, err := e.loadStep(name); err != nil {
+			field := fmt.Sprintf("steady-state[%d].params.step", i)
+			if !given {
+				field = fmt.Sprintf("steady-state[%d].probe", i)
+			}
+			errs = append(errs, yamlfile.FieldError{Field: field, Msg: err.Error()})
+		}
+	}
+	return errs
+}

@@ -1,0 +1,280 @@
+package probes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailchaos/mailchaos/faults"
+)
+
+// KindSMTPTransaction is the smtp-transaction probe's name.
+const KindSMTPTransaction = "smtp-transaction"
+
+// Reply classes of the smtp-transaction probe, in [Sample.Class].
+const (
+	// Class2xx: the server accepted the message (2xx after the end of
+	// DATA).
+	Class2xx = "2xx"
+	// Class4xx: a 4xx reply (a temporary failure) at any step, greeting
+	// to end of DATA.
+	Class4xx = "4xx"
+	// Class5xx: a 5xx reply (a permanent failure) at any step.
+	Class5xx = "5xx"
+	// ClassTimeout: no reply by the sample's timeout.
+	ClassTimeout = "timeout"
+	// ClassConnError: the connection was refused or failed, or the server
+	// answered something that is not the SMTP reply expected.
+	ClassConnError = "conn-error"
+)
+
+// smtpTxHelo is the name the smtp-transaction probe greets the server with.
+const smtpTxHelo = "mailchaos-probe.invalid"
+
+// SMTPTransactionKind is the smtp-transaction probe: what an SMTP client
+// (another MTA, an application submitting mail) experiences. Each sample
+// is one clean message on a fresh connection: connect, greeting, EHLO,
+// MAIL, RCPT, DATA, the message, and the server's reply to the end of
+// DATA, then QUIT (not timed). With a pre-queue (milter) scanner the scan
+// happens before that last reply, so a slow scanner shows here as latency,
+// and an overloaded one as 4xx replies.
+//
+// With measure latency (default, unit "s") the value is the seconds from
+// the start of the connect to the reply to the end of DATA, and a reply
+// other than 2xx at any step, a timeout or a connection failure is a failed
+// sample. With measure success (unit "ratio") the value is 1 for a 2xx
+// reply to the end of DATA and 0 otherwise, and no sample is failed. Either
+// way the sample's Class is the outcome (Class2xx, Class4xx, Class5xx,
+// ClassTimeout or ClassConnError) and, for anything but 2xx, its Err starts
+// with the class and holds the step and the server's reply
+// ("4xx: smtp 127.0.0.1:25: end of DATA: 451 4.7.1 try again later").
+//
+// Each message carries a Message-ID and X-Mailchaos-Id:
+// <RunID>-<Name>-<n>, like the canary's, so that the stack's records can
+// tell it from other mail.
+func SMTPTransactionKind() Kind {
+	k := Kind{
+		Name:    KindSMTPTransaction,
+		Summary: "SMTP transaction latency or success as a client sees it: connect to the reply after the end of DATA",
+		Unit:    "s",
+		Params: []faults.Param{
+			{Name: "endpoint", Type: faults.TypeString, Default: "smtp",
+				Doc: "the SMTP server: a name in the target's endpoints or a host:port address"},
+			{Name: "from", Type: faults.TypeString,
+				Doc: "envelope and header sender (default: the target's first user, else alice@example.test)"},
+			{Name: "to", Type: faults.TypeString,
+				Doc: "the recipient (default: the target's first user, else alice@example.test)"},
+			{Name: "size", Type: faults.TypeSize, Default: "1KiB", Min: "0", Max: "10MiB", Unit: "bytes",
+				Doc: "size of the message's body"},
+			{Name: "measure", Type: faults.TypeEnum, Default: MeasureLatency, Enum: []string{MeasureLatency, MeasureSuccess},
+				Doc: "latency: seconds from connect to the reply after the end of DATA, anything but 2xx is a failed sample; success: 1 for a 2xx reply after the end of DATA, else 0 (unit ratio)"},
+		},
+	}
+	k.New = func(cfg Config) (Probe, error) {
+		v, err := checkParams(k, cfg)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := resolveEndpoint(k.Name, "endpoint", v.String("endpoint"), cfg.Target)
+		if err != nil {
+			return nil, err
+		}
+		from, to := v.String("from"), v.String("to")
+		if from == "" {
+			from = defaultUser(cfg.Target).Address
+		}
+		if to == "" {
+			to = defaultUser(cfg.Target).Address
+		}
+		for _, a := range []struct{ param, addr string }{{"from", from}, {"to", to}} {
+			if parsed, err := mail.ParseAddress(a.addr); err != nil || parsed.Address != a.addr {
+				return nil, &faults.ParamError{Fault: k.Name, Param: a.param, Value: a.addr,
+					Msg: "not a plain e-mail address", Allowed: "such as alice@example.test"}
+			}
+		}
+		if strings.ContainsAny(cfg.RunID+cfg.Name, "\r\n\t ") {
+			return nil, fmt.Errorf("%s: run ID %q and SLI name %q must not contain spaces or line breaks", k.Name, cfg.RunID, cfg.Name)
+		}
+		name, runID := cfg.Name, cfg.RunID
+		if name == "" {
+			name = k.Name
+		}
+		if runID == "" {
+			runID = strconv.FormatInt(time.Now().UnixNano(), 36)
+		}
+		domain := "mailchaos.invalid"
+		if i := strings.LastIndexByte(from, '@'); i >= 0 && i < len(from)-1 {
+			domain = from[i+1:]
+		}
+		return &smtpTxProbe{prefix: runID + "-" + name + "-", addr: addr, from: from, to: to, domain: domain,
+			body: smtpTxBody(int(v.Size("size"))), success: v.String("measure") == MeasureSuccess}, nil
+	}
+	return k
+}
+
+// smtpTxBody returns size bytes of plain text in CRLF lines.
+func smtpTxBody(size int) []byte {
+	const line = "mailchaos smtp-transaction probe: this message measures SMTP acceptance and may be deleted.\r\n"
+	var b bytes.Buffer
+	for b.Len() < size {
+		b.WriteString(line)
+	}
+	if b.Len() > size {
+		b.Truncate(max(0, size-2))
+		if size >= 2 {
+			b.WriteString("\r\n")
+		}
+	}
+	return b.Bytes()
+}
+
+// smtpTxProbe sends one message per sample on a connection of its own.
+// Measure is safe for concurrent use.
+type smtpTxProbe struct {
+	prefix           string
+	addr             string
+	from, to, domain string
+	body             []byte
+	success          bool
+	seq              atomic.Uint64
+}
+
+var _ Probe = (*smtpTxProbe)(nil)
+
+// Measure sends one message and returns by ctx's deadline.
+func (p *smtpTxProbe) Measure(ctx context.Context) Sample {
+	start := time.Now()
+	id := p.prefix + strconv.FormatUint(p.seq.Add(1), 10)
+	elapsed, err := p.send(ctx, id, start)
+	if err == nil {
+		if p.success {
+			return Sample{At: start, Value: 1, Class: Class2xx}
+		}
+		return Sample{At: start, Value: elapsed.Seconds(), Class: Class2xx}
+	}
+	class := replyClass(err)
+	return Sample{At: start, Failed: !p.success, Class: class, Err: class + ": " + err.Error()}
+}
+
+// send runs one transaction bounded by ctx and returns the time from the
+// start of the connect to the reply to the end of DATA. The QUIT that
+// follows is not timed, and its failure ignored.
+func (p *smtpTxProbe) send(ctx context.Context, id string, at time.Time) (time.Duration, error) {
+	start := time.Now()
+	conn, stop, err := dial(ctx, p.addr)
+	if err != nil {
+		return 0, ctxErr(ctx, "smtp: connect to "+p.addr, err)
+	}
+	defer stop()
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		// go-smtp sets its own deadline on every command; keep it within ctx.
+		c.CommandTimeout = max(time.Until(dl), time.Millisecond)
+		c.SubmissionTimeout = c.CommandTimeout
+	}
+	step := func(what string, err error) error {
+		if err == nil {
+			return nil
+		}
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && ctx.Err() == nil {
+			return &replyError{addr: p.addr, step: what, err: se}
+		}
+		return ctxErr(ctx, fmt.Sprintf("smtp %s: %s", p.addr, what), err)
+	}
+	if err := step("EHLO", c.Hello(smtpTxHelo)); err != nil {
+		return 0, err
+	}
+	if err := step("MAIL FROM", c.Mail(p.from, nil)); err != nil {
+		return 0, err
+	}
+	if err := step("RCPT TO", c.Rcpt(p.to, nil)); err != nil {
+		return 0, err
+	}
+	w, err := c.Data()
+	if err := step("DATA", err); err != nil {
+		return 0, err
+	}
+	if _, err := w.Write(p.message(id, at)); err != nil {
+		return 0, step("DATA", err)
+	}
+	if err := step("end of DATA", w.Close()); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(start)
+	c.CommandTimeout = min(c.CommandTimeout, time.Second)
+	_ = c.Quit() // the message is accepted; how the session ends does not matter
+	return elapsed, nil
+}
+
+// message returns the probe message's text.
+func (p *smtpTxProbe) message(id string, at time.Time) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: mailchaos smtp-transaction %s\r\nDate: %s\r\n", p.from, p.to, id, at.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n%s: %s\r\n", messageIDPart(id), p.domain, HeaderCanaryID, id)
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
+	b.Write(p.body)
+	return b.Bytes()
+}
+
+// Unit is "s" for measure latency, "ratio" for measure success.
+func (p *smtpTxProbe) Unit() string {
+	if p.success {
+		return "ratio"
+	}
+	return "s"
+}
+
+// Close does nothing: every sample uses its own connection.
+func (p *smtpTxProbe) Close() error { return nil }
+
+// replyError is a reply that refused a step of the transaction.
+type replyError struct {
+	addr, step string
+	err        *smtp.SMTPError
+}
+
+func (e *replyError) Error() string {
+	reply := strconv.Itoa(e.err.Code)
+	if c := e.err.EnhancedCode; c != (smtp.EnhancedCode{}) && c != smtp.NoEnhancedCode {
+		reply += fmt.Sprintf(" %d.%d.%d", c[0], c[1], c[2])
+	}
+	if e.err.Message != "" {
+		reply += " " + e.err.Message
+	}
+	return fmt.Sprintf("smtp %s: %s: %s", e.addr, e.step, reply)
+}
+
+func (e *replyError) Unwrap() error { return e.err }
+
+// replyClass classifies a transaction's error: the reply's class for a
+// 4xx or 5xx reply, a timeout, or a connection error (which includes a
+// reply that is not the one expected, such as 250 to DATA).
+func replyClass(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		switch se.Code / 100 {
+		case 4:
+			return Class4xx
+		case 5:
+			return Class5xx
+		}
+		return ClassConnError
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return ClassTimeout
+	}
+	return ClassConnError
+}
