@@ -81,5 +81,18 @@ demo: build
 demo-mail: build
 	@targets/mailstack/demo/demo.sh $(BIN)
 
+## realstack-up: bring up a real mail stack (Debian's Postfix, clamav-milter,
+## clamd and Dovecot; needs root) in REALSTACK_DIR, with bin/mailchaos as the
+## proxy on its clamd link. See targets/realstack/README.md.
+REALSTACK_DIR     ?= .realstack
+REALSTACK_PROFILE ?= incident
+.PHONY: realstack-up realstack-down
+realstack-up: build
+	targets/realstack/realstack.sh up $(REALSTACK_DIR) --profile $(REALSTACK_PROFILE) --mailchaos $(BIN)
+
+## realstack-down: stop the stack in REALSTACK_DIR (its logs stay).
+realstack-down:
+	targets/realstack/realstack.sh down $(REALSTACK_DIR)
+
 clean:
 	rm -rf bin plugins.d

@@ -3,8 +3,10 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,6 +29,15 @@ func TestMain(m *testing.M) {
 	// does: the host starts os.Executable() in plugin mode.
 	if name, ok := builtin.Requested(os.Getenv); ok {
 		os.Exit(builtin.Serve(name))
+	}
+	// Started as mailchaos (by runProcess, or by the real stack's script
+	// as `proxy serve`): the test binary is the command line. go test
+	// starts it with -test.* flags first.
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-test.") {
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		os.Exit(cli.Run(context.Background(), append([]string{"mailchaos"}, os.Args[1:]...), cli.Env{
+			Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs, StopSignals: func() { signal.Stop(sigs) }}))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -58,6 +69,26 @@ func run(t *testing.T, args ...string) (int, string, string) {
 	var out, errb syncBuffer
 	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb})
 	return code, out.String(), errb.String()
+}
+
+// runProcess runs the command line in a process of its own (the test
+// binary as mailchaos) and returns its exit code, stdout and stderr. Unlike
+// run, several may run at once: urfave/cli keeps state in package
+// variables (its help flag), so two command lines in one process race.
+func runProcess(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	self, err := os.Executable()
+	require.NoError(t, err)
+	var out, errb syncBuffer
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), out.String(), errb.String()
+	}
+	require.NoError(t, err)
+	return 0, out.String(), errb.String()
 }
 
 // endpoints waits for NAME=ADDR lines on out and returns them.

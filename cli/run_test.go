@@ -59,9 +59,13 @@ func TestCatalogIncidentPairs(t *testing.T) {
 		{"access-gray-deep.yaml", cli.ExitOK},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
+			// Each runs its own embedded stack on free ports, in a
+			// process of its own: two at a time (-parallel defaults to
+			// the two cores).
+			t.Parallel()
 			dir := t.TempDir()
 			junit, summary, jpath := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md"), filepath.Join(dir, "journal.jsonl")
-			code, out, stderr := run(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
+			code, out, stderr := runProcess(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
 				"../experiments/catalog/"+tt.file)
 			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
 			require.Contains(t, out, "time to recover")
@@ -83,6 +87,9 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, journal.Outstanding(evs))
 			require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type)
+			if sum := evs[len(evs)-1].Summary; sum != nil {
+				t.Logf("%s: time to recover %s (bound %s)", tt.file, sum.TimeToRecover, sum.RecoveryBound)
+			}
 
 			// The journal renders again, the same way.
 			code, again, _ := run(t, "report", jpath)

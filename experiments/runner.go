@@ -716,7 +716,9 @@ func (r *runner) recoverySummary(injectStart, removed, methodEnd, end time.Time)
 		tol := s.spec.Tolerance
 		ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s)}
 		ss.Tolerance = tol.format(ss.Unit)
-		if i < len(r.baseline) {
+		if _, stepped := s.probe.(probes.Stepped); stepped && i < len(r.baseline) && r.baseline[i].at.IsZero() {
+			ss.NoBaseline = true
+		} else if i < len(r.baseline) {
 			// The value the baseline assertion judged, not a later one.
 			ss.Baseline = r.baseline[i].stat
 		}

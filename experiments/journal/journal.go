@@ -123,7 +123,10 @@ type SLISummary struct {
 	// Baseline is the window statistic the baseline assertion judged;
 	// Worst the worst one while faults were planned to be in place.
 	Baseline float64 `json:"baseline"`
-	Worst    float64 `json:"worst"`
+	// NoBaseline is true for an SLI measured only while a method step
+	// runs (the load probe): it has no baseline value.
+	NoBaseline bool    `json:"no_baseline,omitempty"`
+	Worst      float64 `json:"worst"`
 	// TimeToRecover from the planned end of the last fault (or of the step
 	// recovery.from names); negative: not recovered.
 	TimeToRecover time.Duration `json:"time_to_recover"`

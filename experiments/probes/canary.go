@@ -15,7 +15,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 
 	"github.com/mailchaos/mailchaos/faults"
 )
@@ -285,55 +284,8 @@ func (p *canaryProbe) forget(id string) {
 
 // send submits the canary over a plain SMTP session bounded by ctx.
 func (p *canaryProbe) send(ctx context.Context, id string, at time.Time) error {
-	conn, stop, err := dial(ctx, p.smtpAddr)
-	if err != nil {
-		return ctxErr(ctx, "smtp: connect to "+p.smtpAddr, err)
-	}
-	defer stop()
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		// go-smtp sets its own deadline on every command; keep it within ctx.
-		c.CommandTimeout = max(time.Until(dl), time.Millisecond)
-		c.SubmissionTimeout = c.CommandTimeout
-	}
-	step := func(what string, err error) error {
-		if err == nil {
-			return nil
-		}
-		return ctxErr(ctx, fmt.Sprintf("smtp %s: %s", p.smtpAddr, what), err)
-	}
-	if err := step("EHLO", c.Hello(canaryHelo)); err != nil {
-		return err
-	}
-	if err := step("MAIL FROM", c.Mail(p.from, nil)); err != nil {
-		return err
-	}
-	if err := step("RCPT TO", c.Rcpt(p.to, nil)); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err := step("DATA", err); err != nil {
-		return err
-	}
-	if _, err := w.Write(p.message(id, at)); err != nil {
-		return step("DATA", err)
-	}
-	if err := step("end of DATA", w.Close()); err != nil {
-		return err
-	}
-	_ = c.Quit() // the canary is accepted; how the session ends does not matter
-	return nil
-}
-
-// message returns the canary's text.
-func (p *canaryProbe) message(id string, at time.Time) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: mailchaos canary %s\r\nDate: %s\r\n", p.from, p.to, id, at.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n%s: %s\r\n", messageIDPart(id), p.domain, HeaderCanaryID, id)
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
-	b.Write(p.body)
-	return b.Bytes()
+	_, err := submit(ctx, p.smtpAddr, canaryHelo, p.from, p.to, probeMessage("canary", p.from, p.to, p.domain, id, at, p.body))
+	return err
 }
 
 // messageIDPart makes id usable as the left part of a Message-ID.

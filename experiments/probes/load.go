@@ -90,7 +90,7 @@ func LoadKind() Kind {
 	k := Kind{
 		Name:    KindLoad,
 		Summary: "what the experiment's own load-surge step sees over a window: accepted or offered rate, outcome shares, latency percentiles",
-		Unit:    "1/s",
+		Unit:    "/s",
 		Params: []faults.Param{
 			{Name: "step", Type: faults.TypeString,
 				Doc: "the load-surge method step to read, by its name (default: the method's only load-surge step)"},
@@ -228,12 +228,12 @@ func (p *loadProbe) stepName() string {
 // Step returns the method step the probe reads.
 func (p *loadProbe) Step() string { return p.step }
 
-// Unit is "1/s" for the rates, "ratio" for the shares and "s" for the
+// Unit is "/s" for the rates, "ratio" for the shares and "s" for the
 // percentiles.
 func (p *loadProbe) Unit() string {
 	switch p.measure {
 	case LoadAcceptedRate, LoadOfferedRate:
-		return "1/s"
+		return "/s"
 	case LoadP50, LoadP99:
 		return "s"
 	}

@@ -65,7 +65,7 @@ func snapshot(elapsed, offered, accepted, tempfail float64, lat time.Duration) l
 func TestLoadProbeWindows(t *testing.T) {
 	loads := &fakeLoads{}
 	rate := newLoadProbe(t, loads, faults.Params{"step": "surge", "over": "2s"})
-	require.Equal(t, "1/s", rate.(probes.Uniter).Unit())
+	require.Equal(t, "/s", rate.(probes.Uniter).Unit())
 	require.Equal(t, "surge", rate.(probes.Stepped).Step())
 	tempfail := newLoadProbe(t, loads, faults.Params{"step": "surge", "over": "2s", "measure": "tempfail"})
 	require.Equal(t, "ratio", tempfail.(probes.Uniter).Unit())

@@ -167,65 +167,10 @@ func (p *smtpTxProbe) Measure(ctx context.Context) Sample {
 }
 
 // send runs one transaction bounded by ctx and returns the time from the
-// start of the connect to the reply to the end of DATA. The QUIT that
-// follows is not timed, and its failure ignored.
+// start of the connect to the reply to the end of DATA.
 func (p *smtpTxProbe) send(ctx context.Context, id string, at time.Time) (time.Duration, error) {
-	start := time.Now()
-	conn, stop, err := dial(ctx, p.addr)
-	if err != nil {
-		return 0, ctxErr(ctx, "smtp: connect to "+p.addr, err)
-	}
-	defer stop()
-	c := smtp.NewClient(conn)
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		// go-smtp sets its own deadline on every command; keep it within ctx.
-		c.CommandTimeout = max(time.Until(dl), time.Millisecond)
-		c.SubmissionTimeout = c.CommandTimeout
-	}
-	step := func(what string, err error) error {
-		if err == nil {
-			return nil
-		}
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && ctx.Err() == nil {
-			return &replyError{addr: p.addr, step: what, err: se}
-		}
-		return ctxErr(ctx, fmt.Sprintf("smtp %s: %s", p.addr, what), err)
-	}
-	if err := step("EHLO", c.Hello(smtpTxHelo)); err != nil {
-		return 0, err
-	}
-	if err := step("MAIL FROM", c.Mail(p.from, nil)); err != nil {
-		return 0, err
-	}
-	if err := step("RCPT TO", c.Rcpt(p.to, nil)); err != nil {
-		return 0, err
-	}
-	w, err := c.Data()
-	if err := step("DATA", err); err != nil {
-		return 0, err
-	}
-	if _, err := w.Write(p.message(id, at)); err != nil {
-		return 0, step("DATA", err)
-	}
-	if err := step("end of DATA", w.Close()); err != nil {
-		return 0, err
-	}
-	elapsed := time.Since(start)
-	c.CommandTimeout = min(c.CommandTimeout, time.Second)
-	_ = c.Quit() // the message is accepted; how the session ends does not matter
-	return elapsed, nil
-}
-
-// message returns the probe message's text.
-func (p *smtpTxProbe) message(id string, at time.Time) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: mailchaos smtp-transaction %s\r\nDate: %s\r\n", p.from, p.to, id, at.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n%s: %s\r\n", messageIDPart(id), p.domain, HeaderCanaryID, id)
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
-	b.Write(p.body)
-	return b.Bytes()
+	return submit(ctx, p.addr, smtpTxHelo, p.from, p.to,
+		probeMessage("smtp-transaction", p.from, p.to, p.domain, id, at, p.body))
 }
 
 // Unit is "s" for measure latency, "ratio" for measure success.
@@ -238,25 +183,6 @@ func (p *smtpTxProbe) Unit() string {
 
 // Close does nothing: every sample uses its own connection.
 func (p *smtpTxProbe) Close() error { return nil }
-
-// replyError is a reply that refused a step of the transaction.
-type replyError struct {
-	addr, step string
-	err        *smtp.SMTPError
-}
-
-func (e *replyError) Error() string {
-	reply := strconv.Itoa(e.err.Code)
-	if c := e.err.EnhancedCode; c != (smtp.EnhancedCode{}) && c != smtp.NoEnhancedCode {
-		reply += fmt.Sprintf(" %d.%d.%d", c[0], c[1], c[2])
-	}
-	if e.err.Message != "" {
-		reply += " " + e.err.Message
-	}
-	return fmt.Sprintf("smtp %s: %s: %s", e.addr, e.step, reply)
-}
-
-func (e *replyError) Unwrap() error { return e.err }
 
 // replyClass classifies a transaction's error: the reply's class for a
 // 4xx or 5xx reply, a timeout, or a connection error (which includes a

@@ -412,7 +412,7 @@ func (r *run) table() []sliRow {
 		rows = append(rows, sliRow{
 			name:      clean(s.Name),
 			tolerance: clean(s.Tolerance),
-			baseline:  value(s.Baseline, s.Unit),
+			baseline:  baselineValue(s),
 			worst:     worst(s),
 			ttr:       recoverTime(s.TimeToRecover, s.Recovered),
 			bound:     bound,
@@ -470,6 +470,15 @@ func worst(s journal.SLISummary) string {
 		v += " (" + strconv.Itoa(s.Failures) + " failed)"
 	}
 	return v
+}
+
+// baselineValue is the baseline column: "-" for an SLI that is measured
+// only once a method step runs (the load probe).
+func baselineValue(s journal.SLISummary) string {
+	if s.NoBaseline {
+		return "-"
+	}
+	return value(s.Baseline, s.Unit)
 }
 
 // recoverTime formats a time to recover; negative means not recovered.
@@ -611,6 +620,8 @@ func value(v float64, unit string) string {
 		return decimal(v*100, 2) + "%"
 	case unit == "":
 		return fmt.Sprintf("%.4g", v)
+	case strings.HasPrefix(unit, "/"):
+		return fmt.Sprintf("%.4g%s", v, clean(unit)) // a rate: 24.5/s
 	}
 	return fmt.Sprintf("%.4g %s", v, clean(unit))
 }
