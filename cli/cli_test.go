@@ -80,9 +80,17 @@ func runProcess(t *testing.T, args ...string) (int, string, string) {
 	self, err := os.Executable()
 	require.NoError(t, err)
 	var out, errb syncBuffer
-	cmd := exec.Command(self, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	// It dies with the test process, and is stopped like a user stops it
+	// when it takes too long (its faults are rolled back).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	err = cmd.Run()
+	require.NoError(t, ctx.Err(), "mailchaos %v took too long:\n%s\n%s", args, out.String(), errb.String())
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode(), out.String(), errb.String()

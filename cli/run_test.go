@@ -92,7 +92,7 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			}
 
 			// The journal renders again, the same way.
-			code, again, _ := run(t, "report", jpath)
+			code, again, _ := runProcess(t, "report", jpath)
 			require.Equal(t, cli.ExitOK, code)
 			require.Contains(t, again, "time to recover")
 		})

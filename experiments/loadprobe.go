@@ -104,12 +104,23 @@ func (e *Experiment) validateLoadProbes() []yamlfile.FieldError {
 			continue
 		}
 		name, given := s.Params["step"]
-		if _, err := e.loadStep(name); err != nil {
-			field := fmt.Sprintf("steady-state[%d].params.step", i)
-			if !given {
-				field = fmt.Sprintf("steady-state[%d].probe", i)
-			}
+		field := fmt.Sprintf("steady-state[%d].params.step", i)
+		if !given {
+			field = fmt.Sprintf("steady-state[%d].probe", i)
+		}
+		step, err := e.loadStep(name)
+		if err != nil {
 			errs = append(errs, yamlfile.FieldError{Field: field, Msg: err.Error()})
+			continue
+		}
+		// The probe has samples only while its load runs: the recovery
+		// clock must start early enough for the hold to be judged on them.
+		st := e.Method[step]
+		if from := e.recoveryStart(); st.At+st.For < from+e.Recovery.Hold {
+			errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(
+				"the load of method[%d] ends %s into the method, but the recovery clock starts at %s and its hold lasts %s: "+
+					"this SLI would have no samples to recover on; anchor the clock to the fault that hurts with recovery.from "+
+					"and keep the load running at least hold past its end", step, st.At+st.For, from, e.Recovery.Hold)})
 		}
 	}
 	return errs

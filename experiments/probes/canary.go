@@ -73,9 +73,8 @@ const (
 // Once seen, canaries are deleted, so that they do not pile up in the
 // mailbox: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of just
 // those UIDs. A server without UIDPLUS has only EXPUNGE, which removes
-// every message flagged \Deleted: it is sent only when no message but this
-// probe's canaries is so flagged; otherwise the canaries stay flagged
-// \Deleted, for the next expunge of the mailbox to remove. The mailbox is
+// every message flagged \Deleted, whoever flagged it: there the canaries
+// are only flagged, for the mailbox's next expunge to remove. The mailbox is
 // selected read-write for that, read-only with `keep: true`, which leaves
 // every canary in place. Deleting happens after the time seen is handed to
 // the sample; a failed delete is reported with the IMAP errors of failed
@@ -474,7 +473,7 @@ func (p *canaryProbe) round(ctx context.Context, w *watcher) error {
 	// The samples have their time: deleting cannot delay them.
 	if err := p.remove(ctx, w, ours); err != nil {
 		var refused *imap.Error
-		return &cleanupError{err: err, broken: !errors.As(err, &refused) && !errors.Is(err, errExpungeUnsafe)}
+		return &cleanupError{err: err, broken: !errors.As(err, &refused)}
 	}
 	return nil
 }
@@ -490,15 +489,11 @@ func (p *canaryProbe) isOurs(id string) bool {
 	return err == nil
 }
 
-// errExpungeUnsafe says why canaries were left flagged \Deleted.
-var errExpungeUnsafe = errors.New("probes: the server has no UIDPLUS (UID EXPUNGE) and messages other than this probe's canaries are flagged \\Deleted, which EXPUNGE would remove too: the canaries stay flagged \\Deleted")
-
 // remove deletes the messages uids, this probe's canaries, from the
 // selected mailbox: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE
-// of just those. Without UIDPLUS, plain EXPUNGE is sent only when no other
-// message is flagged \Deleted (it removes them all); else the canaries stay
-// flagged and errExpungeUnsafe is returned. The round's ctx bounds it (it
-// closes the connection when it ends).
+// of just those. Without UIDPLUS they are only flagged: plain EXPUNGE
+// would remove every message flagged \Deleted. The round's ctx bounds it
+// (it closes the connection when it ends).
 func (p *canaryProbe) remove(ctx context.Context, w *watcher, uids []imap.UID) error {
 	c, set := w.c, imap.UIDSetNum(uids...)
 	fail := func(what string, err error) error {
@@ -508,24 +503,15 @@ func (p *canaryProbe) remove(ctx context.Context, w *watcher, uids []imap.UID) e
 	if err := c.Store(set, store, nil).Close(); err != nil {
 		return fail("UID STORE", err)
 	}
-	if w.uidPlus {
-		if err := c.UIDExpunge(set).Close(); err != nil {
-			return fail("UID EXPUNGE", err)
-		}
+	if !w.uidPlus {
+		// Plain EXPUNGE would also remove whatever else is flagged
+		// \Deleted, by the mailbox's owner or another client, even one
+		// flagged a moment after we looked: the canaries stay flagged for
+		// the mailbox's next expunge.
 		return nil
 	}
-	others, err := c.UIDSearch(&imap.SearchCriteria{
-		Flag: []imap.Flag{imap.FlagDeleted},
-		Not:  []imap.SearchCriteria{{Header: []imap.SearchCriteriaHeaderField{{Key: HeaderCanaryID, Value: p.prefix}}}},
-	}, nil).Wait()
-	if err != nil {
-		return fail("UID SEARCH DELETED", err)
-	}
-	if len(others.AllUIDs()) > 0 {
-		return fmt.Errorf("delete seen canaries (UID %s): %w", set, errExpungeUnsafe)
-	}
-	if err := c.Expunge().Close(); err != nil {
-		return fail("EXPUNGE", err)
+	if err := c.UIDExpunge(set).Close(); err != nil {
+		return fail("UID EXPUNGE", err)
 	}
 	return nil
 }

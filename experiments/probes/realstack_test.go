@@ -10,8 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
@@ -30,53 +32,61 @@ func realTarget(s *realstack.Stack) faults.Target {
 // maildirWatch records, for each message that appears in a Maildir, its
 // X-Mailchaos-Id and the modification time Postfix's delivery agent gave
 // the file: the moment the message was delivered, seen independently of
-// IMAP. It polls new/ and cur/ every millisecond, so it sees a canary
-// before the probe expunges it (that takes at least an IMAP round trip).
+// IMAP. inotify tells it of each new file in new/ at once, long before the
+// probe can expunge it (that takes several IMAP round trips).
 type maildirWatch struct {
 	mu        sync.Mutex
 	delivered map[string]time.Time
-	stop      chan struct{}
+	events    *os.File
 	done      chan struct{}
 }
 
 func watchMaildir(t *testing.T, dir string) *maildirWatch {
-	w := &maildirWatch{delivered: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
-	seen := map[string]bool{}
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	require.NoError(t, err)
+	_, err = unix.InotifyAddWatch(fd, filepath.Join(dir, "new"), unix.IN_CREATE|unix.IN_MOVED_TO)
+	require.NoError(t, err)
+	// A non-blocking descriptor goes to the runtime's poller: Close ends a
+	// Read in progress.
+	w := &maildirWatch{delivered: map[string]time.Time{}, events: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
+		buf := make([]byte, 64*1024)
 		for {
-			for _, sub := range []string{"new", "cur"} {
-				entries, _ := os.ReadDir(filepath.Join(dir, sub))
-				for _, e := range entries {
-					if seen[e.Name()] {
-						continue
-					}
-					path := filepath.Join(dir, sub, e.Name())
-					info, err := os.Stat(path)
-					if err != nil {
-						continue
-					}
-					id := mailchaosID(path)
-					if id == "" {
-						continue
-					}
-					seen[e.Name()] = true
-					w.mu.Lock()
-					w.delivered[id] = info.ModTime()
-					w.mu.Unlock()
-				}
-			}
-			select {
-			case <-w.stop:
+			n, err := w.events.Read(buf)
+			if err != nil {
 				return
-			case <-tick.C:
+			}
+			for off := 0; off+unix.SizeofInotifyEvent <= n; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+				w.record(dir, name)
 			}
 		}
 	}()
-	t.Cleanup(func() { close(w.stop); <-w.done })
+	t.Cleanup(func() { _ = w.events.Close(); <-w.done })
 	return w
+}
+
+// record notes the message file name, in new/ or, once a client has seen
+// it, in cur/ with its flags appended.
+func (w *maildirWatch) record(dir, name string) {
+	paths := []string{filepath.Join(dir, "new", name)}
+	more, _ := filepath.Glob(filepath.Join(dir, "cur", name+"*"))
+	for _, path := range append(paths, more...) {
+		info, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		if id := mailchaosID(path); id != "" {
+			w.mu.Lock()
+			w.delivered[id] = info.ModTime()
+			w.mu.Unlock()
+			return
+		}
+	}
 }
 
 func (w *maildirWatch) at(id string) (time.Time, bool) {

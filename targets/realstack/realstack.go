@@ -176,6 +176,13 @@ func Available() error {
 	if len(users) > 0 {
 		missing = append(missing, "system users "+strings.Join(users, ", "))
 	}
+	if d := lookPath("dovecot"); d != "" {
+		// The configuration written is Dovecot 2.3's; 2.4 refuses it.
+		if out, err := exec.Command(d, "--version").Output(); err == nil && !bytes.HasPrefix(out, []byte("2.3")) {
+			missing = append(missing, fmt.Sprintf("Dovecot 2.3 (this is %s)", bytes.TrimSpace(out)))
+			hints = append(hints, "Debian 12's dovecot-imapd")
+		}
+	}
 	if len(missing) == 0 {
 		return nil
 	}
@@ -230,6 +237,77 @@ func Install(dir string) (string, error) {
 	return path, nil
 }
 
+// Marker is the file that marks a folder as a stack's: the script writes,
+// reconfigures and stops nothing in a folder without it, unless the folder
+// is new or empty.
+const Marker = ".realstack"
+
+// CheckDir checks that dir may hold a stack, before anything is written
+// into it as root: it is not a symlink; it does not exist, is empty, or
+// holds [Marker] (or only the script's tool folder); it and every folder
+// above it are owned by root and writable by root alone (a sticky folder
+// such as /tmp excepted above it). It is what keeps `up /etc` from
+// rewriting the system's own Postfix, Dovecot and ClamAV configuration.
+func CheckDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		st, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if err := rootOnly(p, st, true); err != nil {
+			return err
+		}
+		if p == "/" {
+			break
+		}
+	}
+	st, err := os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := rootOnly(abs, st, false); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(abs, Marker)); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 || len(entries) == 1 && entries[0].Name() == "tool" {
+		return nil
+	}
+	return fmt.Errorf("%s is not a stack's folder (no %s in it) and not empty: a stack is brought up only in a new or empty folder", abs, Marker)
+}
+
+// rootOnly refuses a symlink and a folder that users other than root can
+// write (a sticky one allowed when sticky is true).
+func rootOnly(p string, st fs.FileInfo, sticky bool) error {
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink; give a path without one", p)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", p)
+	}
+	owner := -1
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		owner = int(sys.Uid)
+	}
+	writable := st.Mode().Perm()&0o022 != 0 && !(sticky && st.Mode()&fs.ModeSticky != 0)
+	if owner != 0 || writable {
+		return fmt.Errorf("%s is not owned by root or is writable by other users; give a folder only root can write", p)
+	}
+	return nil
+}
+
 func mkdirNoLink(dir string) error {
 	if st, err := os.Lstat(dir); err == nil {
 		if !st.IsDir() {
@@ -265,12 +343,14 @@ func writeNoLink(path string, data []byte, mode os.FileMode) error {
 
 // Up brings a stack up in dir (created if missing; it must be a real
 // directory that the daemons' unprivileged users can traverse, on a path of
-// at most 60 bytes) and returns it. On a folder whose stack runs already it
-// changes nothing. A failed Up leaves nothing running; its error carries the
-// end of the failing daemon's log.
+// at most 60 bytes) and returns it. The folder must be new, empty, or one a
+// stack was brought up in before (see [CheckDir]). On a folder whose stack
+// runs already it starts nothing: it rewrites the script, env and
+// target.yaml and re-arms the watchdog. A failed Up leaves nothing running;
+// its error carries the end of the failing daemon's log.
 func Up(ctx context.Context, dir string, opts Options) (*Stack, error) {
-	if st, err := os.Lstat(dir); err == nil && st.Mode()&fs.ModeSymlink != 0 {
-		return nil, fmt.Errorf("realstack up: %s is a symlink; give a real directory", dir)
+	if err := CheckDir(dir); err != nil {
+		return nil, fmt.Errorf("realstack up: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("realstack up: %w", err)
@@ -322,7 +402,14 @@ func Up(ctx context.Context, dir string, opts Options) (*Stack, error) {
 // run runs the script and returns its combined output.
 func run(ctx context.Context, path string, env []string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "bash", append([]string{path}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// The caller's own REALSTACK_* settings (a port fixed for a stack by
+	// hand, another signature database) must not leak into this one.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REALSTACK_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -330,7 +417,7 @@ func run(ctx context.Context, path string, env []string, args ...string) ([]byte
 	// stops what it started; SIGKILL follows if it takes too long. The
 	// daemons do not inherit our pipes, so Wait does not wait for them.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 15 * time.Second
+	cmd.WaitDelay = 30 * time.Second
 	err := cmd.Run()
 	return out.Bytes(), err
 }

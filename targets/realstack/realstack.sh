@@ -71,16 +71,20 @@ check_path() {
 	fi
 }
 
-# mkdir_safe DIR [MODE [OWNER]] creates a directory (not through a symlink).
+# mkdir_safe DIR [MODE [OWNER]] creates a directory (not through a
+# symlink) with MODE and OWNER. One that exists is left as it is: a folder
+# an unprivileged daemon owns could be swapped for a symlink between a check
+# and a chmod or chown, which root would then apply to the link's target.
 mkdir_safe() {
 	local d=$1 mode=${2:-0755} owner=${3:-}
 	check_path "$d"
-	if [[ -e $d && ! -d $d ]]; then
-		die "$d exists and is not a directory"
+	if [[ -e $d ]]; then
+		[[ -d $d ]] || die "$d exists and is not a directory"
+		return 0
 	fi
-	mkdir -p "$d"
-	chmod "$mode" "$d"
-	if [[ -n $owner ]]; then chown "$owner" "$d"; fi
+	mkdir -m "$mode" "$d"
+	chmod "$mode" "$d" # past the umask
+	if [[ -n $owner ]]; then chown -h "$owner" "$d"; fi
 }
 
 # put_file PATH [MODE] writes stdin to PATH atomically (rename, so that a
@@ -164,6 +168,23 @@ descendants() {
 		}'
 }
 
+# with_start PID... prints PID:START for each process that exists.
+with_start() {
+	local p st
+	for p in "$@"; do
+		if st=$(proc_start "$p"); then printf '%s:%s\n' "$p" "$st"; fi
+	done
+}
+
+# still PID:START... prints the PIDs of those processes that are still the
+# very same (zombies excepted): a PID reused since is not one of ours.
+still() {
+	local e st
+	for e in "$@"; do
+		if st=$(proc_start "${e%%:*}") && [[ $st == "${e#*:}" ]]; then printf '%s\n' "${e%%:*}"; fi
+	done
+}
+
 # alive PID... prints the PIDs that still exist (zombies excepted).
 alive() {
 	local p
@@ -182,19 +203,20 @@ poke() {
 # to each in the order given, then waiting for all of them together, then
 # SIGKILL for what is left after 10 seconds.
 stop_daemons() {
-	local name pid procs=() left i stopped=() milter=''
+	local name pid procs=() left i end stopped=() milter=''
 	for name in "$@"; do
 		if pid=$(read_pid "$name"); then
-			# shellcheck disable=SC2206,SC2207
-			procs+=($pid $(descendants "$pid"))
+			# shellcheck disable=SC2207
+			procs+=($(with_start "$pid" $(descendants "$pid")))
 			kill -TERM "$pid" 2>/dev/null || true
 			stopped+=("$name (pid $pid)")
 			if [[ $name == milter ]]; then milter=$pid; fi
 		fi
 	done
-	for ((i = 0; i < 200; i++)); do
+	end=$((SECONDS + 10))
+	for ((i = 0; SECONDS < end; i++)); do
 		# shellcheck disable=SC2207
-		left=($(alive "${procs[@]}"))
+		left=($(still "${procs[@]}"))
 		[[ ${#left[@]} -gt 0 ]] || break
 		# libmilter notices SIGTERM only when its listener's poll returns,
 		# which takes up to 5 seconds unless a connection comes in.
@@ -204,7 +226,7 @@ stop_daemons() {
 		sleep 0.05
 	done
 	# shellcheck disable=SC2207
-	left=($(alive "${procs[@]}"))
+	left=($(still "${procs[@]}"))
 	if [[ ${#left[@]} -gt 0 ]]; then
 		say "still running after 10s, sending SIGKILL to ${left[*]}"
 		kill -KILL "${left[@]}" 2>/dev/null || true
@@ -643,19 +665,50 @@ write_env() {
 
 # --- checks ------------------------------------------------------------------
 
-# set_dir DIR checks and canonicalises DIR (creating it with create=1).
+# MARKER marks a folder as a stack's: nothing else is ever written into,
+# reconfigured or stopped.
+MARKER=.realstack
+
+# set_dir DIR checks and canonicalises DIR (creating it with create=1). It
+# must be a stack's folder (MARKER), or new, or empty; owned by root and
+# writable by root alone, as must be every folder above it (a sticky one
+# such as /tmp excepted): root writes and runs files there.
 set_dir() {
-	local d=$1 create=${2:-0}
+	local d=$1 create=${2:-0} p mode owner
 	[[ $d == /* ]] || d=$PWD/$d
 	[[ $d =~ ^[A-Za-z0-9._/-]+$ ]] ||
 		die "$d: the folder's path may contain only letters, digits and . _ - / (it goes into daemon configuration)"
+	[[ /$d/ != */../* && /$d/ != */./* ]] || die "$d: give the folder's path without . or .. parts"
 	if [[ -L $d ]]; then die "$d is a symlink; give a real directory"; fi
+	p=$(dirname "$d")
+	while :; do
+		[[ -L $p ]] && die "$p (above $d) is a symlink; give a path without one"
+		if [[ -e $p ]]; then
+			read -r mode owner < <(stat -c '%a %u' "$p")
+			if [[ $owner != 0 ]] || { ((8#$mode & 8#022)) && ! ((8#$mode & 8#1000)); }; then
+				die "$p (above $d) is writable by users other than root; give a folder under one that is not"
+			fi
+		fi
+		[[ $p != / ]] || break
+		p=$(dirname "$p")
+	done
 	if [[ ! -e $d ]]; then
 		[[ $create == 1 ]] || return 1
-		mkdir -p "$d"
-		chmod 0755 "$d"
+		mkdir -p -m 0755 "$d"
+		: >"$d/$MARKER"
 	fi
 	[[ -d $d ]] || die "$d is not a directory"
+	read -r mode owner < <(stat -c '%a %u' "$d")
+	if [[ $owner != 0 ]] || ((8#$mode & 8#022)); then
+		die "$d is not owned by root or is writable by others; give a folder only root can write"
+	fi
+	if [[ ! -f $d/$MARKER ]]; then
+		if [[ $create == 1 ]] && [[ -z $(ls -A "$d") || $(ls -A "$d") == tool ]]; then
+			: >"$d/$MARKER"
+		else
+			die "$d is not a folder $PROG made (no $MARKER in it): it only ever works in a new or empty folder"
+		fi
+	fi
 	DIR=$(cd "$d" && pwd -P)
 	layout
 }
@@ -981,7 +1034,8 @@ cmd_up() {
 		die "unknown profile \"$profile\": use incident or remediated"
 	fi
 	if [[ -n $via ]]; then
-		[[ $via =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+:[0-9]+$ ]] || die "--clamd-via $via: give a loopback HOST:PORT such as 127.0.0.1:7310"
+		[[ $via =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "--clamd-via $via: give 127.0.0.1:PORT, such as 127.0.0.1:7310"
+		TAKEN+="${via##*:} "
 	fi
 	if [[ -n $mc ]]; then
 		[[ -x $mc && -f $mc ]] || die "--mailchaos $mc: not an executable file"
@@ -1054,7 +1108,7 @@ cmd_up() {
 	mkdir_safe "$CL/db"
 	mkdir_safe "$CL/tmp" 0700 clamav
 	mkdir_safe "$MAILROOT"
-	mkdir_safe "$MAILDIR" 0755 "$MAIL_UID:$MAIL_GID"
+	mkdir_safe "$MAILDIR" 0755
 	local u f
 	for u in "${USERS[@]}"; do
 		for f in "" /cur /new /tmp; do

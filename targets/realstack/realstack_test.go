@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -330,7 +331,7 @@ func TestStack(t *testing.T) {
 			subj := subject(t, "virus")
 			err := send(t, s.SMTP, subj, "x "+body+" y")
 			require.Equal(t, 5, code(err)/100, "rejected: %v", err)
-			require.Contains(t, err.Error(), "body_checks")
+			require.ErrorContains(t, err, "body_checks")
 			notDelivered(t, s, subj)
 		}
 		// The two markers were scanned, the viruses were not.
@@ -342,7 +343,7 @@ func TestStack(t *testing.T) {
 		s.Apply(t, realstack.ProfileIncident)
 		subj := subject(t, "virus")
 		err = send(t, s.SMTP, subj, eicar)
-		require.Contains(t, err.Error(), "Eicar-Test-Signature", "back to the milter: %v", err)
+		require.ErrorContains(t, err, "Eicar-Test-Signature", "back to the milter")
 	})
 
 	t.Run("down stops everything, twice", func(t *testing.T) {
@@ -490,7 +491,7 @@ func TestClamdVia(t *testing.T) {
 	s.Apply(t, realstack.ProfileRemediated)
 	before = fwd.accepted.Load()
 	err = send(t, s.SMTP, subject(t, "virus"), eicar)
-	require.Contains(t, err.Error(), "body_checks")
+	require.ErrorContains(t, err, "body_checks")
 	require.Equal(t, before, fwd.accepted.Load(), "no connection to clamd for an intercepted message")
 
 	fwd.Close()
@@ -604,4 +605,68 @@ func TestUpRefusesSymlink(t *testing.T) {
 	entries, err := os.ReadDir(real)
 	require.NoError(t, err)
 	require.Empty(t, entries)
+}
+
+// TestCheckDirRefusesFoldersThatAreNotAStacks: a stack is brought up only
+// in a new or empty folder or one it had before, under folders only root
+// can write: never in /etc, where the script would rewrite the system's own
+// configuration.
+func TestCheckDirRefusesFoldersThatAreNotAStacks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("realstack: folders are checked for root ownership; run as root")
+	}
+	require.ErrorContains(t, realstack.CheckDir("/etc"), "not a stack's folder")
+	require.ErrorContains(t, realstack.CheckDir("/var/lib"), "not a stack's folder")
+
+	base, err := os.MkdirTemp("", "checkdir-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	require.NoError(t, realstack.CheckDir(filepath.Join(base, "new")), "a new folder")
+	empty := filepath.Join(base, "empty")
+	require.NoError(t, os.Mkdir(empty, 0o755))
+	require.NoError(t, realstack.CheckDir(empty), "an empty folder")
+	require.NoError(t, os.WriteFile(filepath.Join(empty, "notes.txt"), nil, 0o644))
+	require.ErrorContains(t, realstack.CheckDir(empty), "not a stack's folder")
+	require.NoError(t, os.WriteFile(filepath.Join(empty, realstack.Marker), nil, 0o644))
+	require.NoError(t, realstack.CheckDir(empty), "a stack's folder")
+
+	require.NoError(t, os.Chmod(empty, 0o777))
+	require.ErrorContains(t, realstack.CheckDir(empty), "writable by other users")
+	require.NoError(t, os.Chmod(empty, 0o755))
+	open := filepath.Join(base, "open")
+	require.NoError(t, os.Mkdir(open, 0o777))
+	require.NoError(t, os.Chmod(open, 0o777))
+	require.ErrorContains(t, realstack.CheckDir(filepath.Join(open, "stack")), "writable by other users", "a folder above it others can write")
+	link := filepath.Join(base, "link")
+	require.NoError(t, os.Symlink(empty, link))
+	require.ErrorContains(t, realstack.CheckDir(link), "symlink")
+}
+
+// TestScriptRefusesAFolderItDidNotMake: the script itself, run by hand on a
+// folder that holds something else, writes nothing there.
+func TestScriptRefusesAFolderItDidNotMake(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("realstack: the script runs as root only; run as root")
+	}
+	tool, err := os.MkdirTemp("", "realstack-tool-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(tool) })
+	require.NoError(t, os.Chmod(tool, 0o755))
+	script, err := realstack.Install(tool)
+	require.NoError(t, err)
+
+	dir, err := os.MkdirTemp("", "not-a-stack-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.cf"), []byte("keep me\n"), 0o644))
+	for _, cmd := range []string{"up", "down", "status"} {
+		out, err := exec.Command("bash", script, cmd, dir).CombinedOutput()
+		require.Error(t, err, "%s: %s", cmd, out)
+		require.Contains(t, string(out), "not a folder realstack.sh made", cmd)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "nothing was written")
 }
