@@ -58,14 +58,18 @@ func (s *series) oldestPending() (time.Time, bool) {
 	return oldest, !oldest.IsZero()
 }
 
-// add inserts a sample in time order (samples of slow probes arrive late).
-func (s *series) add(p point) {
+// add inserts a sample in time order (samples of slow probes arrive late)
+// and reports whether it starts a streak of failures: it failed, and the
+// sample before it (if any) did not.
+func (s *series) add(p point) (streak bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sort.Search(len(s.points), func(i int) bool { return s.points[i].at.After(p.at) })
+	streak = p.failed && (i == 0 || !s.points[i-1].failed)
 	s.points = append(s.points, point{})
 	copy(s.points[i+1:], s.points[i:])
 	s.points[i] = p
+	return streak
 }
 
 // last returns the latest sample.

@@ -513,9 +513,7 @@ func (r *runner) measure(ctx context.Context, s *sliState) {
 	if smp.At.IsZero() {
 		smp.At = start
 	}
-	prev, hadPrev := s.series.last()
-	s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed, err: smp.Err})
-	if smp.Failed && (!hadPrev || !prev.failed) {
+	if s.series.add(point{at: smp.At, value: smp.Value, failed: smp.Failed, err: smp.Err}) {
 		// The first failure of a streak, with its cause; the rest of the
 		// streak is in the journal and the summary.
 		r.progress("SLI %s: sample failed: %s", s.spec.Name, oneLine(smp.Err))

@@ -138,31 +138,14 @@ func newCanary(k Kind, cfg Config) (*canaryProbe, error) {
 		rcpt = faults.User{Address: to}
 	}
 	user, password := account(cfg.Target, v.String("user"), rcpt, v.String("password"), v.Has("password"))
-	for _, a := range []struct{ param, addr string }{{"from", from}, {"to", to}} {
-		if parsed, err := mail.ParseAddress(a.addr); err != nil || parsed.Address != a.addr {
-			return nil, &faults.ParamError{Fault: k.Name, Param: a.param, Value: a.addr,
-				Msg: "not a plain e-mail address", Allowed: "such as alice@example.test"}
-		}
-	}
-	if strings.ContainsAny(cfg.RunID+cfg.Name, "\r\n\t ") {
-		return nil, fmt.Errorf("%s: run ID %q and SLI name %q must not contain spaces or line breaks", k.Name, cfg.RunID, cfg.Name)
-	}
-	name := cfg.Name
-	if name == "" {
-		name = k.Name
-	}
-	runID := cfg.RunID
-	if runID == "" {
-		runID = strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	domain := "mailchaos.invalid"
-	if i := strings.LastIndexByte(from, '@'); i >= 0 && i < len(from)-1 {
-		domain = from[i+1:]
+	m, err := newMailer(k.Name, cfg, from, to)
+	if err != nil {
+		return nil, err
 	}
 	return &canaryProbe{
-		prefix: runID + "-" + name + "-", smtpAddr: smtpAddr, imapAddr: imapAddr,
-		from: from, to: to, user: user, password: password, mailbox: v.String("mailbox"), keep: v.Bool("keep"),
-		domain: domain, poll: v.Duration("poll"), body: canaryBody(int(v.Size("size"))),
+		mailer: m, smtpAddr: smtpAddr, imapAddr: imapAddr,
+		user: user, password: password, mailbox: v.String("mailbox"), keep: v.Bool("keep"),
+		poll: v.Duration("poll"), body: canaryBody(int(v.Size("size"))),
 		pending: map[string]chan time.Time{}, wake: make(chan struct{}, 1), closed: make(chan struct{}),
 	}, nil
 }
@@ -171,25 +154,15 @@ func newCanary(k Kind, cfg Config) (*canaryProbe, error) {
 func canaryBody(size int) []byte {
 	const intro = "This is a mailchaos canary: it measures delivery time and may be deleted.\r\n"
 	const line = "canary canary canary canary canary canary canary canary canary canary\r\n"
-	var b bytes.Buffer
-	b.WriteString(intro)
-	for b.Len() < size {
-		b.WriteString(line)
-	}
-	if b.Len() > size && size >= len(intro) {
-		b.Truncate(size - 2)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
+	return messageBody(intro, line, size)
 }
 
 // canaryProbe sends canaries and watches for them. Measure is safe for
 // concurrent use; the watching goroutine (poller) is started by the first
 // Measure and stopped by Close.
 type canaryProbe struct {
-	prefix             string
+	mailer
 	smtpAddr, imapAddr string
-	from, to, domain   string
 	user, password     string
 	mailbox            string
 	keep               bool // leave seen canaries in the mailbox
@@ -283,7 +256,7 @@ func (p *canaryProbe) forget(id string) {
 
 // send submits the canary over a plain SMTP session bounded by ctx.
 func (p *canaryProbe) send(ctx context.Context, id string, at time.Time) error {
-	_, err := submit(ctx, p.smtpAddr, canaryHelo, p.from, p.to, probeMessage("canary", p.from, p.to, p.domain, id, at, p.body))
+	_, err := submit(ctx, p.smtpAddr, canaryHelo, p.from, p.to, p.message("canary", id, at, p.body))
 	return err
 }
 

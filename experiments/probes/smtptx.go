@@ -1,15 +1,11 @@
 package probes
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
-	"net/mail"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -96,57 +92,30 @@ func SMTPTransactionKind() Kind {
 		if to == "" {
 			to = defaultUser(cfg.Target).Address
 		}
-		for _, a := range []struct{ param, addr string }{{"from", from}, {"to", to}} {
-			if parsed, err := mail.ParseAddress(a.addr); err != nil || parsed.Address != a.addr {
-				return nil, &faults.ParamError{Fault: k.Name, Param: a.param, Value: a.addr,
-					Msg: "not a plain e-mail address", Allowed: "such as alice@example.test"}
-			}
+		m, err := newMailer(k.Name, cfg, from, to)
+		if err != nil {
+			return nil, err
 		}
-		if strings.ContainsAny(cfg.RunID+cfg.Name, "\r\n\t ") {
-			return nil, fmt.Errorf("%s: run ID %q and SLI name %q must not contain spaces or line breaks", k.Name, cfg.RunID, cfg.Name)
-		}
-		name, runID := cfg.Name, cfg.RunID
-		if name == "" {
-			name = k.Name
-		}
-		if runID == "" {
-			runID = strconv.FormatInt(time.Now().UnixNano(), 36)
-		}
-		domain := "mailchaos.invalid"
-		if i := strings.LastIndexByte(from, '@'); i >= 0 && i < len(from)-1 {
-			domain = from[i+1:]
-		}
-		return &smtpTxProbe{prefix: runID + "-" + name + "-", addr: addr, from: from, to: to, domain: domain,
-			body: smtpTxBody(int(v.Size("size"))), success: v.String("measure") == MeasureSuccess}, nil
+		return &smtpTxProbe{mailer: m, addr: addr, body: smtpTxBody(int(v.Size("size"))),
+			success: v.String("measure") == MeasureSuccess}, nil
 	}
 	return k
 }
 
-// smtpTxBody returns size bytes of plain text in CRLF lines.
+// smtpTxBody returns about size bytes of plain text in CRLF lines.
 func smtpTxBody(size int) []byte {
 	const line = "mailchaos smtp-transaction probe: this message measures SMTP acceptance and may be deleted.\r\n"
-	var b bytes.Buffer
-	for b.Len() < size {
-		b.WriteString(line)
-	}
-	if b.Len() > size {
-		b.Truncate(max(0, size-2))
-		if size >= 2 {
-			b.WriteString("\r\n")
-		}
-	}
-	return b.Bytes()
+	return messageBody("", line, size)
 }
 
 // smtpTxProbe sends one message per sample on a connection of its own.
 // Measure is safe for concurrent use.
 type smtpTxProbe struct {
-	prefix           string
-	addr             string
-	from, to, domain string
-	body             []byte
-	success          bool
-	seq              atomic.Uint64
+	mailer
+	addr    string
+	body    []byte
+	success bool
+	seq     atomic.Uint64
 }
 
 var _ Probe = (*smtpTxProbe)(nil)
@@ -169,8 +138,7 @@ func (p *smtpTxProbe) Measure(ctx context.Context) Sample {
 // send runs one transaction bounded by ctx and returns the time from the
 // start of the connect to the reply to the end of DATA.
 func (p *smtpTxProbe) send(ctx context.Context, id string, at time.Time) (time.Duration, error) {
-	return submit(ctx, p.addr, smtpTxHelo, p.from, p.to,
-		probeMessage("smtp-transaction", p.from, p.to, p.domain, id, at, p.body))
+	return submit(ctx, p.addr, smtpTxHelo, p.from, p.to, p.message("smtp-transaction", id, at, p.body))
 }
 
 // Unit is "s" for measure latency, "ratio" for measure success.
