@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -176,6 +177,9 @@ func (tol Tolerance) format(unit string) string {
 			return time.Duration(float64(q) * float64(time.Second)).String()
 		case "ratio":
 			return fmt.Sprintf("%g%%", float64(q)*100)
+		}
+		if strings.HasPrefix(unit, "/") {
+			return fmt.Sprintf("%g%s", float64(q), unit) // a rate: 15/s
 		}
 		return fmt.Sprintf("%g", float64(q))
 	}

@@ -333,7 +333,16 @@ type Injector struct {
 type surge struct {
 	run    Generator
 	cancel context.CancelFunc // releases the run's TTL context
+	// plannedEnd is when the schedule ends by itself (the request's
+	// duration from the start); zero without one.
+	plannedEnd time.Time
 }
+
+// scheduleSlack is how close to its planned end a removal lets the
+// schedule finish by itself: a runner removes a step at the end it
+// planned, a moment before the load, started a moment after the plan,
+// reaches its own; the last messages due are then still offered.
+const scheduleSlack = 250 * time.Millisecond
 
 var _ faults.Injector = (*Injector)(nil)
 
@@ -425,7 +434,11 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 	if old, ok := i.runs[req.ID]; ok {
 		old.cancel()
 	}
-	i.runs[req.ID] = &surge{run: run, cancel: cancel}
+	sg := &surge{run: run, cancel: cancel}
+	if req.Duration > 0 {
+		sg.plannedEnd = now.Add(req.Duration)
+	}
+	i.runs[req.ID] = sg
 	return h, nil
 }
 
@@ -443,6 +456,15 @@ func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
 	s := i.get(h.ID)
 	if s == nil {
 		return nil
+	}
+	if wait := time.Until(s.plannedEnd); wait > 0 && wait <= scheduleSlack {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.run.Done():
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	s.run.requestStop()
 	select {

@@ -308,3 +308,25 @@ func TestInjectorConcurrentUse(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestRemoveAtThePlannedEndOffersTheWholeSchedule: a runner removes a step
+// at the end it planned, a moment before the load, started a moment after
+// that plan, reaches its own: the last messages due are still offered.
+func TestRemoveAtThePlannedEndOffersTheWholeSchedule(t *testing.T) {
+	s := sinktest.Start(t, sinktest.Options{})
+	inj := loadsurge.New()
+	ctx := context.Background()
+	req := request("planned-end", s.Addr, faults.Params{"rate": "100/s", "concurrency": "4"})
+	req.Duration = time.Second
+	planned := time.Now().Add(req.Duration)
+	h, err := inj.Inject(ctx, req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = inj.Remove(ctx, h) })
+	// The runner's clock: a little before the load's own end.
+	time.Sleep(time.Until(planned.Add(-100 * time.Millisecond)))
+	require.NoError(t, inj.Remove(ctx, h))
+	st, err := inj.Status(ctx, h)
+	require.NoError(t, err)
+	require.Equal(t, 100.0, st.Figures["scheduled"], st.Detail)
+	require.Zero(t, st.Figures["unsent"], st.Detail)
+}
