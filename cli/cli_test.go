@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -39,7 +40,23 @@ func TestMain(m *testing.M) {
 		os.Exit(cli.Run(context.Background(), append([]string{"mailchaos"}, os.Args[1:]...), cli.Env{
 			Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs, StopSignals: func() { signal.Stop(sigs) }}))
 	}
-	goleak.VerifyTestMain(m)
+	// Runs without --journal write into the user's state directory: a
+	// directory of the tests' own, removed at the end.
+	state, err := os.MkdirTemp("", "mailchaos-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
+	code := m.Run()
+	_ = os.RemoveAll(state)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 const waitFor = 30 * time.Second

@@ -32,7 +32,8 @@ type pluginEntry struct {
 	// locked is true when a lock file exists (launch.Checksum is then the
 	// one it pins, "" if it has none).
 	locked bool
-	// refused says why the plugin may not be started (plugins.lock).
+	// refused says why the plugin may not be started (unsafe permissions,
+	// plugins.lock).
 	refused error
 }
 
@@ -71,6 +72,9 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 			}
 			e.launch.Checksum = want
 		}
+		if f.Refused != nil {
+			e.refused = fmt.Errorf("plugin %s (%s): %w", f.Name, f.Path, f.Refused)
+		}
 		out = append(out, e)
 	}
 	return out, nil
@@ -87,7 +91,7 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 		return nil, err
 	}
 	fs := &faultSet{Registry: faults.NewRegistry(),
-		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout})}
+		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout, Kill: st.kill})}
 	fs.Hint = "plugins are looked for in " + strings.Join(plugins.DefaultDirs(st.env.Getenv), ", ") +
 		" (see 'mailchaos plugins list')"
 	if st.builtinsInProcess {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -187,6 +188,9 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if err := inj.Validate(st.stop, req); err != nil {
 		return err
 	}
+	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote")); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	h, err := inj.Inject(st.stop, req)
 	if err != nil {
 		return fmt.Errorf("inject %s: %w", spec.Name, err)
@@ -253,22 +257,31 @@ func proxyCommand(st *state) *ucli.Command {
 				"for hosts whose real mail stack is pointed through it",
 			Flags: []ucli.Flag{
 				&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:8474", Usage: "API listen `ADDR`"},
-				&ucli.BoolFlag{Name: "allow-remote", Usage: "allow an API address off loopback"},
+				&ucli.BoolFlag{Name: "allow-remote", Usage: "allow an API address off loopback, and proxies that listen off loopback"},
+				tokenFileFlag(),
 			},
 			Action: func(c *ucli.Context) error {
 				listen := c.String("listen")
-				host, _, err := net.SplitHostPort(listen)
-				if err != nil {
-					return &usageError{fmt.Errorf("flag --listen: %q is not a host:port address", listen)}
+				if err := checkAddr(listen); err != nil {
+					return &usageError{fmt.Errorf("flag --listen: %w", err)}
 				}
+				host, _, _ := net.SplitHostPort(listen)
 				if !targets.IsLoopback(host) && !c.Bool("allow-remote") {
 					return &usageError{fmt.Errorf("flag --listen: %s is not a loopback address; add --allow-remote to serve on it", listen)}
 				}
-				srv, err := network.StartServer(st.stop, listen, st.log.With("component", "toxiproxy"))
+				token, err := serverToken(c, st)
+				if err != nil {
+					return err
+				}
+				srv, err := network.StartServerWith(st.stop, network.ServerOptions{Listen: listen,
+					Log: st.log.With("component", "toxiproxy"), Token: token, AllowRemote: c.Bool("allow-remote")})
 				if err != nil {
 					return err
 				}
 				defer srv.Close()
+				if c.Bool("allow-remote") && token == "" {
+					fmt.Fprintf(st.env.Stderr, "mailchaos: warning: --allow-remote without a token: anyone who reaches %s can create proxies; see --token-file\n", srv.URL())
+				}
 				fmt.Fprintf(st.env.Stdout, "toxiproxy=%s\n", srv.URL())
 				<-st.stop.Done()
 				return nil

@@ -85,7 +85,7 @@ func listPlugins(st *state, only string) error {
 	if err != nil {
 		return err
 	}
-	host := plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout})
+	host := plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout, Kill: st.kill})
 	defer host.Close()
 	out := st.env.Stdout
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

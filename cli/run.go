@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
-	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/report"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
@@ -126,7 +129,7 @@ func runCommand(st *state) *ucli.Command {
 		Description: "Exit codes: 0 everything held; 1 the system under test failed; 2 invalid input; " +
 			"3 the run failed or was interrupted (every fault rolled back); 4 a rollback failed.",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "journal", Usage: "write the journal (JSON Lines) to `FILE`; default mailchaos-journal.jsonl in a temporary directory"},
+			&ucli.StringFlag{Name: "journal", Usage: "write the journal (JSON Lines) to the new `FILE` (an existing one is refused); default a new file in $XDG_STATE_HOME/mailchaos or ~/.local/state/mailchaos"},
 			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE` (e.g. $GITHUB_STEP_SUMMARY)"},
 			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback (the experiment must allow them too)"},
@@ -147,14 +150,11 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			jpath := c.String("journal")
-			if jpath == "" {
-				jpath = filepath.Join(os.TempDir(), fmt.Sprintf("mailchaos-journal-%d.jsonl", time.Now().UnixMilli()))
-			}
-			jw, err := journal.Create(jpath, "")
+			jw, jpath, err := createJournal(st, c.String("journal"))
 			if err != nil {
-				return &usageError{fmt.Errorf("flag --journal: %w", err)}
+				return err
 			}
+			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
 			var progress, live io.Writer = st.env.Stdout, nil
 			if c.Bool("quiet") {
 				progress = nil
@@ -190,6 +190,21 @@ func runCommand(st *state) *ucli.Command {
 	}
 }
 
+// handleAddresses lists the addresses a handle's removal contacts: its
+// toxiproxy server and any URL in its data (an admin API to restore).
+func handleAddresses(h faults.Handle) []string {
+	var out []string
+	if h.Toxiproxy != "" && h.Toxiproxy != "embedded" {
+		out = append(out, h.Toxiproxy)
+	}
+	for _, k := range slices.Sorted(maps.Keys(h.Data)) {
+		if v := h.Data[k]; strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // worse orders exit codes by gravity: 4 > 3 > 1 > 0.
 func worse(a, b int) int {
 	rank := map[int]int{ExitOK: 0, ExitFailed: 1, ExitAborted: 2, ExitRollbackFailed: 3}
@@ -220,6 +235,27 @@ func runError(code int, results []experiments.Result) error {
 	return nil
 }
 
+// createJournal creates the run's journal: the file --journal names, else
+// a new file in the user's state directory. Neither ever replaces a file or
+// follows a link.
+func createJournal(st *state, path string) (*journal.Writer, string, error) {
+	if path == "" {
+		dir, err := journal.DefaultDir(st.env.Getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w (or name a journal FILE with --journal)", err)
+		}
+		return journal.CreateIn(dir, "")
+	}
+	jw, err := journal.Create(path, "")
+	if errors.Is(err, fs.ErrExist) {
+		return nil, "", &usageError{fmt.Errorf("flag --journal: %s already exists (a journal is never overwritten, nor written through a link): choose another name", path)}
+	}
+	if err != nil {
+		return nil, "", &usageError{fmt.Errorf("flag --journal: %w", err)}
+	}
+	return jw, path, nil
+}
+
 // writeReports renders a journal to the terminal and the report files.
 func writeReports(st *state, jpath, junit, summary string, terminal bool) error {
 	events, err := journal.ReadFile(jpath)
@@ -236,7 +272,18 @@ func writeReports(st *state, jpath, junit, summary string, terminal bool) error 
 		if path == "" {
 			return nil
 		}
-		f, err := os.Create(path)
+		// CI reuses report paths, so a regular file is replaced; a link
+		// is not followed.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+		if errors.Is(err, syscall.ELOOP) {
+			// A link to a terminal or a pipe (/dev/stdout) is fine: what
+			// a link must never do is make root overwrite a file.
+			if st, serr := os.Stat(path); serr == nil && st.Mode()&(fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0 {
+				f, err = os.OpenFile(path, os.O_WRONLY, 0)
+			} else {
+				return fmt.Errorf("%s is a symbolic link: refused, reports are not written through links", path)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -278,6 +325,7 @@ func recoverCommand(st *state) *ucli.Command {
 		Name:      "recover",
 		Usage:     "remove the faults a crashed run's journal shows as injected and not removed",
 		ArgsUsage: "JOURNAL",
+		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "allow-remote", Usage: "allow the journal's toxiproxy servers and admin APIs off loopback"}},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("recover needs exactly one JOURNAL")}
@@ -298,6 +346,19 @@ func recoverCommand(st *state) *ucli.Command {
 				fmt.Fprintln(st.env.Stdout, "nothing to recover: every injected fault was removed")
 				return nil
 			}
+			// The journal names where the faults live: the same loopback
+			// guard as for a run, before anything is contacted.
+			var refused []error
+			for _, h := range left {
+				for _, addr := range handleAddresses(h) {
+					if err := faults.CheckAddress(addr, nil, c.Bool("allow-remote")); err != nil {
+						refused = append(refused, fmt.Errorf("%s (%s): %w", h.ID, h.Fault, err))
+					}
+				}
+			}
+			if len(refused) > 0 {
+				return &usageError{errors.Join(refused...)}
+			}
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(st.stop), rollbackTimeout)
 			defer cancel()
 			// What recover did goes into the journal, so that a report of
@@ -307,8 +368,14 @@ func recoverCommand(st *state) *ucli.Command {
 				return err
 			}
 			defer jw.Close()
+			steps := map[string]int{}
+			for _, e := range events {
+				if (e.Type == journal.TypeInject || e.Type == journal.TypeIntent) && e.Handle != nil {
+					steps[e.Handle.ID] = e.Step
+				}
+			}
 			recovered := func(h faults.Handle, msg string) {
-				_ = jw.Write(journal.Event{Type: journal.TypeRemove, Fault: h.Fault, Handle: &h, Message: msg})
+				_ = jw.Write(journal.Event{Type: journal.TypeRemove, Step: steps[h.ID], Fault: h.Fault, Handle: &h, Message: msg})
 			}
 			var errs []error
 			for _, h := range left {
@@ -316,18 +383,31 @@ func recoverCommand(st *state) *ucli.Command {
 				if err == nil {
 					err = inj.Remove(ctx, h)
 				}
-				if err != nil && len(h.Toxics) > 0 {
-					// The toxics are named after the fault: mailchaos removes
-					// them itself when the fault's plugin cannot.
-					err = network.Remove(ctx, h)
+				if err != nil {
+					// What the handle describes (toxics named after the
+					// fault, a restore call) mailchaos undoes itself when
+					// the fault's plugin cannot.
+					err = undo.Undo(ctx, h)
+				}
+				if h.Toxiproxy != "" && h.Toxiproxy != "embedded" {
+					// And so are toxics the journal never heard of (a run
+					// killed in the middle of an injection journals only
+					// its intent): every toxic named after the fault goes.
+					n, serr := network.RemoveOwned(ctx, network.NewClient(h.Toxiproxy), h.Owner, h.ID)
+					if serr != nil && err == nil {
+						err = serr
+					}
+					if serr == nil && n > 0 {
+						fmt.Fprintf(st.env.Stdout, "%s (%s): removed %d toxics named after it\n", h.ID, h.Fault, n)
+					}
 				}
 				if err != nil {
 					if errors.Is(err, syscall.ECONNREFUSED) {
-						// An in-process toxiproxy died with the run, its proxies too.
-						fmt.Fprintf(st.env.Stdout, "%s (%s): the toxiproxy server at %s is gone, and its faults with it\n",
-							h.ID, h.Fault, h.Toxiproxy)
-						recovered(h, "recover: the toxiproxy server is gone, and the fault with it")
-						continue
+						// Nothing answers there: a run's in-process server
+						// ended with the run and its faults with it, but a
+						// server that is only down still holds them.
+						err = fmt.Errorf("could not reach %s (connection refused): if it was the run's own in-process server, the fault ended with it; otherwise start the server again and run recover again: %w",
+							h.Toxiproxy, err)
 					}
 					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
 					continue

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/mailchaos/mailchaos/internal/httpguard"
+	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
@@ -44,6 +47,8 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			&ucli.StringFlag{Name: "smtp", Value: "127.0.0.1:2525", Usage: "SMTP listen `ADDR`"},
 			&ucli.StringFlag{Name: "imap", Value: "127.0.0.1:1143", Usage: "IMAP listen `ADDR`"},
 			&ucli.StringFlag{Name: "metrics", Value: "127.0.0.1:9464", Usage: "metrics listen `ADDR`"},
+			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow listen addresses off loopback"},
+			tokenFileFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.Args().Present() {
@@ -53,7 +58,11 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			stack, err := mailstack.New(cfg, mailstack.Options{Logger: st.log.With("component", "mailstack")})
+			token, err := serverToken(c, st)
+			if err != nil {
+				return err
+			}
+			stack, err := mailstack.New(cfg, mailstack.Options{Logger: st.log.With("component", "mailstack"), APIToken: token})
 			if err != nil {
 				return err
 			}
@@ -113,12 +122,70 @@ func mailstackConfig(c *ucli.Context) (mailstack.Config, error) {
 		}
 		*f.dst = addr
 	}
+	if !c.Bool("allow-remote") {
+		if err := loopbackListens(cfg); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
 }
 
+// loopbackListens refuses a configuration that listens off loopback.
+func loopbackListens(cfg mailstack.Config) error {
+	check := func(what, addr string) error {
+		if addr == "" {
+			return nil // the default, on loopback
+		}
+		if host, _, err := net.SplitHostPort(addr); err == nil && (host == "" || !targets.IsLoopback(host)) {
+			return &usageError{fmt.Errorf("%s: %s is not a loopback address; add --allow-remote to serve on it", what, addr)}
+		}
+		return nil
+	}
+	errs := []error{check("--smtp", cfg.SMTP.Listen), check("--imap", cfg.IMAP.Listen), check("--metrics", cfg.Metrics.Listen)}
+	for _, e := range cfg.Engines {
+		if !e.External {
+			errs = append(errs, check("engine "+e.Name+" listen", e.Listen))
+		}
+	}
+	for _, site := range cfg.Access.Sites {
+		errs = append(errs, check("access site "+site.Name+" listen", site.Listen))
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenFileFlag is the --token-file flag of the HTTP servers.
+func tokenFileFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "token-file", Usage: "require `FILE`'s content as a bearer token on the HTTP API " +
+		"(default: $" + httpguard.TokenEnv + " if set, else no token); the file must not be readable by others"}
+}
+
+// serverToken is the bearer token an HTTP server requires: --token-file's,
+// else $MAILCHAOS_TOKEN's, else none.
+func serverToken(c *ucli.Context, st *state) (string, error) {
+	if f := c.String("token-file"); f != "" {
+		tok, err := httpguard.LoadToken(f)
+		if err != nil {
+			return "", &usageError{fmt.Errorf("flag --token-file: %w", err)}
+		}
+		return tok, nil
+	}
+	return httpguard.EnvToken(st.env.Getenv), nil
+}
+
+// checkAddr checks a listen address: host:port with a port from 0 (any
+// free one) to 65535.
 func checkAddr(addr string) error {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return fmt.Errorf("%q is not a host:port address", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
 	}
 	return nil
 }
@@ -129,6 +196,7 @@ func serveClamdCommand(st *state) *ucli.Command {
 		Usage: "serve one bundled clamd-compatible AV engine until SIGINT/SIGTERM",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:3310", Usage: "listen `ADDR`"},
+			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow a listen address off loopback"},
 			&ucli.DurationFlag{Name: "delay", Usage: "wait this long before answering each scan (a slow engine)"},
 			&ucli.StringFlag{Name: "delay-match", Usage: "only delay scans whose payload contains this `STRING`"},
 		},
@@ -138,6 +206,9 @@ func serveClamdCommand(st *state) *ucli.Command {
 			}
 			if err := checkAddr(c.String("listen")); err != nil {
 				return &usageError{fmt.Errorf("flag --listen: %w", err)}
+			}
+			if host, _, _ := net.SplitHostPort(c.String("listen")); !c.Bool("allow-remote") && (host == "" || !targets.IsLoopback(host)) {
+				return &usageError{fmt.Errorf("flag --listen: %s is not a loopback address; add --allow-remote to serve on it", c.String("listen"))}
 			}
 			if c.Duration("delay") < 0 {
 				return &usageError{fmt.Errorf("flag --delay: must not be negative")}

@@ -130,6 +130,17 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	}
 	target, terrs := e.Target.validate(cat.AllowRemote)
 	errs = append(errs, terrs...)
+	// The loopback guard for every address a probe or fault reaches: the
+	// target must allow remote hosts and so must the command line.
+	remoteOK := cat.AllowRemote && e.Target.AllowRemote
+	guard := func(field string, spec faults.Spec, params map[string]string) {
+		for _, err := range faults.CheckAddresses(spec, faults.Params(params), target, remoteOK) {
+			var pe *faults.ParamError
+			if errors.As(err, &pe) {
+				add(field+".params."+pe.Param, "%s", pe.Msg)
+			}
+		}
+	}
 
 	// Steady state.
 	if len(e.SteadyState) == 0 {
@@ -163,8 +174,12 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 		if kind, err := cat.Probes.Get(s.Probe); err != nil {
 			add(f+".probe", "%v", err)
 		} else {
-			for _, pe := range checkParams(kind.Spec(), s.Params) {
+			pes := checkParams(kind.Spec(), s.Params)
+			for _, pe := range pes {
 				add(f+".params"+paramPath(pe), "%s", pe.Msg+allowed(pe))
+			}
+			if len(pes) == 0 {
+				guard(f, kind.Spec(), s.Params)
 			}
 		}
 		errs = append(errs, s.Tolerance.validate(f+".tolerance")...)
@@ -189,11 +204,12 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 		if st.For <= 0 {
 			add(f+".for", "must be positive, got %s", st.For)
 		}
-		inj, _, err := cat.Faults.Get(st.Fault)
+		inj, spec, err := cat.Faults.Get(st.Fault)
 		if err != nil {
 			add(f+".fault", "%v", err)
 			continue
 		}
+		guard(f, spec, st.Params)
 		req := faults.Request{ID: fmt.Sprintf("s%d", i), Fault: st.Fault, Target: target, Links: st.AllLinks(),
 			Params: faults.Params(st.Params), TTL: max(st.For, time.Second) + faults.DefaultTTLGrace}
 		for _, err := range faults.Flatten(inj.Validate(ctx, req)) {
@@ -390,6 +406,7 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 				return faults.Target{}, errs
 			}
 			f = loaded
+			t.AllowRemote = f.AllowRemote
 		} else {
 			for _, fe := range f.Validate(allowRemote) {
 				add("target."+fe.Field, "%s", fe.Msg)

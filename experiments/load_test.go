@@ -86,6 +86,15 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	}
+	for _, s := range []string{
+		"title: x\ndescription: " + strings.Repeat("[", 100),
+		"title: x\nmethod:\n" + strings.Repeat("- ", 100) + "x\n",
+		"title: \"a\x00b\"\n",
+		"title: caf\xe9\n",
+		"title: x\nparams: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n",
+	} {
+		f.Add([]byte(s))
+	}
 	cat := builtinCatalog(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := experiments.Parse(context.Background(), "fuzz.yaml", data, cat)

@@ -18,6 +18,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
 )
 
@@ -401,7 +402,8 @@ func (r *runner) startTarget(ctx context.Context) error {
 }
 
 // redacted returns a copy of e for the journal, with the values of
-// password parameters replaced: a journal is shared, a password is not.
+// password parameters and the embedded stack's account passwords replaced:
+// a journal is shared, a password is not.
 func redacted(e *Experiment) *Experiment {
 	c := *e
 	hide := func(p map[string]string) map[string]string {
@@ -422,6 +424,25 @@ func redacted(e *Experiment) *Experiment {
 	c.Method = append([]Step(nil), e.Method...)
 	for i := range c.Method {
 		c.Method[i].Params = hide(c.Method[i].Params)
+	}
+	// The embedded stack's configuration holds its accounts' passwords.
+	if e.Target.Config != nil {
+		cfg := *e.Target.Config
+		cfg.Users = append(cfg.Users[:0:0], cfg.Users...)
+		for i := range cfg.Users {
+			if cfg.Users[i].Password != "" {
+				cfg.Users[i].Password = "(redacted)"
+			}
+		}
+		if cfg.Quarantine.Password != "" {
+			cfg.Quarantine.Password = "(redacted)"
+		}
+		if l := cfg.Access.Health.Login; l != nil && l.Password != "" {
+			cp := *l
+			cp.Password = "(redacted)"
+			cfg.Access.Health.Login = &cp
+		}
+		c.Target.Config = &cfg
 	}
 	return &c
 }
@@ -598,8 +619,19 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	}
 	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
 		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
+	// The intent goes into the journal before anything is created: a run
+	// killed in the middle of this injection leaves toxics named after
+	// its owner and ID, which `recover` finds by them.
+	intent := faults.Handle{ID: req.ID, Fault: st.Fault, Owner: req.Owner, Expires: time.Now().Add(req.TTL)}
+	if tp := r.run.Target.Toxiproxy; tp != "" && tp != "embedded" {
+		intent.Toxiproxy = tp
+	}
+	if err := r.write(journal.Event{Type: journal.TypeIntent, Step: step, Fault: st.Fault, Handle: &intent}); err != nil {
+		return "", fmt.Errorf("journal the intent to inject: %w", err)
+	}
 	h, err := inj.Inject(ctx, req)
 	if err != nil {
+		r.sweepFailedInject(step, intent)
 		return "", err
 	}
 	onset := time.Since(planned)
@@ -613,6 +645,25 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 		Message: fmt.Sprintf("onset %s after plan", onset.Round(time.Microsecond))})
 	r.progress("inject %s (method[%d]) for %s", st.Fault, step, st.For)
 	return h.ID, nil
+}
+
+// sweepFailedInject removes whatever a failed injection left (toxics
+// named after its owner and ID) and journals the intent as settled, or as
+// a failed removal that `recover` will try again.
+func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
+	ev := journal.Event{Type: journal.TypeRemove, Step: step, Fault: intent.Fault, Handle: &intent,
+		Message: "the injection failed; nothing of it is left"}
+	if intent.Toxiproxy != "" {
+		ctx, cancel := context.WithTimeout(r.opts.Kill, r.exp.Rollbacks.Timeout)
+		n, err := network.RemoveOwned(ctx, network.NewClient(intent.Toxiproxy), intent.Owner, intent.ID)
+		cancel()
+		if err != nil {
+			ev.Err = fmt.Sprintf("sweeping what the failed injection left: %v", err)
+		} else if n > 0 {
+			ev.Message = fmt.Sprintf("the injection failed; removed the %d toxics it left", n)
+		}
+	}
+	_ = r.write(ev)
 }
 
 // remove removes one injected fault and journals it. base bounds the

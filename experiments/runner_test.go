@@ -696,3 +696,55 @@ func failedAssertions(evs []journal.Event) []string {
 	}
 	return failed
 }
+
+// halfInject adds a toxic named after its request, then fails: an
+// injection that broke halfway.
+type halfInject struct{ c *network.Client }
+
+func (f *halfInject) Describe(context.Context) (faults.Spec, error) {
+	return faults.Spec{Name: "half"}, nil
+}
+func (f *halfInject) Validate(context.Context, faults.Request) error { return nil }
+func (f *halfInject) Inject(ctx context.Context, req faults.Request) (faults.Handle, error) {
+	name := network.ToxicName(req.Owner, req.ID, time.Now().Add(req.TTL), 0)
+	if err := f.c.AddToxic(ctx, "svc", network.Toxic{Name: name, Type: network.ToxicBlackhole, Stream: network.Downstream}); err != nil {
+		return faults.Handle{}, err
+	}
+	return faults.Handle{}, fmt.Errorf("broke halfway")
+}
+func (f *halfInject) Remove(context.Context, faults.Handle) error { return nil }
+func (f *halfInject) Status(context.Context, faults.Handle) (faults.Status, error) {
+	return faults.Status{}, nil
+}
+
+// TestIntentIsJournaledBeforeTheInjection: the journal says what is about
+// to be injected before anything is created, and what a failed injection
+// left is swept away and journaled as settled.
+func TestIntentIsJournaledBeforeTheInjection(t *testing.T) {
+	l := newLab(t)
+	require.NoError(t, l.cat.Faults.Add(context.Background(), &halfInject{c: l.proxy.Client()}))
+	e := l.experiment(t, banner+`
+baseline: 300ms
+method:
+  - fault: half
+    at: 0s
+    for: 1s
+recovery: { within: 1s }
+`)
+	res, evs := l.run(t, context.Background(), e) // checks that no toxic is left
+	require.Equal(t, journal.StatusAborted, res.Status)
+	require.Contains(t, res.Message, "broke halfway")
+	var types []string
+	for _, ev := range evs {
+		if ev.Type == journal.TypeIntent || ev.Type == journal.TypeRemove {
+			types = append(types, ev.Type)
+			require.Equal(t, "s0", ev.Handle.ID)
+			require.Equal(t, l.proxy.URL(), ev.Handle.Toxiproxy)
+			if ev.Type == journal.TypeRemove {
+				require.Empty(t, ev.Err)
+				require.Contains(t, ev.Message, "removed the 1 toxics it left")
+			}
+		}
+	}
+	require.Equal(t, []string{journal.TypeIntent, journal.TypeRemove}, types)
+}

@@ -195,6 +195,13 @@ type Handle struct {
 	Data map[string]string `json:"data,omitempty"`
 }
 
+// DataUndoPost is the key in [Handle.Data] of a URL that undoes the fault
+// when POSTed an empty JSON object (an HTTP restore, such as an access
+// site's). Whoever removes a fault in its injector's place (the plugin host
+// for a plugin that died, `mailchaos recover`) calls it, so a fault that
+// changed something over HTTP is undone on every exit path.
+const DataUndoPost = "undo-post"
+
 // ToxicRef names one toxic on a toxiproxy server.
 type ToxicRef struct {
 	Proxy string `json:"proxy"`

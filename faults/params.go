@@ -172,6 +172,8 @@ func describe(p Param) string {
 		s = "a fraction from 0 to 1, or a percentage such as 30%"
 	case TypeBool:
 		return "true or false"
+	case TypeAddress:
+		return "a name in the target's endpoints, a host:port or an http(s) URL, on loopback"
 	case TypeInt:
 		s = "a whole number"
 	case TypeFloat:
@@ -202,6 +204,9 @@ func checkValue(p Param, v string) error {
 	}
 	if p.Type == TypeString {
 		return nil
+	}
+	if p.Type == TypeAddress {
+		return checkAddressFormat(v)
 	}
 	if p.Type == TypeBool {
 		_, err := strconv.ParseBool(v)

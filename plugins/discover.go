@@ -23,6 +23,10 @@ type Found struct {
 	// Shadowed lists executables of the same name in later directories,
 	// which are not used.
 	Shadowed []string
+	// Refused is an [*UnsafeError] when the executable or its directory
+	// can be changed by someone other than root and the user running
+	// mailchaos: the plugin must not be started.
+	Refused error
 }
 
 // DefaultDirs are the directories searched for plugins, first match wins:
@@ -49,7 +53,8 @@ func DefaultDirs(getenv func(string) string) []string {
 // mailchaos-fault-NAME with an execute bit. A directory that does not exist
 // is skipped; one that cannot be read is an error. When two directories
 // have the same plugin, the first one wins and the other is reported as
-// shadowed.
+// shadowed. Each plugin is checked with [CheckFile]; an unsafe one is
+// listed with Refused set.
 func Discover(dirs []string) ([]Found, error) {
 	byName := map[string]*Found{}
 	var errs []error
@@ -79,7 +84,7 @@ func Discover(dirs []string) ([]Found, error) {
 				f.Shadowed = append(f.Shadowed, path)
 				continue
 			}
-			byName[name] = &Found{Name: name, Path: path}
+			byName[name] = &Found{Name: name, Path: path, Refused: CheckFile(path)}
 		}
 	}
 	out := make([]Found, 0, len(byName))

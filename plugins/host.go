@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -39,11 +38,24 @@ type Options struct {
 	CallTimeout time.Duration
 	// StartTimeout bounds each start; 0 means [DefaultStartTimeout].
 	StartTimeout time.Duration
+	// Kill, if set, ends when mailchaos must stop at once (a second
+	// signal). From then on the host's own removals of a plugin's faults
+	// get [KillGrace] more, and stopping a plugin kills its processes
+	// without waiting for it to exit.
+	Kill context.Context
 }
+
+// KillGrace is how long the host keeps trying to remove a plugin's faults
+// itself after [Options.Kill] ends.
+const KillGrace = 500 * time.Millisecond
 
 // Host starts plugins and owns their processes: Close stops them all.
 type Host struct {
 	opts Options
+	// giveUp ends KillGrace after opts.Kill (the host's removals stop),
+	// or once Close is done.
+	giveUp     context.Context
+	giveUpDone context.CancelFunc
 
 	mu      sync.Mutex
 	plugins []*Plugin
@@ -61,7 +73,13 @@ func NewHost(opts Options) *Host {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = DefaultStartTimeout
 	}
-	return &Host{opts: opts}
+	giveUp, cancel := context.WithCancel(context.Background())
+	if opts.Kill != nil {
+		context.AfterFunc(opts.Kill, func() { time.AfterFunc(KillGrace, cancel) })
+	} else {
+		opts.Kill = giveUp // never ends before the host is dropped
+	}
+	return &Host{opts: opts, giveUp: giveUp, giveUpDone: cancel}
 }
 
 // Launch says how to start one plugin.
@@ -117,25 +135,34 @@ func (h *Host) Start(ctx context.Context, l Launch) (*Plugin, error) {
 	if closed {
 		return nil, errors.New("plugin host is closed")
 	}
-	p := &Plugin{launch: l, timeout: h.opts.CallTimeout, log: h.opts.Logger.With("plugin", l.Name),
-		live: map[string]*tracked{}, lost: make(chan struct{}), stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
-	cmd := exec.Command(l.Path, l.Args...)
-	cmd.Env = l.Env
-	dieWithHost(cmd)
-	var secure *plugin.SecureConfig
-	if l.Checksum != "" {
-		sum, err := hex.DecodeString(l.Checksum)
-		if err != nil {
-			return nil, &StartError{l.Name, l.Path, fmt.Errorf("bad checksum %q: %w", l.Checksum, err)}
+	if !l.Builtin {
+		if err := CheckFile(l.Path); err != nil {
+			return nil, &StartError{l.Name, l.Path, err}
 		}
-		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
+	if l.Checksum != "" {
+		// go-plugin checks a Cmd's checksum; with our runner, the host does.
+		if b, err := hex.DecodeString(l.Checksum); err != nil || len(b) != sha256.Size {
+			return nil, &StartError{l.Name, l.Path, fmt.Errorf("bad checksum %q", l.Checksum)}
+		}
+		got, err := Checksum(l.Path)
+		if err != nil {
+			return nil, &StartError{l.Name, l.Path, err}
+		}
+		if got != strings.ToLower(l.Checksum) {
+			return nil, &StartError{l.Name, l.Path, h.explain(l, plugin.ErrChecksumsDoNotMatch)}
+		}
+	}
+	p := &Plugin{launch: l, timeout: h.opts.CallTimeout, log: h.opts.Logger.With("plugin", l.Name),
+		live: map[string]*tracked{}, lost: make(chan struct{}), stopWatch: make(chan struct{}), watchDone: make(chan struct{}),
+		kill: h.opts.Kill, giveUp: h.giveUp}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake(wire.ProtocolVersion),
 		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: wire.PluginSet(&wire.Plugin{})},
-		Cmd:              cmd,
+		// The process is ours (see proc): its own process group, and
+		// bounded waits for its pipes.
+		RunnerFunc:       runnerFunc(l, func(pr *proc) { p.proc = pr }),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		SecureConfig:     secure,
 		AutoMTLS:         true,
 		StartTimeout:     h.opts.StartTimeout,
 		Logger:           newHCLogger(p.log, p.closing.Load),
@@ -144,6 +171,7 @@ func (h *Host) Start(ctx context.Context, l Launch) (*Plugin, error) {
 	})
 	if err := p.connect(ctx); err != nil {
 		p.closing.Store(true)
+		p.killProc()
 		p.client.Kill()
 		return nil, &StartError{l.Name, l.Path, h.explain(l, err)}
 	}
@@ -214,4 +242,5 @@ func (h *Host) Close() {
 		}()
 	}
 	wg.Wait()
+	h.giveUpDone()
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 )
 
@@ -33,8 +33,12 @@ type Plugin struct {
 	log        *slog.Logger
 
 	client *plugin.Client
+	proc   *proc // set by go-plugin's call of runnerFunc
 	rpc    *wire.Client
 	pid    int
+
+	// kill ends at a second signal; giveUp KillGrace later (Options.Kill).
+	kill, giveUp context.Context
 
 	mu   sync.Mutex
 	live map[string]*tracked // by owner/id: faults not yet removed
@@ -156,10 +160,25 @@ func (p *Plugin) connect(ctx context.Context) error {
 		return fmt.Errorf("dispense: unexpected %T", raw)
 	}
 	p.rpc = c
-	if rc := p.client.ReattachConfig(); rc != nil {
-		p.pid = rc.Pid
+	if p.proc != nil {
+		p.pid = p.proc.pid
 	}
 	return nil
+}
+
+// killProc kills the plugin's process group at once, if it was started.
+func (p *Plugin) killProc() {
+	if p.proc != nil && p.proc.pid > 0 {
+		_ = p.proc.Kill(context.Background())
+	}
+}
+
+// cleanupContext bounds the host's own removal of the plugin's faults:
+// cleanupTimeout, and no later than KillGrace after a second signal.
+func (p *Plugin) cleanupContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), cleanupTimeout)
+	stop := context.AfterFunc(p.giveUp, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // watch notices the process exiting when nobody asked it to.
@@ -178,10 +197,10 @@ func (p *Plugin) watch() {
 // removes every fault the plugin had in place, from the host.
 func (p *Plugin) fail(cause error, kill bool) {
 	p.lostOnce.Do(func() {
-		if kill && p.pid > 0 {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		if kill {
+			p.killProc()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		ctx, cancel := p.cleanupContext(context.Background())
 		defer cancel()
 		n, err := p.cleanup(ctx, p.takeLive())
 		lerr := &LostError{Plugin: p.launch.Name, Pid: p.pid, Cause: cause, Removed: n, CleanupErr: err}
@@ -204,12 +223,19 @@ func (p *Plugin) takeLive() []*tracked {
 }
 
 // cleanup removes faults from the host's side: the toxics named after each
-// fault's owner and ID (a diverted link is pointed back at its upstream).
-// Faults without toxics (a load generator) end with the plugin's process.
+// fault's owner and ID (a diverted link is pointed back at its upstream),
+// and the restore call a handle names (an access site drained over HTTP:
+// see [faults.DataUndoPost]). Faults without either (a load generator) end
+// with the plugin's process.
 func (p *Plugin) cleanup(ctx context.Context, ts []*tracked) (int, error) {
 	var errs []error
 	n := 0
 	for _, t := range ts {
+		if t.handle != nil {
+			if err := undo.Restore(ctx, *t.handle); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		url := t.req.Target.Toxiproxy
 		if t.handle != nil && t.handle.Toxiproxy != "" {
 			url = t.handle.Toxiproxy
@@ -228,20 +254,24 @@ func (p *Plugin) cleanup(ctx context.Context, ts []*tracked) (int, error) {
 }
 
 // stop ends the plugin on purpose: faults still in place are removed by
-// the host, then the process is asked to exit (and killed after 2 s).
+// the host, then the process is asked to exit (and its process group
+// killed after 2 s, or at once after a second signal).
 func (p *Plugin) stop() {
 	p.stopOnce.Do(func() {
 		p.closing.Store(true)
 		close(p.stopWatch)
 		<-p.watchDone
 		if ts := p.takeLive(); len(ts) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			ctx, cancel := p.cleanupContext(context.Background())
 			if n, err := p.cleanup(ctx, ts); err != nil {
 				p.log.Error("removing the plugin's faults", "err", err)
 			} else if n > 0 {
 				p.log.Warn("removed faults the plugin still had in place", "toxics", n)
 			}
 			cancel()
+		}
+		if p.kill.Err() != nil {
+			p.killProc()
 		}
 		p.client.Kill()
 	})
@@ -334,7 +364,7 @@ func (p *Plugin) Inject(ctx context.Context, req faults.Request) (faults.Handle,
 	// about that, having panicked half-way, so the host removes whatever
 	// the request left behind all the same.
 	if err != nil && !isRollback && p.LostErr() == nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := p.cleanupContext(ctx)
 		defer cancel()
 		if _, cerr := p.cleanup(cctx, []*tracked{t}); cerr != nil {
 			err = errors.Join(err, &faults.RollbackError{Handle: faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner,
@@ -372,10 +402,7 @@ func (p *Plugin) removeLost(ctx context.Context, h faults.Handle, lerr error) er
 	if errors.As(lerr, &le) && le.CleanupErr != nil {
 		return &faults.RollbackError{Handle: h, Err: lerr}
 	}
-	if h.Toxiproxy == "" {
-		return nil
-	}
-	if err := network.Remove(ctx, h); err != nil {
+	if err := undo.Undo(ctx, h); err != nil {
 		return &faults.RollbackError{Handle: h, Err: fmt.Errorf("%v; the host's removal failed: %w", lerr, err)}
 	}
 	return nil

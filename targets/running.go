@@ -88,7 +88,9 @@ func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*
 		t.Toxiproxy = toxiproxyURL
 	}
 	if t.Toxiproxy == "" && len(t.Links) > 0 {
-		srv, err := network.StartServer(ctx, "127.0.0.1:0", log)
+		// The file's links may listen off loopback only when the file
+		// allows it (and its validation had the command line's consent).
+		srv, err := network.StartServerWith(ctx, network.ServerOptions{Listen: "127.0.0.1:0", Log: log, AllowRemote: f.AllowRemote})
 		if err != nil {
 			return nil, err
 		}

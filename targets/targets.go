@@ -154,8 +154,8 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 			add(field, "%q is not a host:port address", addr)
 			return
 		}
-		if !remoteOK && !IsLoopback(host) {
-			add(field, "%s is not a loopback address; mailchaos only touches remote hosts when the target file says allow-remote: true and the command line says --allow-remote", addr)
+		if !remoteOK && !faults.IsLoopback(host) {
+			add(field, "%v", &faults.RemoteError{Addr: addr})
 		}
 	}
 	if f.Toxiproxy != "" {
@@ -213,15 +213,9 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 }
 
 // IsLoopback reports whether host (a name or an IP) is this machine's
-// loopback: localhost, 127.0.0.0/8 or ::1.
-func IsLoopback(host string) bool {
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// loopback: localhost, 127.0.0.0/8 or ::1. It is [faults.IsLoopback], the
+// one guard.
+func IsLoopback(host string) bool { return faults.IsLoopback(host) }
 
 // Target returns the target as the faults see it, with its links' listen
 // addresses as given (see [Open] for the links' proxies).

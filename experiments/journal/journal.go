@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -29,6 +30,11 @@ const (
 	TypePhase = "phase"
 	// TypeSample is one probe measurement of an SLI.
 	TypeSample = "sample"
+	// TypeIntent is a fault about to be injected, written before anything
+	// is created: Handle has its ID, owner, fault and toxiproxy server, by
+	// which toxics are named, so that a run killed in the middle of an
+	// injection leaves nothing `recover` cannot find.
+	TypeIntent = "intent"
 	// TypeInject is a fault injected: Handle says how to remove it.
 	TypeInject = "inject"
 	// TypeRemove is a fault removed (Err set if removal failed).
@@ -166,9 +172,12 @@ type Writer struct {
 	err error
 }
 
-// Create creates (truncating) a journal file.
+// Create creates a new journal file at path, readable and writable by its
+// owner only (mode 0600). It never overwrites and never follows a symbolic
+// link: anything already at path, a link included, is refused with an error
+// that wraps [fs.ErrExist].
 func Create(path, run string) (*Writer, error) {
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -179,24 +188,34 @@ func Create(path, run string) (*Writer, error) {
 
 // Append opens an existing journal to add events to it (what `mailchaos
 // recover` does). A truncated last line, left by a run that crashed
-// mid-write and ignored by Read, is cut off first.
+// mid-write and ignored by Read, is cut off first. path must be a regular
+// file, not a symbolic link: the file that is read is the one written.
 func Append(path, run string) (*Writer, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
+	}
+	fail := func(err error) (*Writer, error) {
+		f.Close()
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(errors.New("not a regular file"))
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fail(err)
 	}
 	keep := int64(bytes.LastIndexByte(data, '\n') + 1)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
 	if err := f.Truncate(keep); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("journal: %w", err)
+		return fail(err)
 	}
 	if _, err := f.Seek(keep, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("journal: %w", err)
+		return fail(err)
 	}
 	w := NewWriter(f, run)
 	w.f = f
@@ -311,15 +330,27 @@ func (e *FileError) InvalidInput() bool { return true }
 // Outstanding returns the handles of faults a journal shows as injected and
 // never (successfully) removed, in injection order.
 func Outstanding(events []Event) []faults.Handle {
-	removed := map[string]bool{}
+	removed, injected := map[string]bool{}, map[string]bool{}
 	for _, e := range events {
-		if e.Type == TypeRemove && e.Err == "" && e.Handle != nil {
+		switch {
+		case e.Handle == nil:
+		case e.Type == TypeRemove && e.Err == "":
 			removed[e.Handle.ID] = true
+		case e.Type == TypeInject:
+			injected[e.Handle.ID] = true
 		}
 	}
 	var out []faults.Handle
 	for _, e := range events {
-		if e.Type == TypeInject && e.Handle != nil && !removed[e.Handle.ID] {
+		if e.Handle == nil || removed[e.Handle.ID] {
+			continue
+		}
+		switch {
+		case e.Type == TypeInject:
+			out = append(out, *e.Handle)
+		case e.Type == TypeIntent && !injected[e.Handle.ID]:
+			// An injection that never reported back: whatever it
+			// created carries the owner and ID in its name.
 			out = append(out, *e.Handle)
 		}
 	}

@@ -88,9 +88,9 @@ func CanaryKind() Kind {
 		Summary: "end-to-end delivery time of a canary message: SMTP in, visible over IMAP",
 		Unit:    "s",
 		Params: []faults.Param{
-			{Name: "smtp", Type: faults.TypeString, Default: "smtp",
+			{Name: "smtp", Type: faults.TypeAddress, Default: "smtp",
 				Doc: "the SMTP server the canary is sent to: a name in the target's endpoints or a host:port address"},
-			{Name: "imap", Type: faults.TypeString, Default: "imap",
+			{Name: "imap", Type: faults.TypeAddress, Default: "imap",
 				Doc: "the IMAP server the canary is looked for on: a name in the target's endpoints or a host:port address"},
 			{Name: "from", Type: faults.TypeString,
 				Doc: "envelope and header sender (default: the target's first user, else alice@example.test)"},

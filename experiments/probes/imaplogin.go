@@ -36,7 +36,7 @@ func IMAPLoginKind() Kind {
 		Summary: "IMAP log-in latency or success: connect, LOGIN, SELECT, LOGOUT",
 		Unit:    "s",
 		Params: []faults.Param{
-			{Name: "endpoint", Type: faults.TypeString, Default: "imap",
+			{Name: "endpoint", Type: faults.TypeAddress, Default: "imap",
 				Doc: "the IMAP server: a name in the target's endpoints or a host:port address"},
 			{Name: "user", Type: faults.TypeString,
 				Doc: "log-in name (default: the log-in name of the target's first user, else alice@example.test)"},

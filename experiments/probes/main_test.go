@@ -163,7 +163,7 @@ func TestNewRejectsBadParameters(t *testing.T) {
 		{probes.IMAPLoginKind(), faults.Params{"measure": "sucess"}, "measure", `did you mean "success"?`},
 		{probes.MetricKind(), faults.Params{}, "metric", "is required"},
 		{probes.MetricKind(), faults.Params{"metric": "x", "labels": "reason"}, "labels", "not a name=value pair"},
-		{probes.MetricKind(), faults.Params{"metric": "x", "url": "ftp://x/metrics"}, "url", "not an http(s) URL"},
+		{probes.MetricKind(), faults.Params{"metric": "x", "url": "ftp://x/metrics"}, "url", "an http(s) URL"},
 		{probes.MetricKind(), faults.Params{"metric": "x", "endpoint": "metric"}, "endpoint", `did you mean "metrics"?`},
 	} {
 		t.Run(tt.kind.Name+"/"+tt.param, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
 // KindMetric is the metric probe's name.
@@ -76,9 +78,9 @@ func MetricKind() Kind {
 				Doc: "kind ratio: the span both increases are taken over (0: since the previous sample)"},
 			{Name: "quantile", Type: faults.TypeFloat, Default: "0.99", Min: "0", Max: "1",
 				Doc: "the quantile for kind quantile"},
-			{Name: "endpoint", Type: faults.TypeString, Default: "metrics",
+			{Name: "endpoint", Type: faults.TypeAddress, Default: "metrics",
 				Doc: "the metrics server, a name in the target's endpoints or a host:port address; scraped at http://ENDPOINT/metrics"},
-			{Name: "url", Type: faults.TypeString,
+			{Name: "url", Type: faults.TypeAddress,
 				Doc: "the full URL to scrape, instead of endpoint"},
 			{Name: "unit", Type: faults.TypeString, Doc: "the unit of the values, for reports (s, msg/s, ...)"},
 		},
@@ -246,6 +248,9 @@ func (p *metricProbe) scrape(ctx context.Context) (map[string]*dto.MetricFamily,
 		return nil, fmt.Errorf("scrape %s: %w", p.url, err)
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	// A stack served with a token (target serve mailstack --token-file)
+	// wants it on its metrics too.
+	httpguard.SetAuth(req, httpguard.EnvToken(os.Getenv))
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape: %w", err)

@@ -64,7 +64,7 @@ func SMTPTransactionKind() Kind {
 		Summary: "SMTP transaction latency or success as a client sees it: connect to the reply after the end of DATA",
 		Unit:    "s",
 		Params: []faults.Param{
-			{Name: "endpoint", Type: faults.TypeString, Default: "smtp",
+			{Name: "endpoint", Type: faults.TypeAddress, Default: "smtp",
 				Doc: "the SMTP server: a name in the target's endpoints or a host:port address"},
 			{Name: "from", Type: faults.TypeString,
 				Doc: "envelope and header sender (default: the target's first user, else alice@example.test)"},

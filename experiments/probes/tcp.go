@@ -24,7 +24,7 @@ const maxBanner = 4096
 
 // endpointParam is the required endpoint parameter of tcp and banner.
 func endpointParam() faults.Param {
-	return faults.Param{Name: "endpoint", Type: faults.TypeString, Required: true,
+	return faults.Param{Name: "endpoint", Type: faults.TypeAddress, Required: true,
 		Doc: "where to connect: a name in the target's endpoints (smtp, imap, metrics, av-engine-1, ...) or a host:port address"}
 }
 

@@ -74,7 +74,7 @@ func Spec() faults.Spec {
 				Doc: "imap: the mailbox each session selects"},
 			{Name: "fetch", Type: faults.TypeInt, Unit: "messages", Default: "5", Min: "1", Max: "10000",
 				Doc: "imap: each session fetches the envelopes of this many of the newest messages (all when there are fewer; none in an empty mailbox)"},
-			{Name: "endpoint", Type: faults.TypeString,
+			{Name: "endpoint", Type: faults.TypeAddress,
 				Doc: "the target endpoint to load (default: smtp, or imap with protocol imap)"},
 			{Name: "timeout", Type: faults.TypeDuration, Default: "30s", Min: "1ms", Max: "1h",
 				Doc: "deadline of the connection and of each exchange: smtp: a command, or a pipelined group of commands or the message body, and its replies; imap: the greeting, or a command and its responses"},

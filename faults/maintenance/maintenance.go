@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
 // Name is the fault's name.
@@ -34,15 +36,17 @@ func Spec() faults.Spec {
 		Summary: "maintenance on an access site: drained (no new sessions, existing ones ended) for the fault's duration, then restored",
 		Params: []faults.Param{
 			{Name: "site", Type: faults.TypeString, Required: true, Doc: "the site to drain, such as site-a"},
-			{Name: "admin", Type: faults.TypeString, Default: "metrics",
+			{Name: "admin", Type: faults.TypeAddress, Default: "metrics",
 				Doc: "the stack's admin HTTP endpoint: a name in the target's endpoints or a host:port address"},
 		},
 	}
 }
 
-// Injector drains and restores sites.
+// Injector drains and restores sites. Its admin calls carry the bearer
+// token in $MAILCHAOS_TOKEN, if set (see internal/httpguard).
 type Injector struct {
 	client *http.Client
+	token  string
 
 	mu     sync.Mutex
 	timers map[string]*time.Timer // TTL restores, by owner/id
@@ -50,7 +54,7 @@ type Injector struct {
 
 // New returns the injector.
 func New() *Injector {
-	return &Injector{client: &http.Client{}, timers: map[string]*time.Timer{}}
+	return &Injector{client: &http.Client{}, token: httpguard.EnvToken(os.Getenv), timers: map[string]*time.Timer{}}
 }
 
 var _ faults.Injector = (*Injector)(nil)
@@ -106,8 +110,14 @@ type siteState struct {
 func (i *Injector) call(ctx context.Context, method, url string) (siteState, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return siteState{}, err
+		return siteState{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
+	req.Header.Set("User-Agent", "mailchaos")
+	if method != http.MethodGet {
+		// The admin API refuses writes of any other type.
+		req.Header.Set("Content-Type", "application/json")
+	}
+	httpguard.SetAuth(req, i.token)
 	resp, err := i.client.Do(req)
 	if err != nil {
 		return siteState{}, err
@@ -146,7 +156,10 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 	}
 	now := time.Now()
 	h := faults.Handle{ID: req.ID, Fault: Name, Owner: req.Owner, Injected: now, Expires: now.Add(req.TTL),
-		Data: map[string]string{dataSite: base + "/api/sites/" + site}}
+		Data: map[string]string{dataSite: base + "/api/sites/" + site,
+			// Anyone who removes the fault in this plugin's place
+			// (its host, recover) restores the site with it.
+			faults.DataUndoPost: base + "/api/sites/" + site + "/restore"}}
 	key := req.Owner + "/" + req.ID
 	i.mu.Lock()
 	i.timers[key] = time.AfterFunc(req.TTL, func() {

@@ -9,9 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
 // callTimeout bounds one control call when the caller's context has no
@@ -61,17 +64,27 @@ func IsNotFound(err error) bool {
 // Client drives a toxiproxy server over its HTTP API. Safe for concurrent
 // use.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
 
 // NewClient returns a client for the API at base ("http://host:port" or
-// "host:port").
+// "host:port"). It sends the bearer token in $MAILCHAOS_TOKEN, if set, with
+// every request (servers without a token ignore it); see [Client.WithToken].
 func NewClient(base string) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{}}
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{}, token: httpguard.EnvToken(os.Getenv)}
+}
+
+// WithToken returns a copy of c that sends token as its bearer token
+// instead (none if empty).
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = token
+	return &cc
 }
 
 // URL is the API's base URL.
@@ -208,9 +221,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("toxiproxy %s %s: %w", method, path, err)
 	}
 	req.Header.Set("User-Agent", "mailchaos")
-	if in != nil {
+	if in != nil || method != http.MethodGet {
+		// The API refuses writes of any other type (internal/httpguard).
 		req.Header.Set("Content-Type", "application/json")
 	}
+	httpguard.SetAuth(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("toxiproxy %s %s: %w", method, path, err)

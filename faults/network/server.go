@@ -11,6 +11,8 @@ import (
 
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
 // ReapInterval is how often a server's reaper looks for expired toxics: the
@@ -31,32 +33,61 @@ type Server struct {
 	closeOnce sync.Once
 }
 
+// ServerOptions configure a toxiproxy server run by mailchaos.
+type ServerOptions struct {
+	// Listen is the API's listen address ("127.0.0.1:0" for a free port).
+	Listen string
+	// Log receives the reaper's messages; nil discards them. Toxiproxy's
+	// own logging is off.
+	Log *slog.Logger
+	// Token, when not empty, is the bearer token every API request must
+	// carry (see internal/httpguard).
+	Token string
+	// AllowRemote lets API clients create proxies that listen off
+	// loopback. Without it, POST /proxies, POST or PATCH /proxies/NAME
+	// and POST /populate with such a listen address are refused with 403.
+	AllowRemote bool
+}
+
 // StartServer starts a toxiproxy server whose API listens on listen
-// ("127.0.0.1:0" for a free port). log receives the reaper's messages (nil
-// discards them); toxiproxy's own logging is off.
+// ("127.0.0.1:0" for a free port), with no token and proxies on loopback
+// only. log receives the reaper's messages (nil discards them); toxiproxy's
+// own logging is off.
 func StartServer(ctx context.Context, listen string, log *slog.Logger) (*Server, error) {
+	return StartServerWith(ctx, ServerOptions{Listen: listen, Log: log})
+}
+
+// StartServerWith starts a toxiproxy server as opts say. Its API is behind
+// the browser guard of internal/httpguard (Host, Origin, JSON writes, the
+// token) and a check of the proxies' listen addresses.
+func StartServerWith(ctx context.Context, opts ServerOptions) (*Server, error) {
 	RegisterToxics()
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("toxiproxy API: listen on %s: %w", listen, err)
+		return nil, fmt.Errorf("toxiproxy API: listen on %s: %w", opts.Listen, err)
 	}
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	var h http.Handler = api.Routes()
+	if !opts.AllowRemote {
+		h = loopbackProxies(h)
+	}
+	h = httpguard.Wrap(h, httpguard.Config{Listen: opts.Listen, Token: opts.Token})
 	s := &Server{
 		api:  api,
 		ln:   ln,
-		http: &http.Server{Handler: api.Routes(), ReadHeaderTimeout: 10 * time.Second},
+		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(s.done)
 		_ = s.http.Serve(ln)
 	}()
-	s.client = NewClient("http://" + ln.Addr().String())
+	s.client = NewClient("http://" + ln.Addr().String()).WithToken(opts.Token)
 	if err := s.client.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("toxiproxy API does not answer: %w", err)
 	}
-	s.reaper = StartReaper(s.client, ReapInterval, log)
+	s.reaper = StartReaper(s.client, ReapInterval, opts.Log)
 	return s, nil
 }
 

@@ -33,6 +33,10 @@ type Unmarshaler interface {
 // fields or recursive types).
 const maxDepth = 1000
 
+// maxExpansion bounds how many values a document may expand to through
+// its aliases, whatever its size.
+const maxExpansion = 50_000
+
 // decoder decodes one document. It holds the per-call state, so a Doc can
 // be decoded by several goroutines at once.
 type decoder struct {
@@ -45,7 +49,7 @@ type decoder struct {
 }
 
 func newDecoder(d *Doc) *decoder {
-	return &decoder{doc: d, fields: map[reflect.Type]*fieldSet{}, limit: 10_000 + 100*d.nodes}
+	return &decoder{doc: d, fields: map[reflect.Type]*fieldSet{}, limit: min(10_000+100*d.nodes, maxExpansion)}
 }
 
 // value is a node with what stands around it looked through.

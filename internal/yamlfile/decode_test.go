@@ -495,6 +495,12 @@ func FuzzDecode(f *testing.F) {
 		"extra: &x [1, {a: *x}]\nnext: {next: {title: 1}}\n",
 		"timeout: 30\nratio: .nan\nports: {1: a, b: c}\n",
 		"a: 1\n---\nb: 2\n",
+		"extra: " + strings.Repeat("[", 100),
+		"extra:\n" + strings.Repeat("- ", 100) + "x\n",
+		"title: \"a\x00b\"\n",
+		"title: caf\xe9\n",
+		"extra:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n  d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+		"title: |\n  [[[[\n  - - -\nmode: '[[ it''s'\n# [[[\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -58,8 +58,8 @@
 //
 // An alias stands for the value of the anchor defined last before it; an
 // alias naming no such anchor is an error. A document expanding to more
-// than 10,000 values plus 100 per node written (an alias bomb) is stopped
-// with an error. Tags are ignored except !!str (the value is a string,
+// than 10,000 values plus 100 per node written, or to more than 50,000
+// values in all (an alias bomb), is stopped with an error. Tags are ignored except !!str (the value is a string,
 // never a number or a bool) and !!null. Merge keys (<<: *base, or a list of
 // aliases) bring in the keys the mapping does not set itself.
 //
@@ -74,6 +74,17 @@
 // used at. [Doc.At] and [Doc.Positioned] position the errors
 // of a validator that knows only field paths; [Join] merges decoding and
 // validation errors into one list.
+//
+// # Limits
+//
+// [ReadFile] refuses a file longer than 1 MiB (or the size set by the
+// environment variable MAILCHAOS_MAX_FILE_SIZE), reading no more than one
+// byte past it. [Parse] refuses, with the line and column, a NUL byte,
+// invalid UTF-8, mappings and lists nested more than [MaxNesting] deep, a
+// block mapping of more than [MaxMappingKeys] keys and more than
+// [MaxValues] values in all. These are checked by a scan of the bytes
+// before the YAML parser runs, as its memory grows much faster than the
+// file. Such errors wrap [ErrLimit] (but for the text checks).
 //
 // # JSON Schema tags
 //

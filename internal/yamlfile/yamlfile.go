@@ -3,7 +3,6 @@ package yamlfile
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -13,19 +12,6 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
-
-// ReadFile reads a file, returning an *Error naming it on failure.
-func ReadFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		msg := err.Error()
-		if u := errors.Unwrap(err); u != nil {
-			msg = u.Error()
-		}
-		return nil, &Error{File: path, Msg: "cannot read: " + msg, cause: err}
-	}
-	return data, nil
-}
 
 // Doc is a parsed YAML file that knows where each field is written. Only
 // its first document is used; [Doc.Decode] reports any other. A Doc is
@@ -39,9 +25,18 @@ type Doc struct {
 }
 
 // Parse parses data; name is used in errors. A syntax error is returned as
-// Errors. Duplicate keys are not syntax errors here: [Doc.Decode] reports
+// Errors, and so is data that is not UTF-8 text, or whose mappings and
+// lists nest more than [MaxNesting] deep, or that has a block mapping of
+// more than [MaxMappingKeys] keys: these are refused from a scan of the
+// bytes, before anything is built. Duplicate keys are not syntax errors here: [Doc.Decode] reports
 // them together with every other mistake.
 func Parse(name string, data []byte) (*Doc, error) {
+	if e := checkText(name, data); e != nil {
+		return nil, Errors{e}
+	}
+	if e := checkStructure(name, data); e != nil {
+		return nil, Errors{e}
+	}
 	file, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, Errors{syntaxError(name, err)}

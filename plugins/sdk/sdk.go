@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 )
 
@@ -157,11 +158,11 @@ func Serve(inj Injector) {
 	// has removed its faults.
 	signal.Ignore(syscall.SIGPIPE)
 	log := Logger()
-	t := &tracker{inj: inj, live: map[string]Handle{}}
+	t := &tracker{inj: inj, live: map[string]Handle{}, pending: map[string]Request{}}
 	done := make(chan struct{})
 	defer close(done)
 	go t.guard(done, log)
-	wire.Serve(&wire.Plugin{Impl: inj, SDKVersion: Version, OnInject: t.add, OnRemove: t.drop, PanicLog: logOut},
+	wire.Serve(&wire.Plugin{Impl: inj, SDKVersion: Version, OnInject: t.add, OnRemove: t.drop, OnRequest: t.request, PanicLog: logOut},
 		ProtocolVersion, logOut)
 	t.removeAll(log, "mailchaos stopped the plugin")
 }
@@ -172,6 +173,25 @@ type tracker struct {
 	inj  Injector
 	mu   sync.Mutex
 	live map[string]Handle
+	// pending are the injections under way: known before anything of
+	// them exists, so that what one created before mailchaos died is
+	// removed too (its toxics carry its owner and ID).
+	pending map[string]Request
+}
+
+func requestKey(r Request) string { return r.Owner + "/" + r.ID }
+
+// request notes an injection before it starts; the function it returns
+// forgets it once it has ended (a handle then tracks the fault).
+func (t *tracker) request(r Request) func(bool) {
+	t.mu.Lock()
+	t.pending[requestKey(r)] = r
+	t.mu.Unlock()
+	return func(bool) {
+		t.mu.Lock()
+		delete(t.pending, requestKey(r))
+		t.mu.Unlock()
+	}
 }
 
 func handleKey(h Handle) string { return h.Owner + "/" + h.ID }
@@ -199,7 +219,25 @@ func (t *tracker) removeAll(log *slog.Logger, why string) {
 		}
 		delete(t.live, k)
 	}
+	reqs := make([]Request, 0, len(t.pending))
+	for k, r := range t.pending {
+		reqs = append(reqs, r)
+		delete(t.pending, k)
+	}
 	t.mu.Unlock()
+	if len(reqs) > 0 {
+		// Injections still under way: whatever toxics they made so far.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for _, r := range reqs {
+			if r.Target.Toxiproxy == "" {
+				continue
+			}
+			if _, err := network.RemoveOwned(ctx, network.NewClient(r.Target.Toxiproxy), r.Owner, r.ID); err != nil {
+				log.Error("removing what an injection under way made", "id", r.ID, "err", err)
+			}
+		}
+		cancel()
+	}
 	if len(hs) == 0 {
 		return
 	}

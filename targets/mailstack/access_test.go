@@ -165,6 +165,7 @@ func TestAdminEndpointsDrainAndRestore(t *testing.T) {
 		t.Helper()
 		req, err := http.NewRequest(method, base+path, nil)
 		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()

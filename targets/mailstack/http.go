@@ -9,6 +9,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
 // httpHandler serves /metrics (Prometheus text format), /api/messages (the
@@ -23,6 +25,11 @@ import (
 //
 // An unknown site is 404 and any other failure 500, both with
 // {"error": "..."}; a drain cut short by the client hanging up is 503.
+//
+// Everything is behind internal/httpguard: requests from web pages (a
+// foreign Origin or Host) are 403, writes without
+// Content-Type: application/json 415, and, with [Options.APIToken] set,
+// requests without "Authorization: Bearer TOKEN" 401.
 func (s *Stack) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -64,7 +71,7 @@ func (s *Stack) httpHandler() http.Handler {
 	mux.HandleFunc("POST /api/sites/{name}/restore", func(w http.ResponseWriter, r *http.Request) {
 		s.siteReply(w, r.PathValue("name"), s.Restore(r.PathValue("name")))
 	})
-	return mux
+	return httpguard.Wrap(mux, httpguard.Config{Listen: s.cfg.Metrics.Listen, Token: s.opts.APIToken})
 }
 
 // siteReply answers an admin request on a site with its state, or with the

@@ -32,6 +32,9 @@ type Options struct {
 	// end would dial) and returns the address the near end dials instead,
 	// typically a proxy's listen address.
 	Interpose func(ctx context.Context, l Link) (string, error)
+	// APIToken, when not empty, is the bearer token every request to the
+	// HTTP endpoint (metrics, ledger, admin) must carry.
+	APIToken string
 }
 
 // smtpGrace is how long Shutdown lets SMTP sessions finish their current

@@ -9,12 +9,21 @@
 //	MISBEHAVE_EXIT      a call during which the process exits with status 3
 //	MISBEHAVE_PROTOCOL  serve this protocol version instead of the SDK's
 //	MISBEHAVE_STDOUT    print this on standard output before serving
+//	MISBEHAVE_CHILD     a duration: at start, spawn a child process that
+//	                    lives that long with the plugin's standard output
+//	                    and error open; its process ID goes to
+//	                    $MISBEHAVE_PIDFILE.child
+//	MISBEHAVE_CHILD_SETSID  if set, that child starts a session of its own
+//	                    (it leaves the plugin's process group)
+//
+// MISBEHAVE_HANG and MISBEHAVE_EXIT also take "start": before serving.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -22,9 +31,23 @@ import (
 	"github.com/mailchaos/mailchaos/plugins/sdk"
 )
 
+// childEnv tells a process started by MISBEHAVE_CHILD to sleep this long.
+const childEnv = "MISBEHAVE_CHILD_SLEEP"
+
 func main() {
+	if d := os.Getenv(childEnv); d != "" {
+		sleep, _ := time.ParseDuration(d)
+		time.Sleep(sleep)
+		return
+	}
 	if f := os.Getenv("MISBEHAVE_PIDFILE"); f != "" {
 		if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	if d := os.Getenv("MISBEHAVE_CHILD"); d != "" {
+		if err := spawnChild(d); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -32,6 +55,7 @@ func main() {
 	if s := os.Getenv("MISBEHAVE_STDOUT"); s != "" {
 		fmt.Println(s)
 	}
+	act("start")
 	inj := &misbehaving{LinkFault: sdk.LinkFault{
 		Spec: sdk.Spec{Name: "misbehave", Summary: "latency on a link, from a plugin that misbehaves on request", NeedsLink: true,
 			Params: []sdk.Param{{Name: "latency", Type: sdk.TypeDuration, Default: "1s", Min: "0s", Max: "1m", Doc: "added delay"}}},
@@ -46,6 +70,30 @@ func main() {
 		return
 	}
 	sdk.Serve(inj)
+}
+
+// spawnChild starts this executable again as a child that sleeps for d
+// with the plugin's standard output and error, and does not wait for it.
+func spawnChild(d string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("misbehave: child: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+d)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if os.Getenv("MISBEHAVE_CHILD_SETSID") != "" {
+		newSession(cmd)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("misbehave: child: %w", err)
+	}
+	if f := os.Getenv("MISBEHAVE_PIDFILE"); f != "" {
+		if err := os.WriteFile(f+".child", []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			return fmt.Errorf("misbehave: child: %w", err)
+		}
+	}
+	return nil
 }
 
 // misbehaving is a link fault that misbehaves in the calls it is told to.

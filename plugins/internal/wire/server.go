@@ -20,6 +20,7 @@ type server struct {
 	sdkVersion string
 	onInject   func(faults.Handle)
 	onRemove   func(faults.Handle)
+	onRequest  func(faults.Request) func(bool)
 	panicLog   io.Writer
 }
 
@@ -61,7 +62,12 @@ func (s *server) Inject(ctx context.Context, in *proto.InjectRequest) (resp *pro
 	defer cancel()
 	resp = &proto.InjectResponse{}
 	defer s.guard("inject", &resp.Error)
-	h, err := s.impl.Inject(ctx, RequestFromProto(in.GetRequest()))
+	req := RequestFromProto(in.GetRequest())
+	if s.onRequest != nil {
+		ended := s.onRequest(req)
+		defer func() { ended(resp.Error == nil && resp.Handle != nil) }()
+	}
+	h, err := s.impl.Inject(ctx, req)
 	if err != nil {
 		resp.Error = ErrorToProto(err)
 		return resp, nil

@@ -48,6 +48,10 @@ type Plugin struct {
 	// injects and removes (the SDK keeps the list to clean up on exit).
 	OnInject func(faults.Handle)
 	OnRemove func(faults.Handle)
+	// OnRequest, if set, is told of every injection before it starts, and
+	// the function it returns once it has ended (ok: it returned a handle),
+	// so that a fault is known before anything of it exists.
+	OnRequest func(faults.Request) (ended func(ok bool))
 	// PanicLog, if set, receives the stack of a recovered panic.
 	PanicLog io.Writer
 }
@@ -56,7 +60,8 @@ var _ plugin.GRPCPlugin = (*Plugin)(nil)
 
 // GRPCServer registers the fault service.
 func (p *Plugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	proto.RegisterFaultServer(s, &server{impl: p.Impl, sdkVersion: p.SDKVersion, onInject: p.OnInject, onRemove: p.OnRemove, panicLog: p.PanicLog})
+	proto.RegisterFaultServer(s, &server{impl: p.Impl, sdkVersion: p.SDKVersion, onInject: p.OnInject, onRemove: p.OnRemove,
+		onRequest: p.OnRequest, panicLog: p.PanicLog})
 	return nil
 }
 
