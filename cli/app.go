@@ -16,6 +16,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/plugins"
 )
 
@@ -123,6 +124,7 @@ func newApp(st *state) *ucli.App {
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
 			&ucli.DurationFlag{Name: "plugin-timeout", Value: plugins.DefaultCallTimeout, Usage: "longest a fault plugin may take to answer a call before it is killed and its faults removed"},
 			&ucli.StringFlag{Name: "plugins-lock", Value: plugins.LockFile, Usage: "the `FILE` of plugin checksums; when it exists, plugins that differ or are missing from it are refused"},
+			&ucli.StringFlag{Name: "max-file-size", Usage: "largest experiment, target or configuration `SIZE` read (default 1MiB; also $" + yamlfile.MaxFileSizeEnv + ")"},
 			&ucli.StringFlag{Name: "builtins", Value: "plugin", Usage: "run the built-in faults as plugins (`plugin`, the default) or inside mailchaos (in-process)", Hidden: true},
 		},
 		Before: func(c *ucli.Context) error {
@@ -142,6 +144,15 @@ func newApp(st *state) *ucli.App {
 				return &usageError{fmt.Errorf("flag --builtins: %q is not one of plugin, in-process", c.String("builtins"))}
 			}
 			st.lockPath = c.String("plugins-lock")
+			if v := c.String("max-file-size"); v != "" {
+				if _, err := yamlfile.ParseSize(v); err != nil {
+					return &usageError{fmt.Errorf("flag --max-file-size: %w", err)}
+				}
+				// Every file reader takes the limit from the environment.
+				if err := os.Setenv(yamlfile.MaxFileSizeEnv, v); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
 		Commands: []*ucli.Command{

@@ -37,3 +37,19 @@ func TestValidateRefusesHostileFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxFileSizeFlagRaisesTheLimit: --max-file-size reads a larger file
+// (which then fails for what it says, not for its size); a bad size is a
+// bad flag. (Each runs in a process of its own: the limit is the
+// process's.)
+func TestMaxFileSizeFlagRaisesTheLimit(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	require.NoError(t, os.WriteFile(big, []byte("title: big\ndescription: "+strings.Repeat("x", 2<<20)+"\n"), 0o600))
+	code, _, stderr := runProcess(t, "--max-file-size", "4MiB", "validate", big)
+	require.Equal(t, cli.ExitInvalid, code, stderr)
+	require.NotContains(t, stderr, "longer than")
+	require.Contains(t, stderr, "version")
+	code, _, stderr = runProcess(t, "--max-file-size", "lots", "validate", big)
+	require.Equal(t, cli.ExitInvalid, code, stderr)
+	require.Contains(t, stderr, "flag --max-file-size")
+}

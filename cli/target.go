@@ -48,6 +48,8 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			&ucli.StringFlag{Name: "imap", Value: "127.0.0.1:1143", Usage: "IMAP listen `ADDR`"},
 			&ucli.StringFlag{Name: "metrics", Value: "127.0.0.1:9464", Usage: "metrics listen `ADDR`"},
 			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow listen addresses off loopback"},
+			&ucli.StringFlag{Name: "spool", Usage: "keep mail still queued at stop in `DIR` and deliver it at the next start " +
+				"(a directory not writable by group or others)"},
 			tokenFileFlag(),
 		},
 		Action: func(c *ucli.Context) error {
@@ -57,6 +59,9 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			cfg, err := mailstackConfig(c)
 			if err != nil {
 				return err
+			}
+			if c.IsSet("spool") {
+				cfg.Spool = c.String("spool")
 			}
 			token, err := serverToken(c, st)
 			if err != nil {
@@ -72,6 +77,9 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			for _, e := range stack.Endpoints() {
 				fmt.Fprintf(st.env.Stdout, "%s=%s\n", e.Name, e.Addr)
 			}
+			if sp := stack.Spool(); sp.Resumed > 0 {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: mailstack resumed %d spooled messages from %s\n", sp.Resumed, sp.Dir)
+			}
 			<-st.stop.Done()
 			ctx, cancel := context.WithTimeout(st.kill, shutdownTimeout)
 			defer cancel()
@@ -79,11 +87,30 @@ func serveMailstackCommand(st *state) *ucli.Command {
 			cnt := stack.Counts()
 			fmt.Fprintf(st.env.Stderr, "mailchaos: mailstack stopped: %d accepted, %d delivered, %d quarantined, %d bounced, %d still queued\n",
 				cnt.Accepted, cnt.Delivered, cnt.Quarantined, cnt.Bounced, cnt.Queued)
+			reportSpool(st, stack.Spool())
 			if err != nil {
 				return fmt.Errorf("mailstack shutdown: %w", err)
 			}
 			return nil
 		},
+	}
+}
+
+// reportSpool says on stderr what became of the acknowledged mail the
+// stack still held when it stopped.
+func reportSpool(st *state, sp mailstack.SpoolStatus) {
+	if sp.Spooled > 0 {
+		fmt.Fprintf(st.env.Stderr, "mailchaos: mailstack spooled %d acknowledged messages to %s; the next start with this spool delivers them\n",
+			sp.Spooled, sp.File)
+	}
+	switch {
+	case sp.Unspooled == 0:
+	case sp.Dir == "":
+		fmt.Fprintf(st.env.Stderr, "mailchaos: %d acknowledged messages were not delivered and are lost: no spool directory is configured (--spool DIR)\n",
+			sp.Unspooled)
+	default:
+		fmt.Fprintf(st.env.Stderr, "mailchaos: %d acknowledged messages were not delivered and could not be spooled to %s\n",
+			sp.Unspooled, sp.Dir)
 	}
 }
 

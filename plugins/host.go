@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -60,6 +61,9 @@ type Host struct {
 	mu      sync.Mutex
 	plugins []*Plugin
 	closed  bool
+	// sockets is the folder of this process's plugin sockets, made at
+	// the first start and removed by Close.
+	sockets string
 }
 
 // NewHost returns a host with no plugins running.
@@ -140,6 +144,17 @@ func (h *Host) Start(ctx context.Context, l Launch) (*Plugin, error) {
 			return nil, &StartError{l.Name, l.Path, err}
 		}
 	}
+	h.mu.Lock()
+	if h.sockets == "" {
+		dir, err := socketDir()
+		if err != nil {
+			h.mu.Unlock()
+			return nil, &StartError{l.Name, l.Path, err}
+		}
+		h.sockets = dir
+	}
+	sockets := h.sockets
+	h.mu.Unlock()
 	if l.Checksum != "" {
 		// go-plugin checks a Cmd's checksum; with our runner, the host does.
 		if b, err := hex.DecodeString(l.Checksum); err != nil || len(b) != sha256.Size {
@@ -164,6 +179,9 @@ func (h *Host) Start(ctx context.Context, l Launch) (*Plugin, error) {
 		RunnerFunc:       runnerFunc(l, func(pr *proc) { p.proc = pr }),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		// Sockets go in a folder of this process's, removed by Close, and
+		// by the next host if this process is killed outright.
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: sockets},
 		StartTimeout:     h.opts.StartTimeout,
 		Logger:           newHCLogger(p.log, p.closing.Load),
 		SyncStdout:       &lineWriter{log: p.log, level: slog.LevelInfo, what: "stdout"},
@@ -242,5 +260,11 @@ func (h *Host) Close() {
 		}()
 	}
 	wg.Wait()
+	h.mu.Lock()
+	if h.sockets != "" {
+		_ = os.RemoveAll(h.sockets)
+		h.sockets = ""
+	}
+	h.mu.Unlock()
 	h.giveUpDone()
 }

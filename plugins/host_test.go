@@ -316,3 +316,29 @@ func TestCloseRemovesFaultsLeftInPlace(t *testing.T) {
 	require.Eventually(t, func() bool { return gone(p.Pid()) }, waitFor, 20*time.Millisecond, "the plugin was not stopped")
 	require.False(t, errors.Is(p.LostErr(), context.Canceled))
 }
+
+// TestPluginSocketsLeaveNothingBehind: a host's plugin sockets live in a
+// folder of its own, removed when it closes; a folder left by a process
+// that was killed outright is removed by the next host.
+func TestPluginSocketsLeaveNothingBehind(t *testing.T) {
+	base := filepath.Join(os.TempDir(), "mailchaos-plugins")
+	// A process that no longer exists: a child that has exited.
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	stale := filepath.Join(base, strconv.Itoa(cmd.Process.Pid)+"-1")
+	require.NoError(t, os.MkdirAll(stale, 0o700))
+	require.NoError(t, os.Chmod(base, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(stale, "plugin123"), nil, 0o600))
+
+	h, _ := start(t, plugins.Options{})
+	_, err := os.Stat(stale)
+	require.ErrorIs(t, err, os.ErrNotExist, "the dead process's sockets are removed")
+	mine, err := filepath.Glob(filepath.Join(base, strconv.Itoa(os.Getpid())+"-*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, mine, "the host's sockets are in its own folder")
+	h.Close()
+	for _, d := range mine {
+		_, err := os.Stat(d)
+		require.ErrorIs(t, err, os.ErrNotExist, "closed, the host removed its folder")
+	}
+}

@@ -76,6 +76,12 @@ type Config struct {
 	// ordinary IMAP account, so quarantined mail can be inspected with any
 	// IMAP client.
 	Quarantine User `yaml:"quarantine" json:"quarantine"`
+	// Spool is the directory where the stack writes the messages it still
+	// holds when it stops (accepted, not yet delivered, quarantined or
+	// bounced) and takes them back from at the next start. It must not be
+	// a symlink or writable by group or others; it is created (0700) when
+	// missing. Empty means no spool: such messages are lost, and counted.
+	Spool string `yaml:"spool" json:"spool"`
 }
 
 // User is one mailbox account.
@@ -97,6 +103,10 @@ type SMTPConfig struct {
 	MaxRecipients int `yaml:"max-recipients" json:"max-recipients"`
 	// Timeout is the read and write timeout of a session. Default 5m.
 	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// MaxConnections caps the open connections of the listener; one more
+	// is answered "421 4.7.0 too many connections" and closed. Default
+	// 1000 (0 means the default).
+	MaxConnections int `yaml:"max-connections" json:"max-connections"`
 }
 
 // IMAPConfig configures mailbox access.
@@ -203,6 +213,7 @@ func ProfileConfig(name string) (Config, error) {
 			MaxMessageBytes: 10 << 20,
 			MaxRecipients:   100,
 			Timeout:         5 * time.Minute,
+			MaxConnections:  DefaultSMTPMaxConnections,
 		},
 		IMAP:       IMAPConfig{Listen: "127.0.0.1:1143"},
 		Metrics:    MetricsConfig{Listen: "127.0.0.1:9464"},
@@ -258,7 +269,13 @@ func (c *Config) FillDefaults() {
 	if c.Scan.OnUnscannable == "" {
 		c.Scan.OnUnscannable = UnscannableQuarantine
 	}
+	if c.SMTP.MaxConnections == 0 {
+		c.SMTP.MaxConnections = DefaultSMTPMaxConnections
+	}
 }
+
+// DefaultSMTPMaxConnections is the default of smtp.max-connections.
+const DefaultSMTPMaxConnections = 1000
 
 // Validate checks every field and returns every problem found (nil when the
 // configuration is usable).
@@ -322,6 +339,9 @@ func (c *Config) Validate() []FieldError {
 	}
 	if c.SMTP.Timeout <= 0 {
 		add("smtp.timeout", "must be positive, got %s", c.SMTP.Timeout)
+	}
+	if c.SMTP.MaxConnections < 0 {
+		add("smtp.max-connections", "must be positive, got %d", c.SMTP.MaxConnections)
 	}
 	if len(c.Engines) == 0 {
 		add("engines", "at least one engine is needed")

@@ -26,6 +26,10 @@ const (
 	MetricDeliveryLatency = "mailstack_delivery_latency_seconds"
 	MetricWorkers         = "mailstack_scan_workers"
 	MetricWorkersBusy     = "mailstack_scan_workers_busy"
+	MetricSMTPConnections = "mailstack_smtp_connections"
+	MetricSMTPRefused     = "mailstack_smtp_refused_total"
+	MetricSpooled         = "mailstack_spooled_total"
+	MetricResumed         = "mailstack_spool_resumed_total"
 
 	// The access tier's series (see package access), registered on the
 	// same registry.
@@ -40,6 +44,11 @@ const (
 	MetricAccessSiteEjected     = access.MetricSiteEjected
 	MetricAccessSiteDraining    = access.MetricSiteDraining
 	MetricAccessSiteUsable      = access.MetricSiteUsable
+	// The access tier's limits (see docs/access.md, "Limits").
+	MetricAccessConnectionsRefused = access.MetricConnectionsRefused
+	MetricAccessConnectionsEvicted = access.MetricConnectionsEvicted
+	MetricAccessLoginLockouts      = access.MetricLoginLockouts
+	MetricAccessCommandsRejected   = access.MetricCommandsRejected
 )
 
 // engineMetrics are the per-engine series, resolved once so the hot path
@@ -70,6 +79,10 @@ type metrics struct {
 	bounced       prometheus.Counter
 	latency       prometheus.Histogram
 	engines       map[string]*engineMetrics
+	smtpConns     prometheus.Gauge
+	smtpRefused   prometheus.Counter
+	spooled       prometheus.Counter
+	resumed       prometheus.Counter
 }
 
 func newMetrics(engines []string) *metrics {
@@ -132,6 +145,18 @@ func newMetrics(engines []string) *metrics {
 	for _, reason := range []string{rejectUnknownUser, rejectRelay, rejectTooLarge} {
 		m.rejected.WithLabelValues(reason)
 	}
+	m.smtpConns = prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricSMTPConnections,
+		Help: "Open SMTP connections."})
+	m.smtpRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSMTPRefused,
+		Help: "SMTP connections refused with 421 because smtp.max-connections were open."})
+	m.spooled = prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSpooled,
+		Help: "Queued messages written to the spool when the stack stopped."})
+	m.resumed = prometheus.NewCounter(prometheus.CounterOpts{Name: MetricResumed,
+		Help: "Messages taken back from the spool when the stack started."})
+	f(m.smtpConns)
+	f(m.smtpRefused)
+	f(m.spooled)
+	f(m.resumed)
 	for _, c := range []prometheus.Collector{m.queueDepth, qm, m.inFlight, m.workers, m.workersBusy,
 		m.accepted, m.rejected, m.deferred, m.quarantined, m.delivered, m.bounced, m.latency,
 		scans, timeouts, errs, retries, dur,

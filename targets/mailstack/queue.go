@@ -20,7 +20,8 @@ type message struct {
 // queue holds accepted messages waiting for a scan worker: a FIFO of ready
 // messages and a heap of deferred ones ordered by the time they are due.
 // A single timer moves due messages to the ready FIFO. Safe for concurrent
-// use; pop blocks until a message is ready or the queue is closed.
+// use; pop blocks until a message is ready, the queue is closed, or the
+// queue is draining and empty.
 type queue struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -29,6 +30,8 @@ type queue struct {
 	deferred deferHeap
 	timer    *time.Timer
 	closed   bool
+	draining bool
+	busy     int // messages popped and not yet handed back with done
 	m        *metrics
 }
 
@@ -97,16 +100,20 @@ func (q *queue) release() {
 }
 
 // pop blocks until a message is ready and returns it, or returns false once
-// the queue is closed.
+// the queue is closed, or once it is draining and holds nothing: no ready
+// or deferred message and none popped and not yet done. Every message pop
+// returns must be handed back with done once it has been requeued or has
+// reached a final state.
 func (q *queue) pop() (*message, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for !q.closed && q.head == len(q.ready) {
+	for !q.closed && q.head == len(q.ready) && !q.drainedLocked() {
 		q.cond.Wait()
 	}
-	if q.closed {
+	if q.closed || q.head == len(q.ready) {
 		return nil, false
 	}
+	q.busy++
 	msg := q.ready[q.head]
 	q.ready[q.head] = nil
 	q.head++
@@ -117,6 +124,47 @@ func (q *queue) pop() (*message, bool) {
 	}
 	q.m.queueReady.Dec()
 	return msg, true
+}
+
+// done hands back a message returned by pop.
+func (q *queue) done() {
+	q.mu.Lock()
+	q.busy--
+	wake := q.drainedLocked()
+	q.mu.Unlock()
+	if wake {
+		q.cond.Broadcast()
+	}
+}
+
+// drain makes pop return false once the queue holds nothing, instead of
+// waiting for new messages: deferred messages are still waited for.
+func (q *queue) drain() {
+	q.mu.Lock()
+	q.draining = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// drainedLocked reports whether a draining queue holds nothing.
+func (q *queue) drainedLocked() bool {
+	return q.draining && q.head == len(q.ready) && len(q.deferred) == 0 && q.busy == 0
+}
+
+// remaining takes every message still held, ready ones first, then the
+// deferred ones by due time, and empties the queue. Call it once no worker
+// runs.
+func (q *queue) remaining() []*message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := append([]*message(nil), q.ready[q.head:]...)
+	q.m.queueReady.Sub(float64(len(q.ready) - q.head))
+	q.ready, q.head = nil, 0
+	q.m.queueDeferred.Sub(float64(len(q.deferred)))
+	for len(q.deferred) > 0 {
+		out = append(out, heap.Pop(&q.deferred).(*message))
+	}
+	return out
 }
 
 // close wakes every pop and stops the deferral timer. Messages still queued

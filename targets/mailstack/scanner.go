@@ -45,6 +45,7 @@ func (s *Stack) worker(ctx context.Context) {
 		}
 		s.metrics.workersBusy.Inc()
 		s.process(ctx, msg)
+		s.queue.done()
 		s.metrics.workersBusy.Dec()
 	}
 }

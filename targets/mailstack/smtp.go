@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -112,6 +113,10 @@ func (ss *session) Logout() error { return nil }
 // accept queues a message received over SMTP and records it in the ledger.
 // It adds a Received header and, when the message has none, a Message-ID.
 func (s *Stack) accept(from string, to []string, raw []byte, helo, remote string) (string, error) {
+	// Shutdown takes acceptMu once stopping is set: every message accepted
+	// before is in the queue by then, and none after.
+	s.acceptMu.RLock()
+	defer s.acceptMu.RUnlock()
 	if s.stopping.Load() {
 		return "", errors.New("shutting down, try again later")
 	}
@@ -144,4 +149,72 @@ func headerIDs(raw []byte) (msgID, mailchaosID string) {
 		return "", ""
 	}
 	return strings.TrimSpace(h.Get("Message-Id")), strings.TrimSpace(h.Get(HeaderMailchaosID))
+}
+
+// tooManyConnections is the reply to a connection over smtp.max-connections.
+const tooManyConnections = "421 4.7.0 too many connections\r\n"
+
+// refuseWriteTimeout bounds writing the 421 reply to a refused connection.
+const refuseWriteTimeout = time.Second
+
+// limitListener caps the connections of an SMTP listener: Accept answers
+// a connection over the cap with 421 and closes it, then waits for the
+// next. A connection it returns counts until its Close. Safe for
+// concurrent use.
+type limitListener struct {
+	net.Listener
+	max   int
+	m     *metrics
+	mu    sync.Mutex
+	count int
+}
+
+func newLimitListener(ln net.Listener, maxConns int, m *metrics) *limitListener {
+	return &limitListener{Listener: ln, max: maxConns, m: m}
+}
+
+// Accept returns the next connection under the cap. Writing the 421 is
+// bounded by refuseWriteTimeout, so a refused client cannot stall Accept.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		ok := l.count < l.max
+		if ok {
+			l.count++
+		}
+		l.mu.Unlock()
+		if ok {
+			l.m.smtpConns.Inc()
+			return &limitConn{Conn: c, l: l}, nil
+		}
+		l.m.smtpRefused.Inc()
+		_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+		_, _ = io.WriteString(c, tooManyConnections)
+		_ = c.Close()
+	}
+}
+
+func (l *limitListener) release() {
+	l.mu.Lock()
+	l.count--
+	l.mu.Unlock()
+	l.m.smtpConns.Dec()
+}
+
+// limitConn is a connection counted by its limitListener.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+// Close closes the connection and, the first time, frees its place.
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.l.release)
+	return err
 }

@@ -88,12 +88,20 @@ type Stack struct {
 	clamdSrvs []*clamd.Server
 
 	stopping     atomic.Bool
+	acceptMu     sync.RWMutex // see accept
 	workCtx      context.Context
 	cancelWork   context.CancelFunc
 	workers      sync.WaitGroup
 	servers      sync.WaitGroup
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	spoolIn      []spoolEntry // read by Start, resumed once it succeeds
+	spoolInFiles []string
+	spoolArmed   bool // the queue goes to the spool when the stack stops
+	spoolOnce    sync.Once
+	spoolMu      sync.Mutex
+	spoolStatus  SpoolStatus
 }
 
 // New validates cfg and builds a stack; nothing listens until [Stack.Start].
@@ -135,6 +143,8 @@ func New(cfg Config, opts Options) (*Stack, error) {
 		NewSession: boxes.mem.NewSession,
 		Logger:     log.With("component", "access"),
 		Registerer: m.reg,
+		// APPEND takes what SMTP would.
+		MaxAppendBytes: cfg.SMTP.MaxMessageBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mailstack: %w", err)
@@ -165,6 +175,9 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		}
 	}()
 	s.workCtx, s.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.loadSpool(); err != nil {
+		return err
+	}
 
 	var lc net.ListenConfig
 	listen := func(what, addr string) (net.Listener, error) {
@@ -233,6 +246,7 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	smtpLn = newLimitListener(smtpLn, s.cfg.SMTP.MaxConnections, s.metrics)
 	s.smtpLn = smtpLn
 	s.smtpSrv = smtp.NewServer(backend{s})
 	s.smtpSrv.Domain = s.cfg.Hostname
@@ -259,6 +273,9 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		{Name: "metrics", Addr: httpLn.Addr().String()},
 	}, append(engineEndpoints, siteEndpoints...)...)
 
+	if err := s.resumeSpool(); err != nil {
+		return err
+	}
 	for i := 0; i < s.cfg.Scan.Workers; i++ {
 		s.workers.Add(1)
 		go func() {
@@ -353,11 +370,13 @@ func (s *Stack) MessagesByID(id string) []Record { return s.ledger.byMessageID(i
 func (s *Stack) Counts() Counts { return s.ledger.counts() }
 
 // Shutdown stops the stack gracefully: it stops accepting connections,
-// closes SMTP sessions once their current command is done, lets scans in
-// progress finish, and returns once every goroutine has stopped. Messages
-// still queued or deferred stay in the ledger in their state (see
-// [Stack.Counts]); when ctx ends first, scans in progress are abandoned and
-// their messages recorded as queued. It is safe to call more than once.
+// closes SMTP sessions once their current command is done, lets the
+// workers empty the queue (deferred messages included) until ctx ends,
+// and returns once every goroutine has stopped. When ctx ends first, scans
+// in progress are abandoned and their messages recorded as queued. Every
+// message still queued is then written to the spool directory (see
+// [Config.Spool] and [Stack.Spool]) and stays in the ledger in its state
+// (see [Stack.Counts]). It is safe to call more than once.
 func (s *Stack) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
 	return s.shutdownErr
@@ -383,16 +402,27 @@ func (s *Stack) shutdown(ctx context.Context) error {
 		// Shutdown right after Start could miss this one.
 		_ = s.smtpLn.Close()
 	}
-	// No new mail can arrive; stop workers once their current message is done.
-	s.queue.close()
+	// No new mail can arrive: wait for any accept under way, then let the
+	// workers empty the queue until ctx ends.
+	s.acceptMu.Lock()
+	s.stopping.Store(true) // set already; under the lock, no accept is half done
+	s.acceptMu.Unlock()
+	s.queue.drain()
 	done := make(chan struct{})
 	go func() { s.workers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.cancelWork()
+		s.queue.close()
 		<-done
 		errs = append(errs, fmt.Errorf("scans abandoned: %w", ctx.Err()))
+	}
+	s.queue.close()
+	if s.spoolArmed {
+		if err := s.spoolQueued(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := s.access.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("access tier: %w", err))
@@ -416,8 +446,8 @@ func (s *Stack) shutdown(ctx context.Context) error {
 }
 
 // Close stops everything at once: connections are cut and scans abandoned
-// (their messages are recorded as queued). Safe to call more than once and
-// after Shutdown.
+// (their messages are recorded as queued and, with a spool directory,
+// written to the spool). Safe to call more than once and after Shutdown.
 func (s *Stack) Close() error {
 	s.stopping.Store(true)
 	s.mu.Lock()
@@ -436,6 +466,11 @@ func (s *Stack) closeLocked() {
 	}
 	s.queue.close()
 	s.workers.Wait()
+	if s.spoolArmed {
+		if err := s.spoolQueued(); err != nil {
+			s.log.Error("mailstack close", "err", err)
+		}
+	}
 	_ = s.access.Close()
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Close()
@@ -446,9 +481,15 @@ func (s *Stack) closeLocked() {
 	s.servers.Wait()
 }
 
-// nextQueueID returns a new queue ID, unique within this stack.
+// nextQueueID returns a new queue ID, unique within this stack (messages
+// resumed from the spool keep theirs).
 func (s *Stack) nextQueueID() string {
-	return s.qidBase + strings.ToUpper(strconv.FormatUint(s.qidSeq.Add(1), 36))
+	for {
+		id := s.qidBase + strings.ToUpper(strconv.FormatUint(s.qidSeq.Add(1), 36))
+		if _, taken := s.ledger.get(id); !taken {
+			return id
+		}
+	}
 }
 
 func ignoreClosed(err error) error {

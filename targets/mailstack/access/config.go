@@ -63,6 +63,19 @@ type Config struct {
 	// Passive is the balancer's outlier ejection, from what users' sessions
 	// see.
 	Passive PassiveConfig `yaml:"passive" json:"passive"`
+	// MaxConnections caps the connections of each listener: the balancer
+	// holds at most this many sessions, and each site accepts this many
+	// plus a small headroom kept for the balancer's health checks (see
+	// [SiteHeadroom]). A connection over the cap is answered
+	// "* BYE too many connections" and closed at once; at its cap the
+	// balancer first makes room by ending its longest-silent session (one
+	// whose client has sent nothing for [SilentAfter]). Default 1000.
+	MaxConnections int `yaml:"max-connections" json:"max-connections"`
+	// MaxLoginFailures is how many failed LOGIN or AUTHENTICATE commands
+	// one connection may make: the last one is answered
+	// "* BYE too many failed log-ins" and the connection closed.
+	// Default 3.
+	MaxLoginFailures int `yaml:"max-login-failures" json:"max-login-failures"`
 }
 
 // SiteConfig is one site.
@@ -157,6 +170,8 @@ func DefaultConfig() Config {
 			Ejection:    10 * time.Second,
 			MaxEjection: time.Minute,
 		},
+		MaxConnections:   1000,
+		MaxLoginFailures: 3,
 	}
 	c.FillDefaults()
 	return c
@@ -232,6 +247,12 @@ func (c *Config) Validate() []yamlfile.FieldError {
 	if c.Placement != PlacementLeastConnections && c.Placement != PlacementRoundRobin {
 		add("placement", "%q is not one of %s%s", c.Placement, strings.Join(Placements(), ", "),
 			suggest.Hint(c.Placement, Placements()))
+	}
+	if c.MaxConnections < 1 {
+		add("max-connections", "must be at least 1, got %d", c.MaxConnections)
+	}
+	if c.MaxLoginFailures < 1 {
+		add("max-login-failures", "must be at least 1, got %d", c.MaxLoginFailures)
 	}
 	positive("connect-timeout", c.ConnectTimeout)
 	positive("drain-grace", c.DrainGrace)

@@ -31,6 +31,15 @@
 // to its open sessions and greet new connections with BYE, and cuts what is
 // left after a grace; [Tier.Restore] ends it.
 //
+// Limits: every listener (the balancer's and each site's) holds at most
+// max-connections connections and answers one more with BYE at once; at its
+// cap the balancer first ends its longest-silent session. Sites keep
+// [SiteHeadroom] connections over the cap so the balancer's health checks
+// always find room. A connection is closed at its max-login-failures-th
+// failed log-in, and each site reads commands ahead of go-imap's parser to
+// answer BAD to oversized literals, out-of-range sequence numbers, deeply
+// nested SEARCH criteria and overlong commands (see [SiteLimits]).
+//
 // Lifecycle: [New] validates a [Config]; [Tier.Start] binds the sites and
 // the balancer and starts the health checkers; [Tier.Close] stops them all
 // and waits for every goroutine.

@@ -36,6 +36,33 @@ const (
 	MetricSiteDraining = "mailstack_access_site_draining"
 	// MetricSiteUsable is 1 while the site takes new sessions.
 	MetricSiteUsable = "mailstack_access_site_usable"
+	// MetricConnectionsRefused counts connections answered "* BYE too many
+	// connections" because their listener was at its cap, by listener
+	// (balancer, or a site's name).
+	MetricConnectionsRefused = "mailstack_access_connections_refused_total"
+	// MetricConnectionsEvicted counts silent sessions the balancer ended to
+	// make room for a new connection at its cap, by listener (balancer).
+	MetricConnectionsEvicted = "mailstack_access_connections_evicted_total"
+	// MetricLoginLockouts counts connections closed after too many failed
+	// log-ins, by site.
+	MetricLoginLockouts = "mailstack_access_login_lockouts_total"
+	// MetricCommandsRejected counts commands a site answered BAD before
+	// parsing them, by site and reason (literal, range, search, too-long).
+	MetricCommandsRejected = "mailstack_access_commands_rejected_total"
+)
+
+// ListenerBalancer is the listener label of the balancer's series of
+// [MetricConnectionsRefused] and [MetricConnectionsEvicted]; a site's
+// listener is labelled with the site's name.
+const ListenerBalancer = "balancer"
+
+// Reasons a site rejects a command before parsing it (the reason label of
+// [MetricCommandsRejected]).
+const (
+	RejectLiteral = "literal"
+	RejectRange   = "range"
+	RejectSearch  = "search"
+	RejectTooLong = "too-long"
 )
 
 // Failure kinds of a session start (the kind label of
@@ -62,12 +89,16 @@ const (
 )
 
 type metrics struct {
-	placements *prometheus.CounterVec
-	failures   *prometheus.CounterVec
-	ejections  *prometheus.CounterVec
-	refused    *prometheus.CounterVec
-	checks     *prometheus.CounterVec
-	drained    *prometheus.CounterVec
+	placements  *prometheus.CounterVec
+	failures    *prometheus.CounterVec
+	ejections   *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	checks      *prometheus.CounterVec
+	drained     *prometheus.CounterVec
+	connRefused *prometheus.CounterVec
+	connEvicted *prometheus.CounterVec
+	lockouts    *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
 }
 
 func newMetrics(t *Tier, reg prometheus.Registerer) (*metrics, error) {
@@ -84,7 +115,17 @@ func newMetrics(t *Tier, reg prometheus.Registerer) (*metrics, error) {
 			Help: "Active health checks, by site and result."}, []string{"site", "result"}),
 		drained: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDrained,
 			Help: "Sessions ended by maintenance, by site and how (bye, cut)."}, []string{"site", "how"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricConnectionsRefused,
+			Help: "Connections refused because their listener was at its cap, by listener."}, []string{"listener"}),
+		connEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricConnectionsEvicted,
+			Help: "Silent sessions ended to make room at the cap, by listener."}, []string{"listener"}),
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricLoginLockouts,
+			Help: "Connections closed after too many failed log-ins, by site."}, []string{"site"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricCommandsRejected,
+			Help: "Commands answered BAD before parsing, by site and reason."}, []string{"site", "reason"}),
 	}
+	m.connRefused.WithLabelValues(ListenerBalancer)
+	m.connEvicted.WithLabelValues(ListenerBalancer)
 	for _, s := range t.sites {
 		n := s.cfg.Name
 		m.placements.WithLabelValues(n)
@@ -97,6 +138,11 @@ func newMetrics(t *Tier, reg prometheus.Registerer) (*metrics, error) {
 		m.checks.WithLabelValues(n, "failed")
 		m.drained.WithLabelValues(n, "bye")
 		m.drained.WithLabelValues(n, "cut")
+		m.connRefused.WithLabelValues(n)
+		m.lockouts.WithLabelValues(n)
+		for _, r := range []string{RejectLiteral, RejectRange, RejectSearch, RejectTooLong} {
+			m.rejected.WithLabelValues(n, r)
+		}
 	}
 	m.refused.WithLabelValues(RefusedNoUsableSite)
 	m.refused.WithLabelValues(RefusedSitesFailed)
@@ -104,7 +150,7 @@ func newMetrics(t *Tier, reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.failures, m.ejections, m.refused, m.checks, m.drained,
-		newStateCollector(t)} {
+		m.connRefused, m.connEvicted, m.lockouts, m.rejected, newStateCollector(t)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

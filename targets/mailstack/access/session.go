@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +20,10 @@ const byeNoSite = "* BYE no mailbox site available, try again later\r\n"
 type session struct {
 	client net.Conn
 	site   *siteState
-	up     net.Conn // the connection to the site, once dialled
-	cut    bool     // closed by a drain: do not place again
+	up     net.Conn    // the connection to the site, once dialled
+	cut    bool        // closed by a drain: do not place again
+	since  time.Time   // when the client connected
+	spoke  atomic.Bool // the client has sent something
 }
 
 // accept runs the balancer's accept loop until the listener is closed.
@@ -43,12 +46,24 @@ func (t *Tier) accept(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		s := &session{client: c}
+		s := &session{client: c, since: time.Now()}
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			_ = c.Close()
 			return
+		}
+		var victim *session
+		if len(t.sessions) >= t.cfg.MaxConnections {
+			if victim = t.silentLocked(s.since); victim == nil {
+				t.mu.Unlock()
+				refuseConn(c)
+				t.m.connRefused.WithLabelValues(ListenerBalancer).Inc()
+				continue
+			}
+			// The evicted session leaves the count now; its goroutine
+			// ends once it sees its connections closed.
+			delete(t.sessions, victim)
 		}
 		t.sessions[s] = struct{}{}
 		t.wg.Add(1)
@@ -61,7 +76,28 @@ func (t *Tier) accept(ln net.Listener) {
 			delete(t.sessions, s)
 			t.mu.Unlock()
 		}()
+		if victim != nil {
+			t.m.connEvicted.WithLabelValues(ListenerBalancer).Inc()
+			t.log.Debug("silent session evicted at the connection cap")
+			refuseConn(victim.client)
+		}
 	}
+}
+
+// silentLocked returns the session whose client connected longest ago and
+// has sent nothing, if that was at least SilentAfter before now; nil
+// otherwise. Called with t.mu held.
+func (t *Tier) silentLocked(now time.Time) *session {
+	var pick *session
+	for s := range t.sessions {
+		if s.spoke.Load() || now.Sub(s.since) < SilentAfter {
+			continue
+		}
+		if pick == nil || s.since.Before(pick.since) {
+			pick = s
+		}
+	}
+	return pick
 }
 
 // handle places a session, connects it to its site and relays its bytes
@@ -181,6 +217,7 @@ func (t *Tier) relay(s *session, st *siteState, up net.Conn, fromSite io.Reader,
 		_ = pump(up, s.client, func() {
 			if first {
 				first = false
+				s.spoke.Store(true)
 				close(cmdSent)
 			}
 		})

@@ -26,6 +26,7 @@ type Site struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
+	lim      SiteLimits
 	draining bool
 	conns    map[*siteConn]struct{}
 	addr     string
@@ -53,13 +54,35 @@ func NewSite(name string, newSession func() imapserver.Session, log *slog.Logger
 			if draining {
 				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: byeMaintenance}
 			}
-			return newSession(), nil, nil
+			return s.guardSession(c, newSession()), nil, nil
 		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
 		InsecureAuth: true,
 		Logger:       printer{log},
 	})
 	return s
+}
+
+// SetLimits bounds what the site accepts from now on (connections already
+// open keep the limits they started with).
+func (s *Site) SetLimits(l SiteLimits) {
+	s.mu.Lock()
+	s.lim = l
+	s.mu.Unlock()
+}
+
+// guardSession wraps a new session to count its failed log-ins and report
+// the APPEND limit; a session without IMAP4rev2 is returned as it is.
+func (s *Site) guardSession(c *imapserver.Conn, sess imapserver.Session) imapserver.Session {
+	rev2, ok := sess.(imapserver.SessionIMAP4rev2)
+	if !ok {
+		return sess
+	}
+	s.mu.Lock()
+	lim := s.lim
+	s.mu.Unlock()
+	lg := &loginGuard{SessionIMAP4rev2: rev2, conn: c, limit: lim.MaxLoginFailures, onLockout: lim.OnLockout}
+	return appendLimited{loginGuard: lg, limit: lim.appendLimit()}
 }
 
 // Name returns the site's name.
@@ -177,26 +200,52 @@ type trackingListener struct {
 	site *Site
 }
 
-// Accept implements net.Listener.
+// Accept implements net.Listener. A connection over the site's cap is
+// answered BYE and closed here, and the next one is waited for.
 func (l trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		sc := &siteConn{Conn: c, site: l.site}
+		l.site.mu.Lock()
+		lim := l.site.lim
+		if lim.MaxConnections > 0 && len(l.site.conns) >= lim.MaxConnections+SiteHeadroom {
+			l.site.mu.Unlock()
+			refuseConn(c)
+			if lim.OnRefused != nil {
+				lim.OnRefused()
+			}
+			continue
+		}
+		l.site.conns[sc] = struct{}{}
+		l.site.mu.Unlock()
+		sc.guard = newGuard(c, lim, &sc.wmu)
+		sc.guard.onBad = lim.OnRejected
+		return sc, nil
 	}
-	sc := &siteConn{Conn: c, site: l.site}
-	l.site.mu.Lock()
-	l.site.conns[sc] = struct{}{}
-	l.site.mu.Unlock()
-	return sc, nil
 }
 
 // siteConn is a connection of a site; it leaves the site's set when it is
 // closed.
 type siteConn struct {
 	net.Conn
-	site *Site
-	imap *imapserver.Conn // set once the session exists; guarded by site.mu
-	once sync.Once
+	site  *Site
+	imap  *imapserver.Conn // set once the session exists; guarded by site.mu
+	once  sync.Once
+	guard *guard     // reads commands ahead of go-imap
+	wmu   sync.Mutex // orders go-imap's writes and the guard's replies
+}
+
+// Read implements net.Conn through the command guard.
+func (c *siteConn) Read(p []byte) (int, error) { return c.guard.Read(p) }
+
+// Write implements net.Conn.
+func (c *siteConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(p)
 }
 
 // Close implements net.Conn.

@@ -29,6 +29,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the tier's metrics. Nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// MaxAppendBytes bounds the message of an APPEND (typically the
+	// stack's message size limit). Zero means [DefaultMaxAppend].
+	MaxAppendBytes int64
 }
 
 // Interpose is called once per site during [Tier.Start], after the site
@@ -178,6 +181,17 @@ func New(cfg Config, opts Options) (*Tier, error) {
 		return nil, fmt.Errorf("access: metrics: %w", err)
 	}
 	t.m = m
+	for _, st := range t.sites {
+		name := st.cfg.Name
+		st.site.SetLimits(SiteLimits{
+			MaxConnections:   cfg.MaxConnections,
+			MaxLoginFailures: cfg.MaxLoginFailures,
+			MaxAppendBytes:   opts.MaxAppendBytes,
+			OnRefused:        func() { m.connRefused.WithLabelValues(name).Inc() },
+			OnLockout:        func() { m.lockouts.WithLabelValues(name).Inc() },
+			OnRejected:       func(reason string) { m.rejected.WithLabelValues(name, reason).Inc() },
+		})
+	}
 	return t, nil
 }
 
