@@ -34,6 +34,20 @@ func targetFlags() []ucli.Flag {
 	}
 }
 
+// targetAllowsRemote reports whether the target the flags name allows
+// addresses off loopback: an ad hoc link (--upstream) does; the embedded
+// stack never; a target file when it says allow-remote: true.
+func targetAllowsRemote(c *ucli.Context) bool {
+	if c.String("upstream") != "" {
+		return true
+	}
+	if t := c.String("target"); t != "mailstack" {
+		f, err := targets.LoadFile(t, c.Bool("allow-remote"))
+		return err == nil && f.AllowRemote
+	}
+	return false
+}
+
 // openTarget starts or opens the target the flags name.
 func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, error) {
 	ctx := st.stop
@@ -42,7 +56,9 @@ func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, 
 		if linkName == "" {
 			linkName = "link"
 		}
-		f := targets.File{Name: "ad hoc", AllowRemote: true, Toxiproxy: c.String("toxiproxy"),
+		// An ad hoc link may go off loopback with the command line's
+		// consent alone (there is no file to give it).
+		f := targets.File{Name: "ad hoc", AllowRemote: allowRemote, Toxiproxy: c.String("toxiproxy"),
 			Links: []targets.FileLink{{Name: linkName, Listen: c.String("listen"), Upstream: up}}}
 		if fes := f.Validate(allowRemote); len(fes) > 0 {
 			return nil, &usageError{fmt.Errorf("flag --%s: %s", flagOf(fes[0].Field), fes[0].Msg)}
@@ -188,7 +204,7 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if err := inj.Validate(st.stop, req); err != nil {
 		return err
 	}
-	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote")); len(errs) > 0 {
+	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote") && targetAllowsRemote(c)); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	h, err := inj.Inject(st.stop, req)

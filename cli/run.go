@@ -387,7 +387,7 @@ func recoverCommand(st *state) *ucli.Command {
 					// What the handle describes (toxics named after the
 					// fault, a restore call) mailchaos undoes itself when
 					// the fault's plugin cannot.
-					err = undo.Undo(ctx, h)
+					err = undo.Undo(ctx, h, c.Bool("allow-remote"))
 				}
 				if h.Toxiproxy != "" && h.Toxiproxy != "embedded" {
 					// And so are toxics the journal never heard of (a run

@@ -652,7 +652,7 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 // a failed removal that `recover` will try again.
 func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
 	ev := journal.Event{Type: journal.TypeRemove, Step: step, Fault: intent.Fault, Handle: &intent,
-		Message: "the injection failed; nothing of it is left"}
+		Message: "the injection failed; no toxic of it is left"}
 	if intent.Toxiproxy != "" {
 		ctx, cancel := context.WithTimeout(r.opts.Kill, r.exp.Rollbacks.Timeout)
 		n, err := network.RemoveOwned(ctx, network.NewClient(intent.Toxiproxy), intent.Owner, intent.ID)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -37,21 +38,48 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("%s is not a loopback address; mailchaos only touches remote hosts when the target says allow-remote: true and the command line says --allow-remote", e.Addr)
 }
 
+// SplitAddress splits a host:port strictly: the port is a number from 0 to
+// 65535 and the host holds none of the characters that would make a URL
+// built from it mean another host ("localhost:@evil.example" is no
+// address).
+func SplitAddress(value string) (host, port string, ok bool) {
+	h, p, err := net.SplitHostPort(value)
+	if err != nil || p == "" || h == "" || strings.ContainsAny(h, " /@?#%\\") {
+		return "", "", false
+	}
+	if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+		return "", "", false
+	}
+	return h, p, true
+}
+
 // AddressHost returns the host of an address value: a host:port or a URL.
 // ok is false for anything else (an endpoint's name, or nonsense).
 func AddressHost(value string) (host string, ok bool) {
 	if strings.Contains(value, "://") {
 		u, err := url.Parse(value)
-		if err != nil || u.Hostname() == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		if err != nil || u.Hostname() == "" || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			return "", false
+		}
+		if p := u.Port(); p != "" {
+			if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+				return "", false
+			}
 		}
 		return u.Hostname(), true
 	}
-	h, port, err := net.SplitHostPort(value)
-	if err != nil || port == "" || strings.ContainsAny(h, " /") {
-		return "", false
+	h, _, ok := SplitAddress(value)
+	return h, ok
+}
+
+// HTTPBase is the http:// URL of a host:port address, built so that it
+// names that host and nothing else.
+func HTTPBase(addr string) (string, error) {
+	h, p, ok := SplitAddress(addr)
+	if !ok {
+		return "", fmt.Errorf("%q is not a host:port address", addr)
 	}
-	return h, true
+	return (&url.URL{Scheme: "http", Host: net.JoinHostPort(h, p)}).String(), nil
 }
 
 // CheckAddress is the loopback guard, the one place that decides whether

@@ -232,7 +232,7 @@ func (p *Plugin) cleanup(ctx context.Context, ts []*tracked) (int, error) {
 	n := 0
 	for _, t := range ts {
 		if t.handle != nil {
-			if err := undo.Restore(ctx, *t.handle); err != nil {
+			if err := undo.Restore(ctx, *t.handle, undo.InTarget(*t.handle, t.req.Target)); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -402,7 +402,7 @@ func (p *Plugin) removeLost(ctx context.Context, h faults.Handle, lerr error) er
 	if errors.As(lerr, &le) && le.CleanupErr != nil {
 		return &faults.RollbackError{Handle: h, Err: lerr}
 	}
-	if err := undo.Undo(ctx, h); err != nil {
+	if err := undo.Undo(ctx, h, false); err != nil {
 		return &faults.RollbackError{Handle: h, Err: fmt.Errorf("%v; the host's removal failed: %w", lerr, err)}
 	}
 	return nil

@@ -13,7 +13,6 @@ package targets
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/mail"
 	"net/url"
 	"sort"
@@ -149,9 +148,9 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 	}
 	remoteOK := f.AllowRemote && allowRemote
 	check := func(field, addr string) {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			add(field, "%q is not a host:port address", addr)
+		host, _, ok := faults.SplitAddress(addr)
+		if !ok {
+			add(field, "%q is not a host:port address (a port from 0 to 65535)", addr)
 			return
 		}
 		if !remoteOK && !faults.IsLoopback(host) {

@@ -46,7 +46,7 @@ func resolveEndpoint(kind, param, value string, t faults.Target) (string, error)
 		}
 		return addr, nil
 	}
-	if host, port, err := net.SplitHostPort(value); err == nil && port != "" && !strings.ContainsAny(host, " /") {
+	if _, _, ok := faults.SplitAddress(value); ok {
 		return value, nil
 	}
 	names := make([]string, 0, len(t.Endpoints))

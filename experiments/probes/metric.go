@@ -119,7 +119,7 @@ func MetricKind() Kind {
 			transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute},
 			turn:      make(chan struct{}, 1),
 		}
-		p.client = &http.Client{Transport: p.transport}
+		p.client = &http.Client{Transport: p.transport, CheckRedirect: httpguard.NoRedirects}
 		return p, nil
 	}
 	return k

@@ -54,7 +54,7 @@ type Injector struct {
 
 // New returns the injector.
 func New() *Injector {
-	return &Injector{client: &http.Client{}, token: httpguard.EnvToken(os.Getenv), timers: map[string]*time.Timer{}}
+	return &Injector{client: &http.Client{CheckRedirect: httpguard.NoRedirects}, token: httpguard.EnvToken(os.Getenv), timers: map[string]*time.Timer{}}
 }
 
 var _ faults.Injector = (*Injector)(nil)
@@ -87,11 +87,11 @@ func check(req faults.Request) (base, site string, err error) {
 	addr, ok := req.Target.Endpoints[admin]
 	switch {
 	case ok && addr != "":
-		base = "http://" + addr
+		base, _ = faults.HTTPBase(addr)
 	case ok:
 		// Known once the target runs.
 	case strings.Contains(admin, ":"):
-		base = "http://" + admin
+		base, _ = faults.HTTPBase(admin)
 	default:
 		errs = append(errs, &faults.ParamError{Fault: Name, Param: "admin", Value: admin,
 			Msg: "the target has no such endpoint", Allowed: "an endpoint name such as metrics, or host:port"})

@@ -76,7 +76,7 @@ func NewClient(base string) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{}, token: httpguard.EnvToken(os.Getenv)}
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{CheckRedirect: httpguard.NoRedirects}, token: httpguard.EnvToken(os.Getenv)}
 }
 
 // WithToken returns a copy of c that sends token as its bearer token

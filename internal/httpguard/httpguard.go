@@ -242,3 +242,8 @@ func LoadToken(path string) (string, error) {
 	}
 	return tok, nil
 }
+
+// NoRedirects is an http.Client CheckRedirect that follows no redirect: a
+// client of mailchaos' sends its token and its writes to the address that
+// passed the loopback guard, and to no other.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -90,6 +90,11 @@ func checkSpoolDir(dir string) error {
 	case fi.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("spool directory %s is writable by group or others (mode %v); chmod go-w it", dir, fi.Mode().Perm())
 	}
+	// Mail read back from it is mail acknowledged by this stack: the
+	// directory must be ours, not another user's who could plant some.
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("spool directory %s belongs to user %d, not to this process's user %d", dir, sys.Uid, os.Geteuid())
+	}
 	return nil
 }
 
@@ -334,17 +339,19 @@ func (s *Stack) resumeSpool() error {
 	s.spoolStatus.Dir = s.cfg.Spool
 	s.spoolStatus.Resumed = len(s.spoolIn)
 	s.spoolMu.Unlock()
-	s.spoolArmed = true
 	if len(s.spoolIn) > 0 {
 		s.log.Info("resumed spooled mail", "messages", len(s.spoolIn), "files", len(s.spoolInFiles))
 	}
 	s.spoolIn = nil
+	// The files go before the stack may spool again: a stop must never
+	// find the same messages in an old file and a new one.
 	for _, p := range s.spoolInFiles {
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("mailstack: remove resumed spool file: %w", err)
 		}
 	}
 	s.spoolInFiles = nil
+	s.spoolArmed = true
 	return nil
 }
 

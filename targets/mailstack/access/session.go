@@ -24,6 +24,9 @@ type session struct {
 	cut    bool        // closed by a drain: do not place again
 	since  time.Time   // when the client connected
 	spoke  atomic.Bool // the client has sent something
+	// greeted is when the site's greeting went to the client (unix
+	// nanoseconds; 0 before): a client owes nothing before it.
+	greeted atomic.Int64
 }
 
 // accept runs the balancer's accept loop until the listener is closed.
@@ -61,9 +64,14 @@ func (t *Tier) accept(ln net.Listener) {
 				t.m.connRefused.WithLabelValues(ListenerBalancer).Inc()
 				continue
 			}
-			// The evicted session leaves the count now; its goroutine
-			// ends once it sees its connections closed.
+			// The evicted session leaves the count now, and its site
+			// connection is closed with it, so that it does not hold a
+			// place at the site while its goroutine winds down.
 			delete(t.sessions, victim)
+			victim.cut = true
+			if victim.up != nil {
+				_ = victim.up.Close()
+			}
 		}
 		t.sessions[s] = struct{}{}
 		t.wg.Add(1)
@@ -84,17 +92,20 @@ func (t *Tier) accept(ln net.Listener) {
 	}
 }
 
-// silentLocked returns the session whose client connected longest ago and
-// has sent nothing, if that was at least SilentAfter before now; nil
-// otherwise. Called with t.mu held.
+// silentLocked returns the session that was greeted longest ago and has
+// sent nothing since, if that was at least SilentAfter before now; nil
+// otherwise. A session still being placed, or waiting for a slow site's
+// greeting, is never picked. Called with t.mu held.
 func (t *Tier) silentLocked(now time.Time) *session {
 	var pick *session
+	var pickAt int64
 	for s := range t.sessions {
-		if s.spoke.Load() || now.Sub(s.since) < SilentAfter {
+		at := s.greeted.Load()
+		if at == 0 || s.spoke.Load() || now.Sub(time.Unix(0, at)) < SilentAfter {
 			continue
 		}
-		if pick == nil || s.since.Before(pick.since) {
-			pick = s
+		if pick == nil || at < pickAt {
+			pick, pickAt = s, at
 		}
 	}
 	return pick
@@ -199,6 +210,7 @@ func (t *Tier) relay(s *session, st *siteState, up net.Conn, fromSite io.Reader,
 			return
 		}
 	}
+	s.greeted.Store(time.Now().UnixNano())
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
