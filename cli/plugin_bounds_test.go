@@ -78,6 +78,8 @@ func TestValidateBoundedByPluginChildHoldingStdout(t *testing.T) {
 type hangingAPI struct {
 	srv  *httptest.Server
 	hang atomic.Bool
+	// held counts the requests held since hang was set.
+	held atomic.Int32
 }
 
 func newHangingAPI(t *testing.T, upstream string) *hangingAPI {
@@ -88,6 +90,7 @@ func newHangingAPI(t *testing.T, upstream string) *hangingAPI {
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u); r.Out.Host = u.Host }}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.hang.Load() {
+			h.held.Add(1)
 			<-r.Context().Done()
 			return
 		}
@@ -156,7 +159,8 @@ safety: { max-duration: 2m }
 	}
 	api.hang.Store(true)
 	sigs <- os.Interrupt
-	time.Sleep(time.Second) // the rollback is under way, and hangs
+	require.Eventually(t, func() bool { return api.held.Load() > 0 }, waitFor, 10*time.Millisecond,
+		"the rollback is under way, and hangs")
 	sigs <- os.Interrupt
 	second := time.Now()
 	code := waitExit(t, done)

@@ -398,18 +398,7 @@ func startLazyIMAP(t testing.TB, uidPlus, refuseStore bool, users ...faults.User
 		InsecureAuth: true,
 		Logger:       log.New(io.Discard, "", 0),
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s.addr = ln.Addr().String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
+	s.addr = serveLoopback(t, srv)
 	return s
 }
 
@@ -572,18 +561,7 @@ func startDeliveringSMTP(t testing.TB, deliver func(rcpt string, msg []byte) err
 	}))
 	srv.Domain = "localhost"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	d.addr = ln.Addr().String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
+	d.addr = serveLoopback(t, srv)
 	return d
 }
 

@@ -67,6 +67,31 @@ func newProbe(t testing.TB, kind probes.Kind, target faults.Target, params fault
 	return p
 }
 
+// server is a protocol server that serves a listener until closed: a
+// go-smtp or go-imap server.
+type server interface {
+	Serve(net.Listener) error
+	Close() error
+}
+
+// serveLoopback serves srv on 127.0.0.1:0 until the test ends and returns
+// its address.
+func serveLoopback(t testing.TB, srv server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
 // measure takes one sample with the given deadline.
 func measure(p probes.Probe, timeout time.Duration) probes.Sample {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -1,10 +1,8 @@
 package probes_test
 
 import (
-	"errors"
 	"io"
 	"log"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -66,20 +64,10 @@ func TestSMTPTransactionRefusedRecipient(t *testing.T) {
 // answer the end of DATA. It is closed when the test ends.
 func replyServer(t *testing.T, data func() error) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &replySession{data: data}, nil }))
 	srv.Domain = "reply.test"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-served; err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return serveLoopback(t, srv)
 }
 
 type replySession struct{ data func() error }

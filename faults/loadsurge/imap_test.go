@@ -86,6 +86,9 @@ type memOpts struct {
 	// Plain serves the in-memory sessions as they are, recording nothing
 	// (and advertising IMAP4rev2 too): the bare server, for benchmarks.
 	Plain bool
+	// Users are the accounts (log-in name and password); default the
+	// DefaultRcpts with the password "password".
+	Users []faults.User
 }
 
 // memServer is go-imap's imapserver over its in-memory backend, on
@@ -105,8 +108,15 @@ type memServer struct {
 func startMem(t testing.TB, o memOpts) *memServer {
 	t.Helper()
 	mem := imapmemserver.New()
-	for _, name := range loadsurge.DefaultRcpts() {
-		u := imapmemserver.NewUser(name, "password")
+	users := o.Users
+	if len(users) == 0 {
+		for _, name := range loadsurge.DefaultRcpts() {
+			users = append(users, faults.User{Address: name, Password: "password"})
+		}
+	}
+	for _, acct := range users {
+		name := acct.LoginName()
+		u := imapmemserver.NewUser(name, acct.Secret())
 		require.NoError(t, u.Create("INBOX", nil))
 		for i := range o.Messages {
 			msg := fmt.Sprintf("From: a@example.test\r\nTo: %s\r\nSubject: m%d\r\nMessage-ID: <%d@test>\r\n\r\nbody\r\n", name, i, i)

@@ -1,15 +1,9 @@
 package loadsurge_test
 
 import (
-	"io"
-	"log"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -42,36 +36,11 @@ func TestParseParamsTakesTheTargetUsersAccounts(t *testing.T) {
 }
 
 func TestIMAPLogsInWithEachUsersPassword(t *testing.T) {
-	mem := imapmemserver.New()
-	for _, u := range realUsers() {
-		acct := imapmemserver.NewUser(u.LoginName(), u.Secret())
-		require.NoError(t, acct.Create("INBOX", nil))
-		mem.AddUser(acct)
-	}
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true,
-		Logger:       log.New(io.Discard, "", 0),
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-
+	srv := startMem(t, memOpts{Plain: true, Users: realUsers()})
 	l, err := loadsurge.ParseParams(faults.Params{"protocol": "imap", "concurrency": "2"}, realUsers(), time.Second)
 	require.NoError(t, err)
 	cfg := l.IMAP
-	cfg.Addr, cfg.Count = ln.Addr().String(), 10
+	cfg.Addr, cfg.Count = srv.addr, 10
 	res := waitIMAP(t, startIMAP(t, cfg))
 	require.EqualValues(t, 10, res.Succeeded, res.String())
 }
