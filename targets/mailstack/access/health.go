@@ -2,8 +2,10 @@ package access
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -38,6 +40,12 @@ func (t *Tier) check(ctx context.Context, st *siteState) error {
 	t.mu.Unlock()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", dial)
+	if h.Mode == HealthShallow && errors.Is(err, syscall.ECONNRESET) {
+		// The handshake completed and the peer reset the connection at
+		// once, before the dial looked (a refused one is ECONNREFUSED):
+		// it opened, which is all a shallow check asks.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
