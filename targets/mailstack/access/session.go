@@ -60,8 +60,9 @@ func (t *Tier) accept(ln net.Listener) {
 		if len(t.sessions) >= t.cfg.MaxConnections {
 			if victim = t.silentLocked(s.since); victim == nil {
 				t.mu.Unlock()
-				refuseConn(c)
+				// Counted before the client can read its answer.
 				t.m.connRefused.WithLabelValues(ListenerBalancer).Inc()
+				refuseConn(c)
 				continue
 			}
 			// The evicted session leaves the count now, and its site

@@ -213,10 +213,11 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		lim := l.site.lim
 		if lim.MaxConnections > 0 && len(l.site.conns) >= lim.MaxConnections+SiteHeadroom {
 			l.site.mu.Unlock()
-			refuseConn(c)
+			// Counted before the client can read its answer.
 			if lim.OnRefused != nil {
 				lim.OnRefused()
 			}
+			refuseConn(c)
 			continue
 		}
 		l.site.conns[sc] = struct{}{}
