@@ -70,7 +70,7 @@ bench:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseConfig -fuzztime=$(FUZZTIME) ./targets/mailstack/
 	$(GO) test -run='^$$' -fuzz=FuzzSMTPSession -fuzztime=$(FUZZTIME) ./targets/mailstack/
-	$(GO) test -run='^$$' -fuzz=FuzzMatch -fuzztime=$(FUZZTIME) ./targets/mailstack/clamd/
+	$(GO) test -run='^$$' -fuzz=FuzzMatch -fuzztime=$(FUZZTIME) ./clamd/
 	$(GO) test -run='^$$' -fuzz=FuzzIMAPSession -fuzztime=$(FUZZTIME) ./targets/mailstack/access/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./experiments/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/yamlfile/

@@ -20,9 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/plugins/builtin"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 func TestMain(m *testing.M) {

@@ -13,6 +13,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // The addresses refused below are 0.0.0.0: off loopback for the guard, yet
@@ -77,7 +78,7 @@ func TestRecoverSaysWhatItCouldNotReach(t *testing.T) {
 	require.NotEmpty(t, journal.Outstanding(evs), "the fault is not marked removed")
 
 	// Once it answers, recover removes it, and says which step it was.
-	srv, err := network.StartServer(t.Context(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(t.Context(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	_, err = srv.Link(t.Context(), "svc", "127.0.0.1:0", lineServer(t))
@@ -98,7 +99,7 @@ func TestRecoverSaysWhatItCouldNotReach(t *testing.T) {
 // was being injected journals the intent, not the injection; recover still
 // finds the toxics by the names the intent implies.
 func TestRecoverFindsFaultsOnlyTheIntentRecorded(t *testing.T) {
-	srv, err := network.StartServer(t.Context(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(t.Context(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	_, err = srv.Link(t.Context(), "svc", "127.0.0.1:0", lineServer(t))

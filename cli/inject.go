@@ -14,9 +14,9 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // rollbackTimeout bounds the removal of faults after a run.
@@ -289,7 +289,7 @@ func proxyCommand(st *state) *ucli.Command {
 				if err != nil {
 					return err
 				}
-				srv, err := network.StartServerWith(st.stop, network.ServerOptions{Listen: listen,
+				srv, err := proxy.StartServerWith(st.stop, proxy.ServerOptions{Listen: listen,
 					Log: st.log.With("component", "toxiproxy"), Token: token, AllowRemote: c.Bool("allow-remote")})
 				if err != nil {
 					return err

@@ -18,9 +18,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/faults/network"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // startCLI runs the command line in the background; the returned function
@@ -156,7 +157,7 @@ func TestInjectOnTheEmbeddedStackEndsWhenTimeIsUp(t *testing.T) {
 
 func TestInjectOnATargetFileWithAnExternalToxiproxy(t *testing.T) {
 	upstream := lineServer(t)
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	file := filepath.Join(t.TempDir(), "target.yaml")
@@ -249,7 +250,7 @@ func toxicsOn(t *testing.T, c *network.Client) int {
 // through an external toxiproxy server, ending it every way it can end, and
 // checks the server is clean afterwards.
 func TestInjectLeavesNothingBehind(t *testing.T) {
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	for _, fault := range []struct {

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailchaos/mailchaos/cli"
-	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/plugins"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // alive reports whether a process still runs (a zombie does not).
@@ -112,7 +112,7 @@ func TestSecondSignalWithHungToxiproxy(t *testing.T) {
 		t.Skip("builds a plugin")
 	}
 	dir := misbehaveDir(t)
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	api := newHangingAPI(t, srv.URL())

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailchaos/mailchaos/cli"
-	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // pluginPath is the environment with MAILCHAOS_PLUGIN_PATH set to dir.
@@ -142,7 +142,7 @@ func misbehaveDir(t *testing.T) string {
 // externalExperiment writes an experiment on an external target: a link
 // "banner" on srv in front of a greeting server, probed through the link,
 // with the misbehave fault (1 s of latency) on it for fault.
-func externalExperiment(t *testing.T, srv *network.Server, fault time.Duration) string {
+func externalExperiment(t *testing.T, srv *proxy.Server, fault time.Duration) string {
 	t.Helper()
 	up := lineServer(t)
 	listen, err := srv.Link(context.Background(), "banner", "127.0.0.1:0", up)
@@ -175,7 +175,7 @@ safety: { max-duration: 2m }
 }
 
 // greetingFast checks that the link carries traffic normally.
-func greetingFast(t *testing.T, srv *network.Server) {
+func greetingFast(t *testing.T, srv *proxy.Server) {
 	t.Helper()
 	p, err := srv.Client().Proxy(context.Background(), "banner")
 	require.NoError(t, err)
@@ -199,7 +199,7 @@ func TestPluginKilledMidRun(t *testing.T) {
 	dir := misbehaveDir(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	t.Setenv("MISBEHAVE_PIDFILE", pidfile)
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	exp := externalExperiment(t, srv, time.Minute)
@@ -232,7 +232,7 @@ func TestPluginHungMidRun(t *testing.T) {
 	}
 	dir := misbehaveDir(t)
 	t.Setenv("MISBEHAVE_HANG", "remove")
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	exp := externalExperiment(t, srv, 2*time.Second)

@@ -21,7 +21,6 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
@@ -379,36 +378,24 @@ func recoverCommand(st *state) *ucli.Command {
 			}
 			var errs []error
 			for _, h := range left {
+				// The fault's injector removes it; what the handle
+				// describes mailchaos undoes itself when it cannot. And
+				// toxics the journal never heard of go too (a run killed in
+				// the middle of an injection journals only its intent):
+				// every toxic named after the fault.
+				rest := faults.Handle{ID: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy}
 				inj, _, err := reg.Get(h.Fault)
 				if err == nil {
 					err = inj.Remove(ctx, h)
 				}
 				if err != nil {
-					// What the handle describes (toxics named after the
-					// fault, a restore call) mailchaos undoes itself when
-					// the fault's plugin cannot.
-					err = undo.Undo(ctx, h, c.Bool("allow-remote"))
+					rest = h
 				}
-				if h.Toxiproxy != "" && h.Toxiproxy != "embedded" {
-					// And so are toxics the journal never heard of (a run
-					// killed in the middle of an injection journals only
-					// its intent): every toxic named after the fault goes.
-					n, serr := network.RemoveOwned(ctx, network.NewClient(h.Toxiproxy), h.Owner, h.ID)
-					if serr != nil && err == nil {
-						err = serr
-					}
-					if serr == nil && n > 0 {
-						fmt.Fprintf(st.env.Stdout, "%s (%s): removed %d toxics named after it\n", h.ID, h.Fault, n)
-					}
+				n, err := undo.Undo(ctx, rest, undo.Options{RemoteOK: c.Bool("allow-remote"), Named: true})
+				if n > 0 {
+					fmt.Fprintf(st.env.Stdout, "%s (%s): removed %d toxics named after it\n", h.ID, h.Fault, n)
 				}
 				if err != nil {
-					if errors.Is(err, syscall.ECONNREFUSED) {
-						// Nothing answers there: a run's in-process server
-						// ended with the run and its faults with it, but a
-						// server that is only down still holds them.
-						err = fmt.Errorf("could not reach %s (connection refused): if it was the run's own in-process server, the fault ended with it; otherwise start the server again and run recover again: %w",
-							h.Toxiproxy, err)
-					}
 					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
 					continue
 				}

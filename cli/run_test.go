@@ -16,6 +16,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 func TestInvalidExperimentsExitTwo(t *testing.T) {
@@ -127,7 +128,7 @@ func TestRunStopsOnSignals(t *testing.T) {
 }
 
 func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	_, err = srv.Link(context.Background(), "svc", "127.0.0.1:0", lineServer(t))

@@ -9,10 +9,10 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/internal/httpguard"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 // shutdownTimeout bounds a graceful stop after the first signal.

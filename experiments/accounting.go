@@ -10,8 +10,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 // drainTimeout bounds how long accounting waits for the target's queue to

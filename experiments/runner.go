@@ -18,7 +18,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/targets"
 )
 
@@ -655,7 +655,7 @@ func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
 		Message: "the injection failed; no toxic of it is left"}
 	if intent.Toxiproxy != "" {
 		ctx, cancel := context.WithTimeout(r.opts.Kill, r.exp.Rollbacks.Timeout)
-		n, err := network.RemoveOwned(ctx, network.NewClient(intent.Toxiproxy), intent.Owner, intent.ID)
+		n, err := undo.Undo(ctx, intent, undo.Options{Named: true})
 		cancel()
 		if err != nil {
 			ev.Err = fmt.Sprintf("sweeping what the failed injection left: %v", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -165,7 +166,7 @@ func (p *panicProbe) Close() error { return nil }
 // in-test toxiproxy server, the synthetic fault, and a catalog.
 type lab struct {
 	srv   *slowServer
-	proxy *network.Server
+	proxy *proxy.Server
 	syn   *synthetic
 	cat   experiments.Catalog
 	yaml  string // the target block
@@ -175,7 +176,7 @@ func newLab(t *testing.T) *lab {
 	t.Helper()
 	l := &lab{srv: startSlowServer(t)}
 	var err error
-	l.proxy, err = network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	l.proxy, err = proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	t.Cleanup(l.proxy.Close)
 	listen, err := l.proxy.Link(context.Background(), "svc", "127.0.0.1:0", l.srv.ln.Addr().String())

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/plugins"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // misbehave is the path of the test plugin, built once for the package.
@@ -51,7 +51,7 @@ const waitFor = 20 * time.Second
 // fixture is a toxiproxy server with one link, "banner", in front of a
 // server that greets each connection with a line.
 type fixture struct {
-	srv    *network.Server
+	srv    *proxy.Server
 	target faults.Target
 }
 
@@ -72,7 +72,7 @@ func newFixture(t testing.TB) *fixture {
 			c.Close()
 		}
 	}()
-	srv, err := network.StartServer(ctx, "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	listen, err := srv.Link(ctx, "banner", "127.0.0.1:0", up.Addr().String())
 	require.NoError(t, err)

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 )
@@ -222,32 +221,30 @@ func (p *Plugin) takeLive() []*tracked {
 	return out
 }
 
-// cleanup removes faults from the host's side: the toxics named after each
-// fault's owner and ID (a diverted link is pointed back at its upstream),
-// and the restore call a handle names (an access site drained over HTTP:
-// see [faults.DataUndoPost]). Faults without either (a load generator) end
+// cleanup removes faults from the host's side with [undo.Undo]: the
+// toxics named after each fault's owner and ID (a diverted link is pointed
+// back at its upstream), those its handle lists, and the restore call a
+// handle names (an access site drained over HTTP: see
+// [faults.DataUndoPost]). Faults without either (a load generator) end
 // with the plugin's process.
 func (p *Plugin) cleanup(ctx context.Context, ts []*tracked) (int, error) {
 	var errs []error
 	n := 0
 	for _, t := range ts {
+		h := faults.Handle{ID: t.req.ID, Fault: t.req.Fault, Owner: t.req.Owner}
 		if t.handle != nil {
-			if err := undo.Restore(ctx, *t.handle, undo.InTarget(*t.handle, t.req.Target)); err != nil {
-				errs = append(errs, err)
-			}
+			// The toxics swept by name are the request's, whatever the
+			// plugin's handle says.
+			h = *t.handle
+			h.ID, h.Owner = t.req.ID, t.req.Owner
 		}
-		url := t.req.Target.Toxiproxy
-		if t.handle != nil && t.handle.Toxiproxy != "" {
-			url = t.handle.Toxiproxy
+		if h.Toxiproxy == "" {
+			h.Toxiproxy = t.req.Target.Toxiproxy
 		}
-		if url == "" {
-			continue
-		}
-		c := network.NewClient(url)
-		k, err := network.RemoveOwned(ctx, c, t.req.Owner, t.req.ID)
+		k, err := undo.Undo(ctx, h, undo.Options{RemoteOK: undo.InTarget(h, t.req.Target), Named: true})
 		n += k
 		if err != nil {
-			errs = append(errs, fmt.Errorf("fault %s: %w", t.req.ID, err))
+			errs = append(errs, err)
 		}
 	}
 	return n, errors.Join(errs...)
@@ -402,7 +399,7 @@ func (p *Plugin) removeLost(ctx context.Context, h faults.Handle, lerr error) er
 	if errors.As(lerr, &le) && le.CleanupErr != nil {
 		return &faults.RollbackError{Handle: h, Err: lerr}
 	}
-	if err := undo.Undo(ctx, h, false); err != nil {
+	if _, err := undo.Undo(ctx, h, undo.Options{Named: true}); err != nil {
 		return &faults.RollbackError{Handle: h, Err: fmt.Errorf("%v; the host's removal failed: %w", lerr, err)}
 	}
 	return nil

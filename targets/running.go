@@ -9,6 +9,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // Running is a target ready to be hurt: its description for the faults, and
@@ -20,7 +21,7 @@ type Running struct {
 	// Stack is the embedded reference stack, or nil for an external target.
 	Stack *mailstack.Stack
 
-	proxy *network.Server
+	proxy *proxy.Server
 }
 
 // LinkSMTPIngress is the embedded stack's link from SMTP clients to its
@@ -34,7 +35,7 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv, err := network.StartServer(ctx, "127.0.0.1:0", log.With("component", "toxiproxy"))
+	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", log.With("component", "toxiproxy"))
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*
 	if t.Toxiproxy == "" && len(t.Links) > 0 {
 		// The file's links may listen off loopback only when the file
 		// allows it (and its validation had the command line's consent).
-		srv, err := network.StartServerWith(ctx, network.ServerOptions{Listen: "127.0.0.1:0", Log: log, AllowRemote: f.AllowRemote})
+		srv, err := proxy.StartServerWith(ctx, proxy.ServerOptions{Listen: "127.0.0.1:0", Log: log, AllowRemote: f.AllowRemote})
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +133,7 @@ func (r *Running) Close(ctx context.Context) error {
 	var errs []error
 	if r.proxy != nil {
 		// Faults go first, so that the stack can drain through healthy links.
-		if _, err := network.RemoveOwnedAll(ctx, r.proxy.Client()); err != nil {
+		if _, err := r.proxy.RemoveFaults(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -12,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -226,7 +227,7 @@ func assertNoToxics(t *testing.T, tg faults.Target) {
 }
 
 func TestOpenCreatesMissingLinksAndChecksExistingOnes(t *testing.T) {
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	_, err = srv.Link(context.Background(), "a", "127.0.0.1:0", "127.0.0.1:1")

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 // HeaderID is the header every generated message carries, with the value

@@ -14,10 +14,10 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 // requireSameIDs checks that the run's accepted IDs are exactly what the

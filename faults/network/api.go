@@ -17,10 +17,10 @@ import (
 	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
-// callTimeout bounds one control call when the caller's context has no
+// CallTimeout bounds one control call when the caller's context has no
 // earlier deadline: removing a toxic can hang on a busy proxy
 // (Shopify/toxiproxy#558).
-const callTimeout = 10 * time.Second
+const CallTimeout = 10 * time.Second
 
 // Proxy is a proxy on a toxiproxy server.
 type Proxy struct {
@@ -205,7 +205,7 @@ func (c *Client) Ping(ctx context.Context) error {
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		ctx, cancel = context.WithTimeout(ctx, CallTimeout)
 		defer cancel()
 	}
 	var body io.Reader

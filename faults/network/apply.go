@@ -39,7 +39,7 @@ func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Ha
 			Toxicity: t.Toxicity, Attributes: t.Attributes})
 		if err != nil {
 			err = fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
 			rerr := Remove(rctx, h)
 			cancel()
 			if rerr != nil {

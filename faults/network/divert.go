@@ -5,23 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/Shopify/toxiproxy/v2/toxics"
 )
 
-// DivertToxic marks a link whose proxy was pointed away from its upstream
-// (at a plugin's own interceptor, see [Divert]). It passes bytes through
-// unchanged; Restore is the upstream the proxy must be pointed back at when
-// the toxic is removed, by whoever removes it: the injector, the host of a
-// plugin that died, `mailchaos recover`, or the reaper at the toxic's
-// expiry.
-type DivertToxic struct {
-	toxics.NoopToxic
-	Restore string `json:"restore"`
-}
-
 // Divert points link's proxy at to instead of its upstream, for req, and
-// returns the toxic that records the upstream to restore. The toxic is
+// returns the toxic ([ToxicDivert]) that records the upstream to restore. The toxic is
 // added first, so that a diverted link is never without it; if pointing
 // the proxy fails, the toxic is removed again. Toxiproxy restarts the proxy
 // to change its upstream, so connections through the link are closed.
@@ -41,7 +28,7 @@ func Divert(ctx context.Context, c *Client, owner, id, link, to string, expires 
 		return Toxic{}, fmt.Errorf("divert link %s: %w", link, err)
 	}
 	if _, err := c.SetUpstream(ctx, link, to); err != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
 		defer cancel()
 		return Toxic{}, errors.Join(fmt.Errorf("divert link %s: %w", link, err), c.RemoveToxic(rctx, link, t.Name))
 	}

@@ -48,3 +48,14 @@ func clean(s string) string {
 		return r
 	}, s)
 }
+
+// Names of mailchaos' own toxic types, as the toxiproxy API knows them once
+// [RegisterToxics] has run.
+const (
+	ToxicBlackhole    = "mailchaos_blackhole"
+	ToxicStall        = "mailchaos_stall"
+	ToxicDrip         = "mailchaos_drip"
+	ToxicClamdLatency = "mailchaos_clamd_latency"
+	ToxicClamdError   = "mailchaos_clamd_error"
+	ToxicDivert       = "mailchaos_divert"
+)

@@ -1,8 +1,14 @@
-// Package undo removes a fault from the outside, in its injector's place:
-// what the plugin host does when a plugin died holding faults, and what
-// `mailchaos recover` does for a crashed run. A handle describes all there
-// is to undo: toxics on a toxiproxy server (a diverted link is pointed
-// back), and an HTTP call that restores what the fault changed
+// Package undo removes a fault from the outside, in its injector's place.
+// It is the one way mailchaos undoes a fault it cannot ask its injector
+// to remove: the plugin host for a plugin that died holding faults (or
+// failed half-way through an injection), `mailchaos recover` for a crashed
+// run, the runner for an injection that failed, and the plugin SDK for
+// injections under way when its plugin is told to go.
+//
+// A handle describes all there is to undo: toxics on a toxiproxy server
+// (a diverted link is pointed back), every other toxic named after the
+// handle's owner and ID (what an injection cut short made before it could
+// say so), and an HTTP call that restores what the fault changed
 // ([faults.DataUndoPost]).
 package undo
 
@@ -15,26 +21,60 @@ import (
 	neturl "net/url"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
-// Undo removes everything h describes: its toxics and, when it has one,
-// its restore call (see [Restore] for remoteOK). It is idempotent, as
-// removals are. Every part is tried even if one fails; ctx bounds them all.
-func Undo(ctx context.Context, h faults.Handle, remoteOK bool) error {
+// Options say how far [Undo] goes.
+type Options struct {
+	// RemoteOK lets the restore call leave loopback (see [Restore] and
+	// [InTarget]).
+	RemoteOK bool
+	// Named also removes every toxic on the handle's toxiproxy server
+	// named after its owner and ID, not only those it lists: what an
+	// injection killed half-way, or a plugin that died before answering,
+	// left behind. A handle that knows only its ID, owner and server (an
+	// intent) is undone this way.
+	Named bool
+}
+
+// Undo removes everything h describes: its restore call, the toxics named
+// after it (with [Options.Named]) and the toxics it lists. It returns how
+// many toxics were found by name. It is idempotent, as removals are;
+// every part is tried even if one fails, and ctx bounds them all. A
+// toxiproxy server that refuses the connection is named in the error, with
+// what that means.
+func Undo(ctx context.Context, h faults.Handle, opts Options) (int, error) {
 	var errs []error
-	if h.Toxiproxy != "" && len(h.Toxics) > 0 {
-		if err := network.Remove(ctx, h); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := Restore(ctx, h, remoteOK); err != nil {
+	if err := Restore(ctx, h, opts.RemoteOK); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	n := 0
+	if h.Toxiproxy != "" {
+		if opts.Named && h.Owner != "" && h.ID != "" {
+			k, err := network.RemoveOwned(ctx, network.NewClient(h.Toxiproxy), h.Owner, h.ID)
+			n += k
+			if err != nil {
+				errs = append(errs, fmt.Errorf("fault %s: remove its toxics: %w", h.ID, refused(h.Toxiproxy, err)))
+			}
+		}
+		if err := network.Remove(ctx, h); err != nil {
+			errs = append(errs, fmt.Errorf("fault %s: %w", h.ID, refused(h.Toxiproxy, err)))
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// refused explains a toxiproxy server that refused the connection.
+func refused(url string, err error) error {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	return fmt.Errorf("could not reach %s (connection refused): if it was a run's in-process server, "+
+		"the fault ended with it; otherwise start the server again and undo again: %w", url, err)
 }
 
 // Restore makes h's restore call, if it has one: a POST with an empty JSON

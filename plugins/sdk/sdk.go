@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 )
 
@@ -229,10 +229,8 @@ func (t *tracker) removeAll(log *slog.Logger, why string) {
 		// Injections still under way: whatever toxics they made so far.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		for _, r := range reqs {
-			if r.Target.Toxiproxy == "" {
-				continue
-			}
-			if _, err := network.RemoveOwned(ctx, network.NewClient(r.Target.Toxiproxy), r.Owner, r.ID); err != nil {
+			intent := Handle{ID: r.ID, Fault: r.Fault, Owner: r.Owner, Toxiproxy: r.Target.Toxiproxy}
+			if _, err := undo.Undo(ctx, intent, undo.Options{Named: true}); err != nil {
 				log.Error("removing what an injection under way made", "id", r.ID, "err", err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // TestTrackerRemovesWhatAnInjectionUnderWayMade: the SDK knows of an
@@ -19,7 +20,7 @@ import (
 // plugin is still injecting, the toxics made so far are removed too.
 func TestTrackerRemovesWhatAnInjectionUnderWayMade(t *testing.T) {
 	ctx := context.Background()
-	srv, err := network.StartServer(ctx, "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
 	up, err := net.Listen("tcp", "127.0.0.1:0")

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+	"github.com/mailchaos/mailchaos/clamd"
 )
 
 // Quarantine and bounce reasons.

@@ -15,9 +15,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/targets/mailstack/access"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
 )
 
 // Options are the parts of a stack's set-up that are code, not

@@ -28,6 +28,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/targets"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 	"github.com/mailchaos/mailchaos/targets/realstack"
 )
 
@@ -50,7 +51,7 @@ func proxyServe(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := network.StartServer(ctx, listen, nil)
+	srv, err := proxy.StartServer(ctx, listen, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

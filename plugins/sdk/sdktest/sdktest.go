@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/plugins/internal/wire"
 	"github.com/mailchaos/mailchaos/plugins/sdk"
 )
@@ -358,7 +359,7 @@ func (k *kit) deadline(t *testing.T) {
 		if err := k.f.Remove(rctx, h); err != nil {
 			t.Errorf("remove: %v", err)
 		}
-	} else if _, err := network.RemoveOwned(rctx, network.NewClient(k.tg.Toxiproxy), req.Owner, req.ID); err != nil {
+	} else if _, err := undo.Undo(rctx, faults.Handle{ID: req.ID, Owner: req.Owner, Toxiproxy: k.tg.Toxiproxy}, undo.Options{Named: true}); err != nil {
 		t.Errorf("clean up: %v", err)
 	}
 	k.assertClean(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/plugins/sdk"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // Target is a test target: a toxiproxy server (with mailchaos' toxics and
@@ -22,7 +23,7 @@ import (
 // connection with "220 sdktest" and echoes every line.
 type Target struct {
 	sdk.Target
-	srv *network.Server
+	srv *proxy.Server
 }
 
 // Links of a [Target].
@@ -67,7 +68,7 @@ func StartTarget(t testing.TB) *Target {
 			}()
 		}
 	}()
-	srv, err := network.StartServer(ctx, "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatalf("sdktest: start toxiproxy: %v", err)
 	}

@@ -1,4 +1,4 @@
-package network
+package proxy
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/Shopify/toxiproxy/v2/toxics"
 
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+	"github.com/mailchaos/mailchaos/clamd"
 )
 
 // maxClamdScanBuffer caps the payload ClamdLatencyToxic keeps per scan to

@@ -1,4 +1,4 @@
-package network_test
+package proxy_test
 
 import (
 	"bufio"
@@ -16,11 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
-	"github.com/mailchaos/mailchaos/targets/mailstack/clamd"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // TestMain fails the run if goroutines outlive the tests. A toxic whose
@@ -112,14 +113,14 @@ func (g *greeter) received() []string {
 
 // env is an embedded toxiproxy server with one link in front of upstream.
 type env struct {
-	srv    *network.Server
+	srv    *proxy.Server
 	target faults.Target
 	listen string
 }
 
 func startEnv(t *testing.T, link, upstream string) *env {
 	t.Helper()
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	listen, err := srv.Link(context.Background(), link, "127.0.0.1:0", upstream)
@@ -431,7 +432,7 @@ func TestReaperRemovesExpiredToxics(t *testing.T) {
 		ts, err := e.srv.Client().Toxics(context.Background(), "smtp")
 		return err == nil && len(ts) == 0
 	}, waitFor, 10*time.Millisecond, "the expired fault was not reaped")
-	require.True(t, time.Now().Before(h.Expires.Add(network.ReapInterval+5*time.Second)))
+	require.True(t, time.Now().Before(h.Expires.Add(proxy.ReapInterval+5*time.Second)))
 	dialGreeted(t, e.listen)
 }
 
@@ -475,7 +476,7 @@ func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
 
 func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
 	g := startGreeter(t)
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	listen, err := srv.Link(context.Background(), "smtp", "127.0.0.1:0", g.ln.Addr().String())
 	require.NoError(t, err)

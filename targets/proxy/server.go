@@ -1,4 +1,4 @@
-package network
+package proxy
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
@@ -26,7 +27,7 @@ type Server struct {
 	api    *toxiproxy.ApiServer
 	http   *http.Server
 	ln     net.Listener
-	client *Client
+	client *network.Client
 	reaper *Reaper
 	done   chan struct{}
 
@@ -82,7 +83,7 @@ func StartServerWith(ctx context.Context, opts ServerOptions) (*Server, error) {
 		defer close(s.done)
 		_ = s.http.Serve(ln)
 	}()
-	s.client = NewClient("http://" + ln.Addr().String()).WithToken(opts.Token)
+	s.client = network.NewClient("http://" + ln.Addr().String()).WithToken(opts.Token)
 	if err := s.client.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("toxiproxy API does not answer: %w", err)
@@ -95,7 +96,7 @@ func StartServerWith(ctx context.Context, opts ServerOptions) (*Server, error) {
 func (s *Server) URL() string { return s.client.URL() }
 
 // Client returns a client of the server's API.
-func (s *Server) Client() *Client { return s.client }
+func (s *Server) Client() *network.Client { return s.client }
 
 // Close stops the reaper, removes every toxic (so that no stalled connection
 // leaks), closes every proxy and its connections and stops the API. Safe to
@@ -123,4 +124,12 @@ func (s *Server) Link(ctx context.Context, name, listen, upstream string) (strin
 		return "", fmt.Errorf("link %s: %w", name, err)
 	}
 	return p.Listen, nil
+}
+
+// RemoveFaults removes every mailchaos toxic on the server, whoever added
+// it (a diverted link is pointed back), and returns how many: what the
+// owner of a server does before it lets its links carry traffic that must
+// drain cleanly.
+func (s *Server) RemoveFaults(ctx context.Context) (int, error) {
+	return network.RemoveOwnedAll(ctx, s.client)
 }

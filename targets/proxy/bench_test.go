@@ -1,4 +1,4 @@
-package network_test
+package proxy_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // benchServer runs fn on every connection accepted on a loopback port.
@@ -46,7 +47,7 @@ func benchPath(b *testing.B, variant, upstream string) string {
 	if variant == "direct" {
 		return upstream
 	}
-	srv, err := network.StartServer(context.Background(), "127.0.0.1:0", nil)
+	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package network
+package proxy
 
 import (
 	"math/rand/v2"

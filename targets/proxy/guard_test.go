@@ -1,4 +1,4 @@
-package network_test
+package proxy_test
 
 import (
 	"context"
@@ -15,14 +15,15 @@ import (
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/httpguard"
+	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // startGuarded starts a server as opts say (on a free loopback port) and
 // returns it.
-func startGuarded(t *testing.T, opts network.ServerOptions) *network.Server {
+func startGuarded(t *testing.T, opts proxy.ServerOptions) *proxy.Server {
 	t.Helper()
 	opts.Listen = "127.0.0.1:0"
-	srv, err := network.StartServerWith(context.Background(), opts)
+	srv, err := proxy.StartServerWith(context.Background(), opts)
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	return srv
@@ -30,7 +31,7 @@ func startGuarded(t *testing.T, opts network.ServerOptions) *network.Server {
 
 // raw sends one request to the server's API as a browser or script would
 // and returns the status and body.
-func raw(t *testing.T, srv *network.Server, method, path, body string, headers ...string) (int, string) {
+func raw(t *testing.T, srv *proxy.Server, method, path, body string, headers ...string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, srv.URL()+path, strings.NewReader(body))
 	require.NoError(t, err)
@@ -50,7 +51,7 @@ func raw(t *testing.T, srv *network.Server, method, path, body string, headers .
 }
 
 // proxyNames lists the server's proxies through its own client.
-func proxyNames(t *testing.T, srv *network.Server) []string {
+func proxyNames(t *testing.T, srv *proxy.Server) []string {
 	t.Helper()
 	ps, err := srv.Client().Proxies(context.Background())
 	require.NoError(t, err)
@@ -63,7 +64,7 @@ func proxyNames(t *testing.T, srv *network.Server) []string {
 
 func TestAPIRefusesBrowserRequests(t *testing.T) {
 	g := startGreeter(t)
-	srv := startGuarded(t, network.ServerOptions{})
+	srv := startGuarded(t, proxy.ServerOptions{})
 	u, err := url.Parse(srv.URL())
 	require.NoError(t, err)
 	create := `{"name":"smtp","listen":"127.0.0.1:0","upstream":"` + g.ln.Addr().String() + `"}`
@@ -98,7 +99,7 @@ func TestAPIRefusesBrowserRequests(t *testing.T) {
 func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
 	g := startGreeter(t)
 	up := g.ln.Addr().String()
-	srv := startGuarded(t, network.ServerOptions{})
+	srv := startGuarded(t, proxy.ServerOptions{})
 	const js = "application/json"
 
 	for _, c := range []struct{ name, method, path, body string }{
@@ -138,7 +139,7 @@ func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
 }
 
 func TestAPIAllowRemoteLetsProxiesOffLoopbackThrough(t *testing.T) {
-	srv := startGuarded(t, network.ServerOptions{AllowRemote: true})
+	srv := startGuarded(t, proxy.ServerOptions{AllowRemote: true})
 	// 192.0.2.1 (TEST-NET-1) is on no interface: the request passes the
 	// guard and toxiproxy itself fails to listen, nothing is published.
 	got, body := raw(t, srv, http.MethodPost, "/proxies", `{"name":"a","listen":"192.0.2.1:0","upstream":"127.0.0.1:1"}`,
@@ -149,7 +150,7 @@ func TestAPIAllowRemoteLetsProxiesOffLoopbackThrough(t *testing.T) {
 
 func TestAPIToken(t *testing.T) {
 	g := startGreeter(t)
-	srv := startGuarded(t, network.ServerOptions{Token: "s3cret"})
+	srv := startGuarded(t, proxy.ServerOptions{Token: "s3cret"})
 	ctx := context.Background()
 
 	// The server's own client carries the token.
@@ -196,7 +197,7 @@ func TestAPIToken(t *testing.T) {
 // client through the guard.
 func TestAPIClientSendsJSONOnEveryWrite(t *testing.T) {
 	g := startGreeter(t)
-	srv := startGuarded(t, network.ServerOptions{})
+	srv := startGuarded(t, proxy.ServerOptions{})
 	c := srv.Client()
 	ctx := context.Background()
 	_, err := c.CreateProxy(ctx, "smtp", "127.0.0.1:0", g.ln.Addr().String())

@@ -1,4 +1,4 @@
-package network_test
+package proxy_test
 
 import (
 	"bufio"

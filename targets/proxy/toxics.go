@@ -1,4 +1,4 @@
-package network
+package proxy
 
 import (
 	"bytes"
@@ -8,17 +8,8 @@ import (
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/rs/zerolog"
 	zlog "github.com/rs/zerolog/log"
-)
 
-// Names of mailchaos' own toxic types, as the toxiproxy API knows them once
-// [RegisterToxics] has run.
-const (
-	ToxicBlackhole    = "mailchaos_blackhole"
-	ToxicStall        = "mailchaos_stall"
-	ToxicDrip         = "mailchaos_drip"
-	ToxicClamdLatency = "mailchaos_clamd_latency"
-	ToxicClamdError   = "mailchaos_clamd_error"
-	ToxicDivert       = "mailchaos_divert"
+	"github.com/mailchaos/mailchaos/faults/network"
 )
 
 // silenceToxiproxy replaces zerolog's global logger once, before any toxic
@@ -35,12 +26,12 @@ var silenceToxiproxy sync.Once //nolint:gochecknoglobals // process-wide like th
 func RegisterToxics() {
 	silenceToxiproxy.Do(func() { zlog.Logger = zerolog.Nop() })
 	for name, t := range map[string]toxics.Toxic{
-		ToxicBlackhole:    new(BlackholeToxic),
-		ToxicStall:        new(StallToxic),
-		ToxicDrip:         new(DripToxic),
-		ToxicClamdLatency: new(ClamdLatencyToxic),
-		ToxicClamdError:   new(ClamdErrorToxic),
-		ToxicDivert:       new(DivertToxic),
+		network.ToxicBlackhole:    new(BlackholeToxic),
+		network.ToxicStall:        new(StallToxic),
+		network.ToxicDrip:         new(DripToxic),
+		network.ToxicClamdLatency: new(ClamdLatencyToxic),
+		network.ToxicClamdError:   new(ClamdErrorToxic),
+		network.ToxicDivert:       new(DivertToxic),
 	} {
 		toxics.Register(name, t)
 	}
@@ -226,4 +217,15 @@ func (t *DripToxic) Cleanup(stub *toxics.ToxicStub) {
 	st := stub.State.(*dripState)
 	st.flush(stub, st.pending)
 	st.pending = nil
+}
+
+// DivertToxic marks a link whose proxy was pointed away from its upstream
+// (at a plugin's own interceptor, see [network.Divert]). It passes bytes through
+// unchanged; Restore is the upstream the proxy must be pointed back at when
+// the toxic is removed, by whoever removes it: the injector, the host of a
+// plugin that died, `mailchaos recover`, or the reaper at the toxic's
+// expiry.
+type DivertToxic struct {
+	toxics.NoopToxic
+	Restore string `json:"restore"`
 }
