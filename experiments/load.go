@@ -128,11 +128,11 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if strings.TrimSpace(e.Title) == "" {
 		add("title", "required: a title for reports")
 	}
-	target, terrs := e.Target.validate(cat.AllowRemote)
+	target, targetRemote, terrs := e.Target.validate(cat.AllowRemote)
 	errs = append(errs, terrs...)
 	// The loopback guard for every address a probe or fault reaches: the
 	// target must allow remote hosts and so must the command line.
-	remoteOK := cat.AllowRemote && e.Target.AllowRemote
+	remoteOK := cat.AllowRemote && targetRemote
 	guard := func(field string, spec faults.Spec, params map[string]string) {
 		for _, err := range faults.CheckAddresses(spec, faults.Params(params), target, remoteOK) {
 			var pe *faults.ParamError
@@ -360,9 +360,11 @@ func (t *Target) kind() string {
 	return t.Kind
 }
 
-// validate checks the target and returns it as the faults will see it (for
-// the embedded stack, its endpoints and links are known by name only).
-func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldError) {
+// validate checks the target. It returns the target as the faults will
+// see it (for the embedded stack, its endpoints and links are known by
+// name only) and whether it allows addresses off loopback: its target
+// file's allow-remote when it names one, else its own.
+func (t *Target) validate(allowRemote bool) (faults.Target, bool, []yamlfile.FieldError) {
 	var errs []yamlfile.FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -374,53 +376,57 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 		}
 		if _, err := mailstack.ProfileConfig(t.profile()); err != nil {
 			add("target.profile", "%v", err)
-			return faults.Target{}, errs
+			return faults.Target{}, t.AllowRemote, errs
 		}
 		if t.Config == nil {
-			return faults.Target{}, errs
+			return faults.Target{}, t.AllowRemote, errs
 		}
 		t.Config.Profile = t.profile()
 		t.Config.FillDefaults()
 		for _, fe := range t.Config.Validate() {
 			add("target.config."+fe.Field, "%s", fe.Msg)
 		}
-		ft := faults.Target{Endpoints: map[string]string{"smtp": "", "imap": "", "metrics": ""}, Toxiproxy: "embedded"}
-		ft.Links = append(ft.Links, faults.Link{Name: targets.LinkSMTPIngress})
-		for _, name := range t.Config.LinkNames() {
-			ft.Links = append(ft.Links, faults.Link{Name: name})
-			ft.Endpoints[name] = ""
-		}
-		for _, u := range t.Config.Users {
-			ft.Users = append(ft.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
-		}
-		return ft, errs
 	case TargetExternal:
 		if t.Profile != "" || t.Config != nil {
 			add("target.profile", "profile and config apply to the embedded mailstack only")
 		}
-		f := t.file()
-		if t.File != "" {
-			loaded, err := targets.LoadFile(t.File, allowRemote)
-			if err != nil {
-				add("target.file", "%v", err)
-				return faults.Target{}, errs
-			}
-			f = loaded
-			t.AllowRemote = f.AllowRemote
-		} else {
-			for _, fe := range f.Validate(allowRemote) {
+		if t.File == "" {
+			inline := t.file()
+			for _, fe := range inline.Validate(allowRemote) {
 				add("target."+fe.Field, "%s", fe.Msg)
 			}
 		}
-		ft := f.Target()
-		if ft.Toxiproxy == "" {
-			ft.Toxiproxy = "embedded"
-		}
-		return ft, errs
+	default:
+		add("target.kind", "%q is not a target kind%s (valid: mailstack, external)", t.Kind,
+			suggest.Hint(t.Kind, []string{TargetMailstack, TargetExternal}))
+		return faults.Target{}, t.AllowRemote, errs
 	}
-	add("target.kind", "%q is not a target kind%s (valid: mailstack, external)", t.Kind,
-		suggest.Hint(t.Kind, []string{TargetMailstack, TargetExternal}))
-	return faults.Target{}, errs
+	spec, err := t.spec(allowRemote)
+	if err != nil {
+		add("target.file", "%v", err)
+		return faults.Target{}, t.AllowRemote, errs
+	}
+	remote := t.AllowRemote
+	if spec.Mailstack == nil {
+		remote = spec.File.AllowRemote
+	}
+	return spec.Describe(), remote, errs
+}
+
+// spec is the target, as validate accepts it, the way package targets
+// starts it; an external target's file is read now. A file off loopback is
+// refused unless it allows it and so does allowRemote.
+func (t *Target) spec(allowRemote bool) (targets.Spec, error) {
+	switch {
+	case t.kind() == TargetMailstack && t.Config == nil:
+		return targets.Spec{}, errors.New("the embedded stack has no configuration")
+	case t.kind() == TargetMailstack:
+		return targets.Spec{Mailstack: t.Config}, nil
+	case t.File != "":
+		f, err := targets.LoadFile(t.File, allowRemote)
+		return targets.Spec{File: f}, err
+	}
+	return targets.Spec{File: t.file()}, nil
 }
 
 func (t *Target) profile() string {
