@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,7 @@ func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experim
 	if cat.TargetFile != "" {
 		exp.Target = Target{Kind: TargetExternal, File: cat.TargetFile}
 	}
+	exp.applyDefaults()
 	errs = append(errs, exp.validate(ctx, cat)...)
 	if len(errs) == 0 {
 		return exp, nil
@@ -117,6 +119,7 @@ func dedupe(errs []yamlfile.FieldError) []yamlfile.FieldError {
 
 // validate checks everything the decoder cannot: values, references between
 // fields, and every fault's and probe's parameters against their schemas.
+// It changes nothing: the defaults are in place already (applyDefaults).
 func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.FieldError {
 	var errs []yamlfile.FieldError
 	add := func(field, format string, args ...any) {
@@ -148,8 +151,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	}
 	names := map[string]bool{}
 	var sliNames []string
-	for i := range e.SteadyState {
-		s := &e.SteadyState[i]
+	for i, s := range e.SteadyState {
 		f := fmt.Sprintf("steady-state[%d]", i)
 		switch {
 		case s.Name == "":
@@ -159,14 +161,8 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 		}
 		names[s.Name] = true
 		sliNames = append(sliNames, s.Name)
-		if s.Interval == 0 {
-			s.Interval = defaultInterval
-		}
 		if s.Interval < 10*time.Millisecond {
 			add(f+".interval", "must be at least 10ms, got %s", s.Interval)
-		}
-		if s.Timeout == 0 {
-			s.Timeout = min(defaultTimeout, 20*s.Interval)
 		}
 		if s.Timeout < 0 {
 			add(f+".timeout", "must be positive, got %s", s.Timeout)
@@ -305,13 +301,33 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if e.Rollbacks.Timeout < 0 {
 		add("rollbacks.timeout", "must be positive, got %s", e.Rollbacks.Timeout)
 	}
+	return errs
+}
+
+// applyDefaults fills in what the file leaves out: the embedded stack's
+// profile and the settings that follow from its configuration, each SLI's
+// interval, timeout and statistic, the rollback timeout and the baseline.
+// It runs before validation, which judges the values a run uses.
+func (e *Experiment) applyDefaults() {
+	e.Target.applyDefaults()
+	for i := range e.SteadyState {
+		s := &e.SteadyState[i]
+		if s.Interval == 0 {
+			s.Interval = defaultInterval
+		}
+		if s.Timeout == 0 {
+			s.Timeout = min(defaultTimeout, 20*s.Interval)
+		}
+		if s.Tolerance.Stat == "" {
+			s.Tolerance.Stat = "max"
+		}
+	}
 	if e.Rollbacks.Timeout == 0 {
 		e.Rollbacks.Timeout = defaultRollbackTimeout
 	}
 	if e.Baseline == 0 {
 		e.Baseline = e.defaultBaseline()
 	}
-	return errs
 }
 
 // defaultBaseline is the longest SLI window, at least three intervals.
@@ -360,6 +376,17 @@ func (t *Target) kind() string {
 	return t.Kind
 }
 
+// applyDefaults completes the embedded stack's configuration: its
+// profile, and what follows from its other fields (engine and site names
+// and listen addresses).
+func (t *Target) applyDefaults() {
+	if t.kind() != TargetMailstack || t.Config == nil {
+		return
+	}
+	t.Config.Profile = cmp.Or(t.Profile, targets.DefaultProfile)
+	t.Config.FillDefaults()
+}
+
 // validate checks the target. It returns the target as the faults will
 // see it (for the embedded stack, its endpoints and links are known by
 // name only) and whether it allows addresses off loopback: its target
@@ -374,15 +401,13 @@ func (t *Target) validate(allowRemote bool) (faults.Target, bool, []yamlfile.Fie
 		if t.File != "" || len(t.Endpoints) > 0 || len(t.Links) > 0 || t.Toxiproxy != "" {
 			add("target.kind", "endpoints, links, file and toxiproxy describe an external target: set kind: external")
 		}
-		if _, err := mailstack.ProfileConfig(t.profile()); err != nil {
+		if _, err := targets.MailstackConfig(t.Profile); err != nil {
 			add("target.profile", "%v", err)
 			return faults.Target{}, t.AllowRemote, errs
 		}
 		if t.Config == nil {
 			return faults.Target{}, t.AllowRemote, errs
 		}
-		t.Config.Profile = t.profile()
-		t.Config.FillDefaults()
 		for _, fe := range t.Config.Validate() {
 			add("target.config."+fe.Field, "%s", fe.Msg)
 		}
@@ -429,13 +454,6 @@ func (t *Target) spec(allowRemote bool) (targets.Spec, error) {
 	return targets.Spec{File: t.file()}, nil
 }
 
-func (t *Target) profile() string {
-	if t.Profile == "" {
-		return mailstack.ProfileRemediated
-	}
-	return t.Profile
-}
-
 // file is the inline external target as a target file.
 func (t *Target) file() targets.File {
 	return targets.File{Toxiproxy: t.Toxiproxy, AllowRemote: t.AllowRemote, Endpoints: t.Endpoints, Users: t.Users, Links: t.Links}
@@ -467,9 +485,6 @@ func (tol *Tolerance) validate(f string) []yamlfile.FieldError {
 	}
 	if tol.Stat != "" && !slices.Contains(Stats(), tol.Stat) {
 		add(f+".stat", "unknown statistic %q%s (valid: %s)", tol.Stat, suggest.Hint(tol.Stat, Stats()), strings.Join(Stats(), ", "))
-	}
-	if tol.Stat == "" {
-		tol.Stat = "max"
 	}
 	return errs
 }
