@@ -10,14 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/internal/suggest"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/targets"
-	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 // Defaults.
@@ -51,30 +50,19 @@ func Load(ctx context.Context, path string, cat Catalog) (*Experiment, error) {
 }
 
 // Parse is Load on bytes already read; name is used in errors.
+//
+// The file is decoded once. The embedded stack's config field overrides
+// its profile's defaults field by field, so they are in place before the
+// decoding; then the defaults of every field the file leaves out are
+// filled in, and validation judges the values a run would use.
 func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experiment, error) {
 	doc, err := yamlfile.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
-	var head struct {
-		Target struct {
-			Kind    string `yaml:"kind"`
-			Profile string `yaml:"profile"`
-		} `yaml:"target"`
-	}
-	_ = yaml.Unmarshal(data, &head)
 	exp := &Experiment{}
-	profile := head.Target.Profile
-	if profile == "" {
-		profile = mailstack.ProfileRemediated
-	}
+	exp.Target.presetConfig(doc)
 	var errs []yamlfile.FieldError
-	if cfg, err := mailstack.ProfileConfig(profile); err == nil {
-		cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		if head.Target.Kind == "" || head.Target.Kind == TargetMailstack {
-			exp.Target.Config = &cfg
-		}
-	}
 	if err := doc.Decode(exp); err != nil {
 		var ye yamlfile.Errors
 		if !errors.As(err, &ye) {
@@ -374,6 +362,29 @@ func (t *Target) kind() string {
 		return TargetMailstack
 	}
 	return t.Kind
+}
+
+// presetConfig sets the configuration that the embedded stack's config
+// field is decoded over: that of the profile the file names, read from the
+// parsed document before decoding it. It is left nil for another target
+// kind or an unknown profile, which validation reports.
+func (t *Target) presetConfig(doc *yamlfile.Doc) {
+	if kind := scalar(doc, "target.kind"); kind != "" && kind != TargetMailstack {
+		return
+	}
+	if cfg, err := targets.MailstackConfig(scalar(doc, "target.profile")); err == nil {
+		t.Config = &cfg
+	}
+}
+
+// scalar is the string written at path in doc, or "" when there is none.
+func scalar(doc *yamlfile.Doc, path string) string {
+	if n, ok := doc.Node(path); ok {
+		if s, ok := n.(*ast.StringNode); ok {
+			return s.Value
+		}
+	}
+	return ""
 }
 
 // applyDefaults completes the embedded stack's configuration: its
