@@ -15,7 +15,6 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/targets"
-	"github.com/mailchaos/mailchaos/targets/mailstack"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -50,7 +49,16 @@ func targetAllowsRemote(c *ucli.Context) bool {
 
 // openTarget starts or opens the target the flags name.
 func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, error) {
-	ctx := st.stop
+	spec, err := flagTarget(c, linkName)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Start(st.stop, st.log)
+}
+
+// flagTarget is the target the flags name: an ad hoc link (--upstream), a
+// target file, or the embedded stack with its --profile.
+func flagTarget(c *ucli.Context, linkName string) (targets.Spec, error) {
 	allowRemote := c.Bool("allow-remote")
 	if up := c.String("upstream"); up != "" {
 		if linkName == "" {
@@ -61,38 +69,33 @@ func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, 
 		f := targets.File{Name: "ad hoc", AllowRemote: allowRemote, Toxiproxy: c.String("toxiproxy"),
 			Links: []targets.FileLink{{Name: linkName, Listen: c.String("listen"), Upstream: up}}}
 		if fes := f.Validate(allowRemote); len(fes) > 0 {
-			return nil, &usageError{fmt.Errorf("flag --%s: %s", flagOf(fes[0].Field), fes[0].Msg)}
+			return targets.Spec{}, &usageError{fmt.Errorf("flag --%s: %s", flagOf(fes[0].Field), fes[0].Msg)}
 		}
-		return targets.Open(ctx, f, "", st.log)
+		return targets.Spec{File: f}, nil
 	}
 	if u := c.String("toxiproxy"); u != "" {
 		f := targets.File{Toxiproxy: u, AllowRemote: true, Endpoints: map[string]string{"toxiproxy": "127.0.0.1:1"}}
 		for _, fe := range f.Validate(allowRemote) {
 			if fe.Field == "toxiproxy" {
-				return nil, &usageError{fmt.Errorf("flag --toxiproxy: %s", fe.Msg)}
+				return targets.Spec{}, &usageError{fmt.Errorf("flag --toxiproxy: %s", fe.Msg)}
 			}
 		}
 		if c.String("target") == "mailstack" {
-			return nil, &usageError{fmt.Errorf("flag --toxiproxy: the embedded stack's links live on its own in-process toxiproxy; use --toxiproxy with --upstream or a target file")}
+			return targets.Spec{}, &usageError{fmt.Errorf("flag --toxiproxy: the embedded stack's links live on its own in-process toxiproxy; use --toxiproxy with --upstream or a target file")}
 		}
 	}
 	if t := c.String("target"); t != "mailstack" {
 		f, err := targets.LoadFile(t, allowRemote)
 		if err != nil {
-			return nil, err
+			return targets.Spec{}, err
 		}
-		return targets.Open(ctx, f, c.String("toxiproxy"), st.log)
+		return targets.Spec{File: f, Toxiproxy: c.String("toxiproxy")}, nil
 	}
-	profile := c.String("profile")
-	if profile == "" {
-		profile = mailstack.ProfileRemediated
-	}
-	cfg, err := mailstack.ProfileConfig(profile)
+	cfg, err := targets.MailstackConfig(c.String("profile"))
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("flag --profile: %w", err)}
+		return targets.Spec{}, &usageError{fmt.Errorf("flag --profile: %w", err)}
 	}
-	cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	return targets.StartMailstack(ctx, cfg, st.log)
+	return targets.Spec{Mailstack: &cfg}, nil
 }
 
 // flagOf maps a target file field of an ad hoc target to its flag.

@@ -193,7 +193,7 @@ func runCommand(st *state) *ucli.Command {
 // toxiproxy server and any URL in its data (an admin API to restore).
 func handleAddresses(h faults.Handle) []string {
 	var out []string
-	if h.Toxiproxy != "" && h.Toxiproxy != "embedded" {
+	if h.Toxiproxy != "" {
 		out = append(out, h.Toxiproxy)
 	}
 	for _, k := range slices.Sorted(maps.Keys(h.Data)) {

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailchaos/mailchaos/clamd"
+	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
@@ -53,7 +54,7 @@ func (r *runner) accounting(ctx context.Context) bool {
 			bound = "no message delivered twice"
 		case InvariantInfectedNotDeliver:
 			var err error
-			ok, measured, err = r.infectedNeverDelivered(ctx, stack)
+			ok, measured, err = infectedNeverDelivered(ctx, r.run.Target)
 			if err != nil {
 				ok, measured = false, "could not check: "+err.Error()
 			}
@@ -99,16 +100,16 @@ func noDuplicates(recs []mailstack.Record) (bool, string) {
 	return dups == 0, fmt.Sprintf("%d messages delivered more than once", dups)
 }
 
-// infectedNeverDelivered reads every user's INBOX over IMAP and scans each
-// message with the bundled engine's matcher (which decodes MIME parts): a
-// ground truth independent of what the stack believes it did.
-func (r *runner) infectedNeverDelivered(ctx context.Context, stack *mailstack.Stack) (bool, string, error) {
+// infectedNeverDelivered reads every user's INBOX over the target's IMAP
+// endpoint and scans each message with the bundled engine's matcher (which
+// decodes MIME parts): a ground truth independent of what the stack
+// believes it did.
+func infectedNeverDelivered(ctx context.Context, target faults.Target) (bool, string, error) {
 	m := clamd.NewMatcher(clamd.DefaultSignatures())
-	cfg := stack.Config()
 	var infected []string
 	scanned := 0
-	for _, u := range cfg.Users {
-		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", stack.Endpoint("imap"))
+	for _, u := range target.Users {
+		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", target.Endpoints["imap"])
 		if err != nil {
 			return false, "", err
 		}
@@ -118,8 +119,8 @@ func (r *runner) infectedNeverDelivered(ctx context.Context, stack *mailstack.St
 		err = func() error {
 			defer stopClose()
 			defer c.Close()
-			if err := c.Login(u.Address, u.Password).Wait(); err != nil {
-				return fmt.Errorf("log in as %s: %w", u.Address, err)
+			if err := c.Login(u.Login, u.Password).Wait(); err != nil {
+				return fmt.Errorf("log in as %s: %w", u.Login, err)
 			}
 			sel, err := c.Select("INBOX", nil).Wait()
 			if err != nil || sel.NumMessages == 0 {

@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,14 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/internal/suggest"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/targets"
-	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 // Defaults.
@@ -50,30 +50,19 @@ func Load(ctx context.Context, path string, cat Catalog) (*Experiment, error) {
 }
 
 // Parse is Load on bytes already read; name is used in errors.
+//
+// The file is decoded once. The embedded stack's config field overrides
+// its profile's defaults field by field, so they are in place before the
+// decoding; then the defaults of every field the file leaves out are
+// filled in, and validation judges the values a run would use.
 func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experiment, error) {
 	doc, err := yamlfile.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
-	var head struct {
-		Target struct {
-			Kind    string `yaml:"kind"`
-			Profile string `yaml:"profile"`
-		} `yaml:"target"`
-	}
-	_ = yaml.Unmarshal(data, &head)
 	exp := &Experiment{}
-	profile := head.Target.Profile
-	if profile == "" {
-		profile = mailstack.ProfileRemediated
-	}
+	exp.Target.presetConfig(doc)
 	var errs []yamlfile.FieldError
-	if cfg, err := mailstack.ProfileConfig(profile); err == nil {
-		cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		if head.Target.Kind == "" || head.Target.Kind == TargetMailstack {
-			exp.Target.Config = &cfg
-		}
-	}
 	if err := doc.Decode(exp); err != nil {
 		var ye yamlfile.Errors
 		if !errors.As(err, &ye) {
@@ -86,6 +75,7 @@ func Parse(ctx context.Context, name string, data []byte, cat Catalog) (*Experim
 	if cat.TargetFile != "" {
 		exp.Target = Target{Kind: TargetExternal, File: cat.TargetFile}
 	}
+	exp.applyDefaults()
 	errs = append(errs, exp.validate(ctx, cat)...)
 	if len(errs) == 0 {
 		return exp, nil
@@ -117,6 +107,7 @@ func dedupe(errs []yamlfile.FieldError) []yamlfile.FieldError {
 
 // validate checks everything the decoder cannot: values, references between
 // fields, and every fault's and probe's parameters against their schemas.
+// It changes nothing: the defaults are in place already (applyDefaults).
 func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.FieldError {
 	var errs []yamlfile.FieldError
 	add := func(field, format string, args ...any) {
@@ -128,11 +119,11 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if strings.TrimSpace(e.Title) == "" {
 		add("title", "required: a title for reports")
 	}
-	target, terrs := e.Target.validate(cat.AllowRemote)
+	target, targetRemote, terrs := e.Target.validate(cat.AllowRemote)
 	errs = append(errs, terrs...)
 	// The loopback guard for every address a probe or fault reaches: the
 	// target must allow remote hosts and so must the command line.
-	remoteOK := cat.AllowRemote && e.Target.AllowRemote
+	remoteOK := cat.AllowRemote && targetRemote
 	guard := func(field string, spec faults.Spec, params map[string]string) {
 		for _, err := range faults.CheckAddresses(spec, faults.Params(params), target, remoteOK) {
 			var pe *faults.ParamError
@@ -148,8 +139,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	}
 	names := map[string]bool{}
 	var sliNames []string
-	for i := range e.SteadyState {
-		s := &e.SteadyState[i]
+	for i, s := range e.SteadyState {
 		f := fmt.Sprintf("steady-state[%d]", i)
 		switch {
 		case s.Name == "":
@@ -159,14 +149,8 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 		}
 		names[s.Name] = true
 		sliNames = append(sliNames, s.Name)
-		if s.Interval == 0 {
-			s.Interval = defaultInterval
-		}
 		if s.Interval < 10*time.Millisecond {
 			add(f+".interval", "must be at least 10ms, got %s", s.Interval)
-		}
-		if s.Timeout == 0 {
-			s.Timeout = min(defaultTimeout, 20*s.Interval)
 		}
 		if s.Timeout < 0 {
 			add(f+".timeout", "must be positive, got %s", s.Timeout)
@@ -305,13 +289,33 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	if e.Rollbacks.Timeout < 0 {
 		add("rollbacks.timeout", "must be positive, got %s", e.Rollbacks.Timeout)
 	}
+	return errs
+}
+
+// applyDefaults fills in what the file leaves out: the embedded stack's
+// profile and the settings that follow from its configuration, each SLI's
+// interval, timeout and statistic, the rollback timeout and the baseline.
+// It runs before validation, which judges the values a run uses.
+func (e *Experiment) applyDefaults() {
+	e.Target.applyDefaults()
+	for i := range e.SteadyState {
+		s := &e.SteadyState[i]
+		if s.Interval == 0 {
+			s.Interval = defaultInterval
+		}
+		if s.Timeout == 0 {
+			s.Timeout = min(defaultTimeout, 20*s.Interval)
+		}
+		if s.Tolerance.Stat == "" {
+			s.Tolerance.Stat = "max"
+		}
+	}
 	if e.Rollbacks.Timeout == 0 {
 		e.Rollbacks.Timeout = defaultRollbackTimeout
 	}
 	if e.Baseline == 0 {
 		e.Baseline = e.defaultBaseline()
 	}
-	return errs
 }
 
 // defaultBaseline is the longest SLI window, at least three intervals.
@@ -360,9 +364,45 @@ func (t *Target) kind() string {
 	return t.Kind
 }
 
-// validate checks the target and returns it as the faults will see it (for
-// the embedded stack, its endpoints and links are known by name only).
-func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldError) {
+// presetConfig sets the configuration that the embedded stack's config
+// field is decoded over: that of the profile the file names, read from the
+// parsed document before decoding it. It is left nil for another target
+// kind or an unknown profile, which validation reports.
+func (t *Target) presetConfig(doc *yamlfile.Doc) {
+	if kind := scalar(doc, "target.kind"); kind != "" && kind != TargetMailstack {
+		return
+	}
+	if cfg, err := targets.MailstackConfig(scalar(doc, "target.profile")); err == nil {
+		t.Config = &cfg
+	}
+}
+
+// scalar is the string written at path in doc, or "" when there is none.
+func scalar(doc *yamlfile.Doc, path string) string {
+	if n, ok := doc.Node(path); ok {
+		if s, ok := n.(*ast.StringNode); ok {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+// applyDefaults completes the embedded stack's configuration: its
+// profile, and what follows from its other fields (engine and site names
+// and listen addresses).
+func (t *Target) applyDefaults() {
+	if t.kind() != TargetMailstack || t.Config == nil {
+		return
+	}
+	t.Config.Profile = cmp.Or(t.Profile, targets.DefaultProfile)
+	t.Config.FillDefaults()
+}
+
+// validate checks the target. It returns the target as the faults will
+// see it (for the embedded stack, its endpoints and links are known by
+// name only) and whether it allows addresses off loopback: its target
+// file's allow-remote when it names one, else its own.
+func (t *Target) validate(allowRemote bool) (faults.Target, bool, []yamlfile.FieldError) {
 	var errs []yamlfile.FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -372,62 +412,57 @@ func (t *Target) validate(allowRemote bool) (faults.Target, []yamlfile.FieldErro
 		if t.File != "" || len(t.Endpoints) > 0 || len(t.Links) > 0 || t.Toxiproxy != "" {
 			add("target.kind", "endpoints, links, file and toxiproxy describe an external target: set kind: external")
 		}
-		if _, err := mailstack.ProfileConfig(t.profile()); err != nil {
+		if _, err := targets.MailstackConfig(t.Profile); err != nil {
 			add("target.profile", "%v", err)
-			return faults.Target{}, errs
+			return faults.Target{}, t.AllowRemote, errs
 		}
 		if t.Config == nil {
-			return faults.Target{}, errs
+			return faults.Target{}, t.AllowRemote, errs
 		}
-		t.Config.Profile = t.profile()
-		t.Config.FillDefaults()
 		for _, fe := range t.Config.Validate() {
 			add("target.config."+fe.Field, "%s", fe.Msg)
 		}
-		ft := faults.Target{Endpoints: map[string]string{"smtp": "", "imap": "", "metrics": ""}, Toxiproxy: "embedded"}
-		ft.Links = append(ft.Links, faults.Link{Name: targets.LinkSMTPIngress})
-		for _, name := range t.Config.LinkNames() {
-			ft.Links = append(ft.Links, faults.Link{Name: name})
-			ft.Endpoints[name] = ""
-		}
-		for _, u := range t.Config.Users {
-			ft.Users = append(ft.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
-		}
-		return ft, errs
 	case TargetExternal:
 		if t.Profile != "" || t.Config != nil {
 			add("target.profile", "profile and config apply to the embedded mailstack only")
 		}
-		f := t.file()
-		if t.File != "" {
-			loaded, err := targets.LoadFile(t.File, allowRemote)
-			if err != nil {
-				add("target.file", "%v", err)
-				return faults.Target{}, errs
-			}
-			f = loaded
-			t.AllowRemote = f.AllowRemote
-		} else {
-			for _, fe := range f.Validate(allowRemote) {
+		if t.File == "" {
+			inline := t.file()
+			for _, fe := range inline.Validate(allowRemote) {
 				add("target."+fe.Field, "%s", fe.Msg)
 			}
 		}
-		ft := f.Target()
-		if ft.Toxiproxy == "" {
-			ft.Toxiproxy = "embedded"
-		}
-		return ft, errs
+	default:
+		add("target.kind", "%q is not a target kind%s (valid: mailstack, external)", t.Kind,
+			suggest.Hint(t.Kind, []string{TargetMailstack, TargetExternal}))
+		return faults.Target{}, t.AllowRemote, errs
 	}
-	add("target.kind", "%q is not a target kind%s (valid: mailstack, external)", t.Kind,
-		suggest.Hint(t.Kind, []string{TargetMailstack, TargetExternal}))
-	return faults.Target{}, errs
+	spec, err := t.spec(allowRemote)
+	if err != nil {
+		add("target.file", "%v", err)
+		return faults.Target{}, t.AllowRemote, errs
+	}
+	remote := t.AllowRemote
+	if spec.Mailstack == nil {
+		remote = spec.File.AllowRemote
+	}
+	return spec.Describe(), remote, errs
 }
 
-func (t *Target) profile() string {
-	if t.Profile == "" {
-		return mailstack.ProfileRemediated
+// spec is the target, as validate accepts it, the way package targets
+// starts it; an external target's file is read now. A file off loopback is
+// refused unless it allows it and so does allowRemote.
+func (t *Target) spec(allowRemote bool) (targets.Spec, error) {
+	switch {
+	case t.kind() == TargetMailstack && t.Config == nil:
+		return targets.Spec{}, errors.New("the embedded stack has no configuration")
+	case t.kind() == TargetMailstack:
+		return targets.Spec{Mailstack: t.Config}, nil
+	case t.File != "":
+		f, err := targets.LoadFile(t.File, allowRemote)
+		return targets.Spec{File: f}, err
 	}
-	return t.Profile
+	return targets.Spec{File: t.file()}, nil
 }
 
 // file is the inline external target as a target file.
@@ -461,9 +496,6 @@ func (tol *Tolerance) validate(f string) []yamlfile.FieldError {
 	}
 	if tol.Stat != "" && !slices.Contains(Stats(), tol.Stat) {
 		add(f+".stat", "unknown statistic %q%s (valid: %s)", tol.Stat, suggest.Hint(tol.Stat, Stats()), strings.Join(Stats(), ", "))
-	}
-	if tol.Stat == "" {
-		tol.Stat = "max"
 	}
 	return errs
 }

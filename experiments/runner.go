@@ -377,25 +377,19 @@ func (r *runner) aborted(ctx context.Context, msg string, err error) Result {
 
 // startTarget starts or opens the target and journals the run's start.
 func (r *runner) startTarget(ctx context.Context) error {
-	var err error
-	t := r.exp.Target
-	switch t.kind() {
-	case TargetMailstack:
-		r.run, err = targets.StartMailstack(ctx, *t.Config, r.log)
-	default:
-		f := t.file()
-		if t.File != "" {
-			f, err = targets.LoadFile(t.File, r.opts.Catalog.AllowRemote)
-			if err != nil {
-				return err
-			}
-		}
-		r.run, err = targets.Open(ctx, f, "", r.log)
-	}
+	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
 	if err != nil {
 		return err
 	}
-	expJSON, _ := json.Marshal(redacted(r.exp))
+	if r.run, err = spec.Start(ctx, r.log); err != nil {
+		return err
+	}
+	exp := redacted(r.exp)
+	if r.exp.Target.File != "" {
+		// The target file's consent to hosts off loopback is the target's.
+		exp.Target.AllowRemote = spec.File.AllowRemote
+	}
+	expJSON, _ := json.Marshal(exp)
 	tg := r.run.Target
 	return r.write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
 		Experiment: expJSON, Target: &tg})

@@ -29,20 +29,22 @@ type Running struct {
 const LinkSMTPIngress = "smtp-ingress"
 
 // StartMailstack starts the embedded reference stack with every internal
-// hop (MTA → each AV engine) behind an in-process toxiproxy server, so
-// network faults work on it exactly as on an external stack.
+// hop (MTA → each AV engine, balancer → each access site) and its SMTP
+// ingress behind an in-process toxiproxy server, so network faults work on
+// it exactly as on an external stack. The target is the stack's
+// description (see [Spec.Describe]) with the addresses it listens on.
 func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger) (*Running, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", log.With("component", "toxiproxy"))
+	srv, err := proxy.StartServer(ctx, inProcessListen, log.With("component", "toxiproxy"))
 	if err != nil {
 		return nil, err
 	}
 	stack, err := mailstack.New(cfg, mailstack.Options{
 		Logger: log.With("component", "mailstack"),
 		Interpose: func(ctx context.Context, l mailstack.Link) (string, error) {
-			return srv.Link(ctx, l.Name, "127.0.0.1:0", l.Upstream)
+			return srv.Link(ctx, l.Name, inProcessListen, l.Upstream)
 		},
 	})
 	if err != nil {
@@ -53,29 +55,58 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 		srv.Close()
 		return nil, err
 	}
-	r := &Running{Stack: stack, proxy: srv, Target: faults.Target{
-		Endpoints: map[string]string{}, Toxiproxy: srv.URL(),
-	}}
-	for _, e := range stack.Endpoints() {
-		r.Target.Endpoints[e.Name] = e.Addr
-	}
-	// Clients reach SMTP through a link too, so that faults can sit on the
-	// ingress (the smtp endpoint is the link's side).
-	ingress, err := srv.Link(ctx, LinkSMTPIngress, "127.0.0.1:0", r.Target.Endpoints["smtp"])
-	if err != nil {
-		r.Close(ctx)
-		return nil, fmt.Errorf("link %s: %w", LinkSMTPIngress, err)
-	}
-	r.Target.Links = append(r.Target.Links, faults.Link{Name: LinkSMTPIngress, Listen: ingress, Upstream: r.Target.Endpoints["smtp"]})
-	r.Target.Endpoints["smtp"] = ingress
-	for _, l := range stack.Links() {
-		r.Target.Links = append(r.Target.Links, faults.Link{Name: l.Name, Listen: l.Dial, Upstream: l.Upstream})
-	}
-	for _, u := range stack.Config().Users {
-		// The stack's users log in by their address.
-		r.Target.Users = append(r.Target.Users, faults.User{Address: u.Address, Login: u.Address, Password: u.Password})
+	r := &Running{Stack: stack, proxy: srv}
+	if r.Target, err = addresses(ctx, stack, srv); err != nil {
+		_ = r.Close(ctx)
+		return nil, err
 	}
 	return r, nil
+}
+
+// addresses fills in the description of a started stack with where its
+// endpoints listen and what its links connect, the SMTP ingress link
+// created on srv. The stack must have exactly the endpoints and links its
+// description names.
+func addresses(ctx context.Context, stack *mailstack.Stack, srv *proxy.Server) (faults.Target, error) {
+	t := describeMailstack(stack.Config())
+	t.Toxiproxy = srv.URL()
+	eps := stack.Endpoints()
+	for _, e := range eps {
+		if _, ok := t.Endpoints[e.Name]; !ok {
+			return t, fmt.Errorf("targets: the embedded stack has an endpoint %s that its description lacks", e.Name)
+		}
+		t.Endpoints[e.Name] = e.Addr
+	}
+	if len(eps) != len(t.Endpoints) {
+		return t, fmt.Errorf("targets: the embedded stack has %d endpoints, its description %d", len(eps), len(t.Endpoints))
+	}
+	hops := map[string]mailstack.Link{}
+	for _, l := range stack.Links() {
+		hops[l.Name] = l
+	}
+	if len(hops) != len(t.Links)-1 {
+		return t, fmt.Errorf("targets: the embedded stack has %d links, its description %d", len(hops)+1, len(t.Links))
+	}
+	smtp := t.Endpoints["smtp"]
+	for i, l := range t.Links {
+		if l.Name == LinkSMTPIngress {
+			// Clients reach SMTP through a link too, so that faults can
+			// sit on the ingress (the smtp endpoint is the link's side).
+			ingress, err := srv.Link(ctx, LinkSMTPIngress, inProcessListen, smtp)
+			if err != nil {
+				return t, fmt.Errorf("link %s: %w", LinkSMTPIngress, err)
+			}
+			t.Links[i] = faults.Link{Name: l.Name, Listen: ingress, Upstream: smtp}
+			t.Endpoints["smtp"] = ingress
+			continue
+		}
+		hop, ok := hops[l.Name]
+		if !ok {
+			return t, fmt.Errorf("targets: the embedded stack has no link %s, which its description names", l.Name)
+		}
+		t.Links[i] = faults.Link{Name: l.Name, Listen: hop.Dial, Upstream: hop.Upstream}
+	}
+	return t, nil
 }
 
 // Open makes an external target ready: with a toxiproxy server in the file
@@ -91,7 +122,7 @@ func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*
 	if t.Toxiproxy == "" && len(t.Links) > 0 {
 		// The file's links may listen off loopback only when the file
 		// allows it (and its validation had the command line's consent).
-		srv, err := proxy.StartServerWith(ctx, proxy.ServerOptions{Listen: "127.0.0.1:0", Log: log, AllowRemote: f.AllowRemote})
+		srv, err := proxy.StartServerWith(ctx, proxy.ServerOptions{Listen: inProcessListen, Log: log, AllowRemote: f.AllowRemote})
 		if err != nil {
 			return nil, err
 		}

@@ -3,7 +3,9 @@
 // hops that network faults sit on. The embedded reference stack
 // ([StartMailstack]) is the default target; an external stack is described
 // by a target file ([LoadFile]) whose links are proxies the operator points
-// the stack through.
+// the stack through ([Open]). A [Spec] is either before it starts: what
+// validation checks experiments and faults against ([Spec.Describe]), and
+// what a run or an injection starts ([Spec.Start]).
 //
 // Targets off loopback are refused unless the file says allow-remote: true
 // and the caller also allows it (a command-line flag): a guard against
