@@ -154,12 +154,7 @@ func runCommand(st *state) *ucli.Command {
 				return err
 			}
 			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
-			var progress, live io.Writer = st.env.Stdout, nil
-			if c.Bool("quiet") {
-				progress = nil
-			} else if isTerminal(st.env.Stdout) {
-				live = st.env.Stdout
-			}
+			view := runView(st.env.Stdout, c.Bool("quiet"))
 			worst := ExitOK
 			var results []experiments.Result
 			for i, e := range exps {
@@ -171,8 +166,8 @@ func runCommand(st *state) *ucli.Command {
 				}
 				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
 				res := experiments.Run(st.stop, e, experiments.Options{
-					Catalog: cat, Journal: jw, Log: st.log, Progress: progress, Kill: st.kill,
-					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode, Live: live,
+					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
+					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode,
 				})
 				results = append(results, res)
 				worst = worse(worst, resultCode(res))
@@ -407,8 +402,20 @@ func recoverCommand(st *state) *ucli.Command {
 	}
 }
 
-// isTerminal reports whether w is a terminal (then a live status line is
-// drawn; otherwise only timestamped lines are written).
+// runView is how a run shows on out: nothing with --quiet, a live status
+// line below the progress lines on a terminal, else the progress lines
+// alone.
+func runView(out io.Writer, quiet bool) experiments.View {
+	switch {
+	case quiet:
+		return nil
+	case isTerminal(out):
+		return experiments.NewTerminalView(out)
+	}
+	return experiments.NewLineView(out)
+}
+
+// isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sort"
@@ -37,9 +36,8 @@ type Options struct {
 	Journal *journal.Writer
 	// Log receives operational messages; nil discards them.
 	Log *slog.Logger
-	// Progress receives one line per phase change, injection, removal and
-	// assertion, as it happens; nil discards them.
-	Progress io.Writer
+	// View shows the run as it happens; nil shows nothing.
+	View View
 	// Kill ends when the run must stop at once (a second signal): rollbacks
 	// are then attempted only briefly.
 	Kill context.Context
@@ -50,10 +48,20 @@ type Options struct {
 	// ExitCode maps a result to the process exit code recorded in the
 	// journal's verdict (the command line owns that table); nil records 0.
 	ExitCode func(Result) int
-	// Live, when set, is a terminal: a status line (phase, elapsed and
-	// planned time, latest SLI values, faults active) is redrawn on it four
-	// times a second, below the progress lines.
-	Live io.Writer
+}
+
+// View shows a run as it happens ([LineView], [TerminalView]). The runner
+// calls Line from several goroutines, so a View must be safe for
+// concurrent use.
+type View interface {
+	// Line shows one progress line: a phase change, an injection, a
+	// removal, an assertion, an abort.
+	Line(text string)
+	// Live starts showing the run's status, as status returns it (phase,
+	// elapsed and planned time, latest SLI values, faults in place), for
+	// views that keep it in sight; stop ends that and returns once it has
+	// ended.
+	Live(status func() string) (stop func())
 }
 
 // Result is a run's outcome.
@@ -89,9 +97,8 @@ type runner struct {
 	baseline  []evaluation
 	active    map[string]activeFault // by handle ID
 	mu        sync.Mutex
-	phaseName string     // guarded by mu
-	started   time.Time  // when the run started
-	outMu     sync.Mutex // orders progress lines and the live status line
+	phaseName string    // guarded by mu
+	started   time.Time // when the run started
 
 	abort chan string // safety conditions and probe failures, first one wins
 	once  sync.Once
@@ -108,6 +115,9 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 	}
 	if opts.Kill == nil {
 		opts.Kill = context.WithoutCancel(ctx)
+	}
+	if opts.View == nil {
+		opts.View = noView{}
 	}
 	log := opts.Log
 	if log == nil {
@@ -153,10 +163,8 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	if err := r.startProbes(); err != nil {
 		return r.aborted(ctx, "cannot start the probes", err)
 	}
-	if r.opts.Live != nil {
-		stopLive := r.live()
-		defer stopLive()
-	}
+	stopLive := r.opts.View.Live(r.statusLine)
+	defer stopLive()
 	// Samplers stop taking samples when sctx ends; samples in flight run on
 	// mctx, so that the last ones can still come in at the end.
 	sctx, stopSamplers := context.WithCancel(ctx)
