@@ -13,10 +13,157 @@ import (
 	"github.com/mailchaos/mailchaos/faults/undo"
 )
 
-type activeFault struct {
-	inj    faults.Injector
-	handle faults.Handle
-	step   int
+// Lifecycle is the life of faults from their injection to their removal,
+// the one a run and `mailchaos inject` ([Hold]) share: it injects faults,
+// keeps account of those in place, and removes them, as planned or all at
+// once on the way out. Its methods are safe for concurrent use.
+type Lifecycle struct {
+	timeout time.Duration
+	removed func(Removal)
+
+	mu     sync.Mutex
+	placed map[string]Placed // by handle ID
+}
+
+// Placed is a fault in place.
+type Placed struct {
+	Injector faults.Injector
+	Handle   faults.Handle
+	// Step is the method step that placed it; 0 for a fault injected on
+	// its own.
+	Step int
+}
+
+// Removal is how the removal of a fault ended.
+type Removal struct {
+	Placed
+	// Detail is what the fault measured, from its status once removed (a
+	// load generator's summary); often "".
+	Detail string
+	// Err is why the injector could not remove the fault: it may still be
+	// in place.
+	Err error
+}
+
+// NewLifecycle returns a Lifecycle with no fault in place. timeout bounds
+// each removal (0 means 30s). removed, if not nil, is called as each
+// removal ends, on the goroutine that made it, before Remove returns.
+func NewLifecycle(timeout time.Duration, removed func(Removal)) *Lifecycle {
+	if timeout <= 0 {
+		timeout = defaultRollbackTimeout
+	}
+	return &Lifecycle{timeout: timeout, removed: removed, placed: map[string]Placed{}}
+}
+
+// Inject injects req with inj and keeps the fault in place until Remove or
+// Rollback removes it. ctx bounds the injection alone.
+func (l *Lifecycle) Inject(ctx context.Context, inj faults.Injector, req faults.Request, step int) (faults.Handle, error) {
+	h, err := inj.Inject(ctx, req)
+	if err != nil {
+		return faults.Handle{}, err
+	}
+	l.mu.Lock()
+	l.placed[h.ID] = Placed{Injector: inj, Handle: h, Step: step}
+	l.mu.Unlock()
+	return h, nil
+}
+
+// InPlace returns the faults in place, in the order of their handle IDs.
+func (l *Lifecycle) InPlace() []Placed {
+	l.mu.Lock()
+	out := make([]Placed, 0, len(l.placed))
+	for _, p := range l.placed {
+		out = append(out, p)
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Handle.ID < out[j].Handle.ID })
+	return out
+}
+
+// Remove removes the faults in place with the handle IDs given, all at
+// once, and blocks until every removal has ended. It returns the joined
+// *faults.RollbackError of each fault that may still be in place; those
+// stay in place for a later Rollback. Each removal has the lifecycle's
+// timeout on top of base: give a context a first signal does not end. A
+// panicking injector fails its removal. IDs not in place are skipped.
+func (l *Lifecycle) Remove(base context.Context, ids ...string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A panicking injector must not take its caller down with
+			// faults in place: it is a failed removal.
+			defer func() {
+				if p := recover(); p != nil {
+					l.mu.Lock()
+					a := l.placed[id]
+					l.mu.Unlock()
+					errs[i] = &faults.RollbackError{Handle: a.Handle, Err: fmt.Errorf("remove panicked: %v", p)}
+				}
+			}()
+			errs[i] = l.remove(base, id)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Rollback removes every fault still in place, as Remove does, on kill: a
+// context that ends when removals must stop at once (a second signal).
+// Once kill has ended, each removal is tried for half a second only.
+func (l *Lifecycle) Rollback(kill context.Context) error {
+	ids := make([]string, 0)
+	for _, p := range l.InPlace() {
+		ids = append(ids, p.Handle.ID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	ctx := kill
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+		defer cancel()
+	}
+	return l.Remove(ctx, ids...)
+}
+
+// remove removes one fault in place. base bounds the attempt, with the
+// lifecycle's timeout on top.
+func (l *Lifecycle) remove(base context.Context, id string) error {
+	l.mu.Lock()
+	p, ok := l.placed[id]
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(base, l.timeout)
+	defer cancel()
+	if err := p.Injector.Remove(rctx, p.Handle); err != nil {
+		l.notify(Removal{Placed: p, Err: err})
+		return &faults.RollbackError{Handle: p.Handle, Err: err}
+	}
+	// What the fault measured (a load generator's summary).
+	rm := Removal{Placed: p}
+	sctx, scancel := context.WithTimeout(base, 2*time.Second)
+	if stat, err := p.Injector.Status(sctx, p.Handle); err == nil {
+		rm.Detail = stat.Detail
+	}
+	scancel()
+	l.mu.Lock()
+	delete(l.placed, id)
+	l.mu.Unlock()
+	l.notify(rm)
+	return nil
+}
+
+// notify tells the lifecycle's owner how a removal ended.
+func (l *Lifecycle) notify(rm Removal) {
+	if l.removed != nil {
+		l.removed(rm)
+	}
 }
 
 // losable is an injector that can fail between calls: a plugin whose
@@ -27,6 +174,15 @@ type losable interface {
 	LostErr() error
 }
 
+// lostOf returns a channel closed once inj is lost, and what lost it; for
+// an injector that cannot be lost, a nil channel (never ready) and nil.
+func lostOf(inj faults.Injector) (lost <-chan struct{}, why func() error) {
+	if l, ok := inj.(losable); ok {
+		return l.Lost(), l.LostErr
+	}
+	return nil, func() error { return nil }
+}
+
 // watchInjectors stops the run when an injector the method uses is lost.
 // The returned function stops watching.
 func (r *runner) watchInjectors() (stop func()) {
@@ -35,8 +191,8 @@ func (r *runner) watchInjectors() (stop func()) {
 	seen := map[string]bool{}
 	for _, st := range r.exp.Method {
 		inj, _, err := r.opts.Catalog.Faults.Get(st.Fault)
-		l, ok := inj.(losable)
-		if err != nil || !ok || seen[st.Fault] {
+		lost, why := lostOf(inj)
+		if err != nil || lost == nil || seen[st.Fault] {
 			continue
 		}
 		seen[st.Fault] = true
@@ -44,8 +200,8 @@ func (r *runner) watchInjectors() (stop func()) {
 		go func() {
 			defer wg.Done()
 			select {
-			case <-l.Lost():
-				r.raise(fmt.Sprintf("fault %s: %v", st.Fault, l.LostErr()))
+			case <-lost:
+				r.raise(fmt.Sprintf("fault %s: %v", st.Fault, why()))
 			case <-done:
 			}
 		}()
@@ -75,7 +231,7 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	if err := r.write(journal.Event{Type: journal.TypeIntent, Step: step, Fault: st.Fault, Handle: &intent}); err != nil {
 		return "", fmt.Errorf("journal the intent to inject: %w", err)
 	}
-	h, err := inj.Inject(ctx, req)
+	h, err := r.lifecycle.Inject(ctx, inj, req, step)
 	if err != nil {
 		r.sweepFailedInject(step, intent)
 		return "", err
@@ -84,9 +240,6 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	if !h.Injected.IsZero() {
 		onset = h.Injected.Sub(planned)
 	}
-	r.mu.Lock()
-	r.active[h.ID] = activeFault{inj: inj, handle: h, step: step}
-	r.mu.Unlock()
 	_ = r.write(journal.Event{Type: journal.TypeInject, Step: step, Fault: st.Fault, Handle: &h,
 		Message: fmt.Sprintf("onset %s after plan", onset.Round(time.Microsecond))})
 	r.progress("inject %s (method[%d]) for %s", st.Fault, step, st.For)
@@ -112,83 +265,25 @@ func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
 	_ = r.write(ev)
 }
 
-// remove removes one injected fault and journals it. base bounds the
-// attempt (with the rollback timeout on top): the second-signal context,
-// so that a first signal does not stop a removal.
-func (r *runner) remove(base context.Context, id string) error {
-	r.mu.Lock()
-	a, ok := r.active[id]
-	r.mu.Unlock()
-	if !ok {
-		return nil
+// removed journals how the removal of a fault ended.
+func (r *runner) removed(rm Removal) {
+	h := rm.Handle
+	ev := journal.Event{Type: journal.TypeRemove, Step: rm.Step, Fault: h.Fault, Handle: &h, Message: rm.Detail}
+	if rm.Err != nil {
+		ev.Err = rm.Err.Error()
 	}
-	rctx, cancel := context.WithTimeout(base, r.exp.Rollbacks.Timeout)
-	defer cancel()
-	err := a.inj.Remove(rctx, a.handle)
-	ev := journal.Event{Type: journal.TypeRemove, Step: a.step, Fault: a.handle.Fault, Handle: &a.handle}
-	if err != nil {
-		ev.Err = err.Error()
-		_ = r.write(ev)
-		return &faults.RollbackError{Handle: a.handle, Err: err}
-	}
-	// What the fault measured (a load generator's summary), for the journal.
-	sctx, scancel := context.WithTimeout(base, 2*time.Second)
-	if stat, err := a.inj.Status(sctx, a.handle); err == nil {
-		ev.Message = stat.Detail
-	}
-	scancel()
 	_ = r.write(ev)
-	r.mu.Lock()
-	delete(r.active, id)
-	r.mu.Unlock()
-	r.progress("remove %s (method[%d])", a.handle.Fault, a.step)
-	return nil
-}
-
-// removeAll removes faults concurrently and returns their errors.
-func (r *runner) removeAll(base context.Context, ids []string) error {
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A panicking injector must not take the run down with faults
-			// in place: it is a failed removal.
-			defer func() {
-				if p := recover(); p != nil {
-					r.mu.Lock()
-					a := r.active[id]
-					r.mu.Unlock()
-					errs[i] = &faults.RollbackError{Handle: a.handle, Err: fmt.Errorf("remove panicked: %v", p)}
-				}
-			}()
-			errs[i] = r.remove(base, id)
-		}()
+	if rm.Err == nil {
+		r.progress("remove %s (method[%d])", h.Fault, rm.Step)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
-// rollback removes every fault still active. It runs on every exit path;
+// rollback removes every fault still in place. It runs on every exit path;
 // after a second signal it tries only briefly.
 func (r *runner) rollback() error {
-	r.mu.Lock()
-	ids := make([]string, 0, len(r.active))
-	for id := range r.active {
-		ids = append(ids, id)
-	}
-	r.mu.Unlock()
-	if len(ids) == 0 {
+	if len(r.lifecycle.InPlace()) == 0 {
 		return nil
 	}
-	sort.Strings(ids)
 	r.phase(PhaseRollback)
-	ctx := r.opts.Kill
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
-		defer cancel()
-	}
-	return r.removeAll(ctx, ids)
+	return r.lifecycle.Rollback(r.opts.Kill)
 }

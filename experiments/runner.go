@@ -94,8 +94,9 @@ type runner struct {
 	slis []*sliState
 	// baseline is each SLI's evaluation the baseline assertion used, by
 	// SLI index, for the summary.
-	baseline  []evaluation
-	active    map[string]activeFault // by handle ID
+	baseline []evaluation
+	// lifecycle holds the faults in place.
+	lifecycle *Lifecycle
 	mu        sync.Mutex
 	phaseName string    // guarded by mu
 	started   time.Time // when the run started
@@ -123,8 +124,8 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, active: map[string]activeFault{},
-		abort: make(chan string, 1), started: time.Now()}
+	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, abort: make(chan string, 1), started: time.Now()}
+	r.lifecycle = NewLifecycle(exp.Rollbacks.Timeout, r.removed)
 	start := r.started
 	sig := ctx
 	if d := exp.Safety.MaxDuration; d > 0 {
@@ -248,7 +249,7 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 				ids = append(ids, handles[timeline[i].step])
 			}
 			i--
-			if err := r.removeAll(r.opts.Kill, ids); err != nil {
+			if err := r.lifecycle.Remove(r.opts.Kill, ids...); err != nil {
 				return r.aborted(ctx, "a fault could not be removed", err)
 			}
 			continue

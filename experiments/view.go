@@ -111,11 +111,11 @@ func (r *runner) progress(format string, args ...any) {
 func (r *runner) statusLine() string {
 	r.mu.Lock()
 	phase := r.phaseName
-	var active []string
-	for _, a := range r.active {
-		active = append(active, a.handle.Fault)
-	}
 	r.mu.Unlock()
+	var active []string
+	for _, p := range r.lifecycle.InPlace() {
+		active = append(active, p.Handle.Fault)
+	}
 	sort.Strings(active)
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s/%s", phase, time.Since(r.started).Round(100*time.Millisecond),
