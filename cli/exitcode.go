@@ -34,9 +34,6 @@ func (e *usageError) Error() string      { return e.err.Error() }
 func (e *usageError) Unwrap() error      { return e.err }
 func (e *usageError) InvalidInput() bool { return true }
 
-// errInterrupted ends a command stopped by a signal after it rolled back.
-var errInterrupted = errors.New("interrupted; every fault was removed")
-
 // exitCode maps an error to the exit code that reports it.
 func exitCode(err error) int {
 	var inv invalidInput

@@ -61,6 +61,22 @@ func (f *recorder) inPlace() int {
 	return len(f.in)
 }
 
+// mortal is a recorder whose plugin can die.
+type mortal struct {
+	*recorder
+	lost chan struct{}
+}
+
+func (m *mortal) Lost() <-chan struct{} { return m.lost }
+func (m *mortal) LostErr() error {
+	select {
+	case <-m.lost:
+		return errors.New("plugin recorder exited")
+	default:
+		return nil
+	}
+}
+
 func request(id string) faults.Request {
 	return faults.Request{ID: id, Owner: "test", Fault: "recorder", Duration: time.Hour, TTL: time.Hour}
 }
@@ -138,4 +154,59 @@ func TestRollbackAfterKillTriesBriefly(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, lc.Rollback(kill), "a removal that is quick still happens after a second signal")
 	require.Zero(t, inj.inPlace())
+}
+
+func TestHold(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// during runs once the fault is in place.
+		during   func(cancel context.CancelFunc, m *mortal)
+		duration time.Duration
+		want     string // the error; "" for none
+		lost     bool
+	}{
+		{name: "time up", during: func(context.CancelFunc, *mortal) {}, duration: 10 * time.Millisecond},
+		{name: "signal", during: func(cancel context.CancelFunc, _ *mortal) { cancel() }, duration: time.Hour,
+			want: "interrupted; every fault was removed"},
+		{name: "plugin lost", during: func(_ context.CancelFunc, m *mortal) { close(m.lost) }, duration: time.Hour,
+			want: "plugin recorder exited", lost: true},
+		{name: "removal failed", during: func(_ context.CancelFunc, m *mortal) { m.removeErr = errors.New("refused") },
+			duration: 10 * time.Millisecond, want: "may still be in place"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			m := &mortal{recorder: newRecorder(), lost: make(chan struct{})}
+			req := request("inject-1")
+			req.Duration = tt.duration
+			var injected faults.Handle
+			var lost error
+			removed := ""
+			err := experiments.Hold(ctx, m, req, experiments.HoldOptions{RemoveTimeout: time.Second,
+				Injected: func(h faults.Handle) {
+					injected = h
+					m.mu.Lock()
+					tt.during(cancel, m)
+					m.mu.Unlock()
+				},
+				Lost:    func(err error) { lost = err },
+				Removed: func(detail string) { removed = detail },
+			})
+			require.Equal(t, "inject-1", injected.ID)
+			require.Equal(t, tt.lost, lost != nil, "lost: %v", lost)
+			if tt.want == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorContains(t, err, tt.want)
+			}
+			if tt.name == "removal failed" {
+				var rb *faults.RollbackError
+				require.ErrorAs(t, err, &rb)
+				require.Empty(t, removed)
+				return
+			}
+			require.Equal(t, "3 messages sent", removed)
+			require.Zero(t, m.inPlace(), "the fault was left in place")
+		})
+	}
 }
