@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 )
 
 // HoldOptions are the surroundings of [Hold]. Every field is optional.
@@ -37,7 +38,7 @@ var errInterrupted = errors.New("interrupted; every fault was removed")
 // It returns nil once the fault has held for its time and is removed. A
 // removal that failed is the gravest outcome (a *faults.RollbackError:
 // the fault may still be in place); then a lost injector (its error);
-// then an interruption. A fault that could not be
+// then an interruption (exit code Aborted). A fault that could not be
 // injected is reported with the injector's error.
 func Hold(ctx context.Context, inj faults.Injector, req faults.Request, opts HoldOptions) (err error) {
 	kill := opts.Kill
@@ -61,7 +62,7 @@ func Hold(ctx context.Context, inj faults.Injector, req faults.Request, opts Hol
 		case why() != nil:
 			err = why()
 		case ctx.Err() != nil:
-			err = errInterrupted
+			err = exitcode.Wrap(errInterrupted, exitcode.Aborted)
 		}
 	}()
 	if opts.Injected != nil {

@@ -45,9 +45,6 @@ type Options struct {
 	RunID string
 	// File is the experiment file, for reports.
 	File string
-	// ExitCode maps a result to the process exit code recorded in the
-	// journal's verdict (the command line owns that table); nil records 0.
-	ExitCode func(Result) int
 }
 
 // View shows a run as it happens ([LineView], [TerminalView]). The runner
@@ -64,7 +61,8 @@ type View interface {
 	Live(status func() string) (stop func())
 }
 
-// Result is a run's outcome.
+// Result is a run's outcome; [Outcome] is the error, carrying its exit
+// code, that reports it.
 type Result struct {
 	// Status is one of journal.StatusCompleted, StatusFailed (the system
 	// under test failed), StatusAborted (the run failed or a safety

@@ -3,10 +3,12 @@ package experiments
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 )
 
 // allRecovered reports whether every SLI has recovered, judged on the
@@ -151,9 +153,41 @@ func (r *runner) verdict(res Result, d time.Duration) {
 	if res.Err != nil {
 		ev.Err = res.Err.Error()
 	}
-	if r.opts.ExitCode != nil {
-		ev.ExitCode = r.opts.ExitCode(res)
-	}
+	ev.ExitCode = int(exitcode.Of(Outcome(res)))
 	_ = r.write(ev)
 	r.progress("verdict %s", res.Status)
+}
+
+// Outcome is the error that reports runs' results to a pipeline: nil when
+// every run completed with everything held; otherwise an error that
+// carries the exit code of the gravest outcome ([exitcode.Error]). A
+// rollback that failed is the gravest (RollbackFailed, around the first
+// such run's Err, which says how to remove the fault); then a run that did
+// not complete (Aborted, with the message of every run that has one);
+// then a system under test that failed (Failed).
+func Outcome(results ...Result) error {
+	var msgs []string
+	aborted, failed := false, false
+	for _, r := range results {
+		switch {
+		case r.RollbackFailed && r.Err != nil:
+			return exitcode.Wrap(r.Err, exitcode.RollbackFailed)
+		case r.RollbackFailed:
+			return exitcode.New(exitcode.RollbackFailed, "a rollback failed: a fault may still be in place")
+		case r.Status == journal.StatusFailed:
+			failed = true
+		case r.Status != journal.StatusCompleted:
+			aborted = true
+		}
+		if r.Message != "" {
+			msgs = append(msgs, r.Message)
+		}
+	}
+	switch {
+	case aborted:
+		return exitcode.New(exitcode.Aborted, "the run did not complete: "+strings.Join(msgs, "; "))
+	case failed:
+		return exitcode.New(exitcode.Failed, "the system under test failed: see the summary")
+	}
+	return nil
 }
