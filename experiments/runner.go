@@ -164,135 +164,31 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	}
 	stopLive := r.opts.View.Live(r.statusLine)
 	defer stopLive()
-	// Samplers stop taking samples when sctx ends; samples in flight run on
-	// mctx, so that the last ones can still come in at the end.
-	sctx, stopSamplers := context.WithCancel(ctx)
-	mctx, cancelMeasures := context.WithCancel(ctx)
-	var samplers sync.WaitGroup
-	defer func() {
-		stopSamplers()
-		cancelMeasures()
-		samplers.Wait()
-		for _, s := range r.slis {
-			_ = s.probe.Close()
-		}
-	}()
-	for _, s := range r.slis {
-		samplers.Add(1)
-		go func() {
-			defer samplers.Done()
-			r.sample(sctx, mctx, s)
-		}()
-	}
+	smp := r.startSamplers(ctx)
+	defer smp.close()
 
-	// Baseline: the steady state must hold before anything is hurt.
-	r.phase(PhaseBaseline)
-	if msg, ok := r.wait(ctx, time.Now().Add(r.exp.Baseline)); !ok {
-		return r.stopped(ctx, msg)
+	if res, ok := r.baselinePhase(ctx); !ok {
+		return res
 	}
-	now := time.Now()
-	var bad []string
-	r.baseline = make([]evaluation, len(r.slis))
-	for i, s := range r.slis {
-		pts := s.series.snapshot()
-		if _, ok := s.probe.(probes.Stepped); ok && len(pts) == 0 {
-			continue // it measures a method step (the load), not started yet
-		}
-		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
-		r.baseline[i] = ev
-		tol := s.spec.Tolerance.format(r.unit(s))
-		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
-		if !ev.ok {
-			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), tol))
-		}
-	}
-	if len(bad) > 0 {
-		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil)
-	}
-
-	// Inject: the method's timeline. A fault plugin that dies from here on
-	// stops the run.
+	// A fault plugin that dies from here on stops the run.
 	stopWatching := r.watchInjectors()
 	defer stopWatching()
-	r.phase(PhaseInject)
-	t0 := time.Now()
-	injectStart := t0
-	type event struct {
-		at     time.Time
-		step   int
-		remove bool
+	t0, res, ok := r.injectPhase(ctx)
+	if !ok {
+		return res
 	}
-	var timeline []event
-	for i, st := range r.exp.Method {
-		timeline = append(timeline, event{at: t0.Add(st.At), step: i}, event{at: t0.Add(st.At + st.For), step: i, remove: true})
-	}
-	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
-	handles := map[int]string{}
 	// The recovery clock starts at a planned end, not when a removal
 	// finished: a load generator drains its messages in flight for a
 	// while after its planned end, and that is not the stack recovering.
 	recoveryStart := t0.Add(r.exp.recoveryStart())
 	methodEnd := t0.Add(r.exp.methodEnd())
-	for i := 0; i < len(timeline); i++ {
-		ev := timeline[i]
-		if msg, ok := r.wait(ctx, ev.at); !ok {
-			return r.stopped(ctx, msg)
-		}
-		if ev.remove {
-			// Faults due to end together are removed together: one that
-			// takes long to remove (a load generator finishing its last
-			// sessions) does not keep the others in place.
-			var ids []string
-			for ; i < len(timeline) && timeline[i].remove && timeline[i].at.Equal(ev.at); i++ {
-				ids = append(ids, handles[timeline[i].step])
-			}
-			i--
-			if err := r.lifecycle.Remove(r.opts.Kill, ids...); err != nil {
-				return r.aborted(ctx, "a fault could not be removed", err)
-			}
-			continue
-		}
-		id, err := r.inject(ctx, ev.step, ev.at)
-		if err != nil {
-			return r.aborted(ctx, fmt.Sprintf("method[%d] %s could not be injected", ev.step, r.exp.Method[ev.step].Fault), err)
-		}
-		handles[ev.step] = id
-	}
-
-	// Recover: every SLI back within tolerance within the bound, and held.
-	r.phase(PhaseRecover)
-	r.progress("recovery clock started at %s, the planned end of %s", recoveryStart.Format("15:04:05.000"), r.recoveryAnchor())
-	deadline := recoveryStart.Add(r.exp.Recovery.Within + r.exp.Recovery.Hold)
-	for {
-		next := time.Now().Add(100 * time.Millisecond)
-		if r.allRecovered(recoveryStart, time.Now()) {
-			select {
-			case msg := <-r.abort:
-				return r.stopped(ctx, msg)
-			default:
-			}
-			break
-		}
-		if !next.Before(deadline.Add(r.maxInterval())) {
-			next = deadline.Add(r.maxInterval())
-		}
-		if msg, ok := r.wait(ctx, next); !ok {
-			return r.stopped(ctx, msg)
-		}
-		if time.Now().After(deadline.Add(r.maxInterval())) {
-			break
-		}
+	if res, ok := r.recoverPhase(ctx, recoveryStart); !ok {
+		return res
 	}
 	// Let the samples in flight land (a slow one decides whether the hold
 	// held); those still out after one more interval are recorded as failed.
-	end := time.Now()
-	stopSamplers()
-	r.awaitInflight(ctx, end.Add(r.maxInterval()+250*time.Millisecond))
-	r.cutoff.Store(true)
-	cancelMeasures()
-	samplers.Wait()
-
-	summary, deviated := r.recoverySummary(injectStart, recoveryStart, methodEnd, time.Now())
+	smp.drain(ctx)
+	summary, deviated := r.recoverySummary(t0, recoveryStart, methodEnd, time.Now())
 
 	// Accounting: the invariants. It runs past the hard time limit (it
 	// waits for the queue to drain), but not past a signal.
@@ -312,6 +208,110 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 		status = journal.StatusFailed
 	}
 	return Result{Status: status, Deviated: deviated, Summary: summary}
+}
+
+// baselinePhase waits for the baseline and asserts the steady state: it
+// must hold before anything is hurt. It returns false, with the result,
+// when the run must stop.
+func (r *runner) baselinePhase(ctx context.Context) (Result, bool) {
+	r.phase(PhaseBaseline)
+	if msg, ok := r.wait(ctx, time.Now().Add(r.exp.Baseline)); !ok {
+		return r.stopped(ctx, msg), false
+	}
+	now := time.Now()
+	var bad []string
+	r.baseline = make([]evaluation, len(r.slis))
+	for i, s := range r.slis {
+		pts := s.series.snapshot()
+		if _, ok := s.probe.(probes.Stepped); ok && len(pts) == 0 {
+			continue // it measures a method step (the load), not started yet
+		}
+		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
+		r.baseline[i] = ev
+		tol := s.spec.Tolerance.format(r.unit(s))
+		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
+		if !ev.ok {
+			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), tol))
+		}
+	}
+	if len(bad) > 0 {
+		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil), false
+	}
+	return Result{}, true
+}
+
+// injectPhase runs the method's timeline: each step's fault injected at
+// its time and removed at its end. It returns when the method started, or
+// false, with the result, when the run must stop.
+func (r *runner) injectPhase(ctx context.Context) (time.Time, Result, bool) {
+	r.phase(PhaseInject)
+	t0 := time.Now()
+	type event struct {
+		at     time.Time
+		step   int
+		remove bool
+	}
+	var timeline []event
+	for i, st := range r.exp.Method {
+		timeline = append(timeline, event{at: t0.Add(st.At), step: i}, event{at: t0.Add(st.At + st.For), step: i, remove: true})
+	}
+	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].at.Before(timeline[j].at) })
+	handles := map[int]string{}
+	for i := 0; i < len(timeline); i++ {
+		ev := timeline[i]
+		if msg, ok := r.wait(ctx, ev.at); !ok {
+			return t0, r.stopped(ctx, msg), false
+		}
+		if ev.remove {
+			// Faults due to end together are removed together: one that
+			// takes long to remove (a load generator finishing its last
+			// sessions) does not keep the others in place.
+			var ids []string
+			for ; i < len(timeline) && timeline[i].remove && timeline[i].at.Equal(ev.at); i++ {
+				ids = append(ids, handles[timeline[i].step])
+			}
+			i--
+			if err := r.lifecycle.Remove(r.opts.Kill, ids...); err != nil {
+				return t0, r.aborted(ctx, "a fault could not be removed", err), false
+			}
+			continue
+		}
+		id, err := r.inject(ctx, ev.step, ev.at)
+		if err != nil {
+			return t0, r.aborted(ctx, fmt.Sprintf("method[%d] %s could not be injected", ev.step, r.exp.Method[ev.step].Fault), err), false
+		}
+		handles[ev.step] = id
+	}
+	return t0, Result{}, true
+}
+
+// recoverPhase waits until every SLI is back within tolerance and has held
+// there (from recoveryStart), or until the bound has passed. It returns
+// false, with the result, when the run must stop.
+func (r *runner) recoverPhase(ctx context.Context, recoveryStart time.Time) (Result, bool) {
+	r.phase(PhaseRecover)
+	r.progress("recovery clock started at %s, the planned end of %s", recoveryStart.Format("15:04:05.000"), r.recoveryAnchor())
+	deadline := recoveryStart.Add(r.exp.Recovery.Within + r.exp.Recovery.Hold).Add(r.maxInterval())
+	for {
+		next := time.Now().Add(100 * time.Millisecond)
+		if r.allRecovered(recoveryStart, time.Now()) {
+			select {
+			case msg := <-r.abort:
+				return r.stopped(ctx, msg), false
+			default:
+			}
+			return Result{}, true
+		}
+		if !next.Before(deadline) {
+			next = deadline
+		}
+		if msg, ok := r.wait(ctx, next); !ok {
+			return r.stopped(ctx, msg), false
+		}
+		if time.Now().After(deadline) {
+			return Result{}, true
+		}
+	}
 }
 
 // wait blocks until t, a signal (ctx) or an abort condition. It returns

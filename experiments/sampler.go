@@ -47,6 +47,56 @@ func (r *runner) startProbes() error {
 	return nil
 }
 
+// samplers are the goroutines that take the SLIs' samples, one an SLI.
+type samplers struct {
+	r *runner
+	// stop ends the taking of samples; cancel ends the samples in flight.
+	stop, cancel context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+// startSamplers starts taking every SLI's samples, until ctx ends or the
+// samplers are drained or closed.
+func (r *runner) startSamplers(ctx context.Context) *samplers {
+	// Samplers stop taking samples when sctx ends; samples in flight run on
+	// mctx, so that the last ones can still come in at the end.
+	sctx, stop := context.WithCancel(ctx)
+	mctx, cancel := context.WithCancel(ctx)
+	smp := &samplers{r: r, stop: stop, cancel: cancel}
+	for _, s := range r.slis {
+		smp.wg.Add(1)
+		go func() {
+			defer smp.wg.Done()
+			r.sample(sctx, mctx, s)
+		}()
+	}
+	return smp
+}
+
+// drain stops taking samples and waits for those in flight, for one more
+// interval at most (or until ctx ends): those still out then are recorded
+// as failed. It returns once every sampler has ended.
+func (smp *samplers) drain(ctx context.Context) {
+	end := time.Now()
+	smp.stop()
+	smp.r.awaitInflight(ctx, end.Add(smp.r.maxInterval()+250*time.Millisecond))
+	smp.r.cutoff.Store(true)
+	smp.cancel()
+	smp.wg.Wait()
+}
+
+// close stops the samplers, cuts off the samples in flight (they are
+// dropped), waits for every sampler to end and closes the probes. It is
+// safe to call after drain.
+func (smp *samplers) close() {
+	smp.stop()
+	smp.cancel()
+	smp.wg.Wait()
+	for _, s := range smp.r.slis {
+		_ = s.probe.Close()
+	}
+}
+
 // sample takes an SLI's samples on its interval until ctx ends. Each sample
 // runs in its own goroutine on mctx, so a slow one does not delay the next;
 // at most timeout/interval+2 are in flight.
