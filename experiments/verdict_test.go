@@ -47,19 +47,28 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
+// TestVerdictRecordsTheExitCode runs one experiment to each outcome and
+// reads the exit code its verdict recorded.
 func TestVerdictRecordsTheExitCode(t *testing.T) {
-	l := newLab(t)
-	l.srv.delay.Store(int64(400 * time.Millisecond))
-	e := l.experiment(t, banner+`
-baseline: 300ms
-method:
-  - fault: synthetic
-    at: 0s
-    for: 500ms
-recovery: { within: 1s, hold: 100ms }
-`)
-	res, evs := l.run(t, context.Background(), e)
-	require.Equal(t, journal.StatusAborted, res.Status)
-	verdict := evs[len(evs)-1]
-	require.Equal(t, int(exitcode.Aborted), verdict.ExitCode)
+	for _, tt := range []struct {
+		name    string
+		slow    time.Duration // the target's latency before the run
+		recover string        // how long the target takes to recover
+		status  string
+		code    exitcode.Code
+	}{
+		{"completed", 0, "0s", journal.StatusCompleted, exitcode.OK},
+		{"failed", 0, "1500ms", journal.StatusFailed, exitcode.Failed},
+		{"aborted", 400 * time.Millisecond, "0s", journal.StatusAborted, exitcode.Aborted},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t)
+			l.srv.delay.Store(int64(tt.slow))
+			e := l.experiment(t, banner+"baseline: 200ms\nrecovery: { within: 1s, hold: 100ms }\n"+
+				"method: [{ fault: synthetic, at: 0s, for: 200ms, params: { recover-after: "+tt.recover+" } }]\n")
+			res, evs := l.run(t, context.Background(), e)
+			require.Equal(t, tt.status, res.Status, res.Message)
+			require.Equal(t, int(tt.code), evs[len(evs)-1].ExitCode)
+		})
+	}
 }
