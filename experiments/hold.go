@@ -31,8 +31,8 @@ type HoldOptions struct {
 var errInterrupted = errors.New("interrupted; every fault was removed")
 
 // Hold injects one fault on its own, as `mailchaos inject` does, holds it
-// in place for req.Duration, until ctx ends (a signal) or its injector is
-// lost, and removes it, on every way out, panics included: the lifecycle
+// in place for req.Duration (0: no limit), until ctx ends (a signal) or
+// its injector is lost, and removes it, on every way out, panics included: the lifecycle
 // of a run's faults, for one fault.
 //
 // It returns nil once the fault has held for its time and is removed. A
@@ -68,10 +68,14 @@ func Hold(ctx context.Context, inj faults.Injector, req faults.Request, opts Hol
 	if opts.Injected != nil {
 		opts.Injected(h)
 	}
-	timer := time.NewTimer(req.Duration)
-	defer timer.Stop()
+	var timeUp <-chan time.Time // with no duration, the fault holds until ctx ends
+	if req.Duration > 0 {
+		timer := time.NewTimer(req.Duration)
+		defer timer.Stop()
+		timeUp = timer.C
+	}
 	select {
-	case <-timer.C:
+	case <-timeUp:
 	case <-ctx.Done():
 	case <-lost:
 		if opts.Lost != nil {

@@ -114,7 +114,7 @@ func (l *Lifecycle) Remove(base context.Context, ids ...string) error {
 // context that ends when removals must stop at once (a second signal).
 // Once kill has ended, each removal is tried for half a second only.
 func (l *Lifecycle) Rollback(kill context.Context) error {
-	ids := make([]string, 0)
+	var ids []string
 	for _, p := range l.InPlace() {
 		ids = append(ids, p.Handle.ID)
 	}
