@@ -1,6 +1,6 @@
 // Package cli is the mailchaos command line: it parses flags, calls the
-// package that does the work and maps the outcome to an exit code (see the
-// table in exitcode.go). It never calls os.Exit; main does, with Run's
+// package that does the work and maps the outcome to an exit code (the
+// table is internal/exitcode's). It never calls os.Exit; main does, with Run's
 // result.
 package cli
 
@@ -16,6 +16,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/plugins"
 )
@@ -108,7 +109,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailchaos: %v\n", err)
 	}
-	return exitCode(err)
+	return int(exitcode.Of(err))
 }
 
 func newApp(st *state) *ucli.App {

@@ -1,57 +1,29 @@
 package cli
 
-import "errors"
+import "github.com/mailchaos/mailchaos/internal/exitcode"
 
-// Exit codes. This table is the one place where errors become exit codes;
-// the README documents it for pipelines.
+// Exit codes that Run returns: the table of internal/exitcode, the one
+// place where they are decided; the README documents it for pipelines.
 const (
 	// ExitOK: everything held.
-	ExitOK = 0
+	ExitOK = int(exitcode.OK)
 	// ExitFailed: the system under test failed (a deviation, a recovery
 	// too slow, an invariant broken).
-	ExitFailed = 1
+	ExitFailed = int(exitcode.Failed)
 	// ExitInvalid: the input was invalid (a bad file, flag or argument).
-	ExitInvalid = 2
+	ExitInvalid = int(exitcode.Invalid)
 	// ExitAborted: the run itself failed or was interrupted; every fault
 	// was rolled back.
-	ExitAborted = 3
+	ExitAborted = int(exitcode.Aborted)
 	// ExitRollbackFailed: a rollback failed; a fault may still be in place.
-	ExitRollbackFailed = 4
+	ExitRollbackFailed = int(exitcode.RollbackFailed)
 )
 
-// invalidInput is implemented by errors that blame the user's input, in any
-// package (mailstack.ConfigError, ...).
-type invalidInput interface{ InvalidInput() bool }
-
-// rollbackFailed is implemented by errors saying a fault may still be in
-// place (faults.RollbackError).
-type rollbackFailed interface{ RollbackFailed() bool }
-
-// usageError is a bad flag, argument or command.
+// usageError is a bad flag, argument or command (exit code Invalid).
 type usageError struct{ err error }
 
-func (e *usageError) Error() string      { return e.err.Error() }
-func (e *usageError) Unwrap() error      { return e.err }
-func (e *usageError) InvalidInput() bool { return true }
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
-// errInterrupted ends a command stopped by a signal after it rolled back.
-var errInterrupted = errors.New("interrupted; every fault was removed")
-
-// exitCode maps an error to the exit code that reports it.
-func exitCode(err error) int {
-	var inv invalidInput
-	var rb rollbackFailed
-	var failed *runFailed
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &rb) && rb.RollbackFailed():
-		return ExitRollbackFailed
-	case errors.As(err, &failed):
-		return ExitFailed
-	case errors.As(err, &inv) && inv.InvalidInput():
-		return ExitInvalid
-	default:
-		return ExitAborted
-	}
-}
+// ExitCode says the input was invalid.
+func (e *usageError) ExitCode() exitcode.Code { return exitcode.Invalid }

@@ -13,6 +13,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/mailchaos/mailchaos/experiments"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/proxy"
@@ -191,9 +192,10 @@ func injectCommand(st *state) *ucli.Command {
 	}
 }
 
-// injectFor injects one fault, waits for --for or a signal, and removes it.
+// injectFor injects one fault, holds it for --for or until a signal, and
+// removes it (experiments.Hold: the runner's fault lifecycle).
 func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
-	links []string, params faults.Params) (err error) {
+	links []string, params faults.Params) error {
 	out := st.env.Stdout
 	for _, name := range slices.Sorted(maps.Keys(t.Endpoints)) {
 		fmt.Fprintf(out, "%s=%s\n", name, t.Endpoints[name])
@@ -210,59 +212,20 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote") && targetAllowsRemote(c)); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	h, err := inj.Inject(st.stop, req)
-	if err != nil {
-		return fmt.Errorf("inject %s: %w", spec.Name, err)
-	}
-	// Removed on every way out of here, panics included; a second signal
-	// (st.kill) cuts the removal short.
-	removed := false
-	defer func() {
-		if removed {
-			return
-		}
-		ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
-		defer cancel()
-		if rerr := inj.Remove(ctx, h); rerr != nil && err == nil {
-			err = &faults.RollbackError{Handle: h, Err: rerr}
-		}
-	}()
-	fmt.Fprintf(out, "injected %s for %s (id %s); Ctrl-C removes it early\n", spec.Name, d, h.ID)
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	var lost <-chan struct{} // a fault plugin that dies ends the wait
-	l, losable := inj.(interface {
-		Lost() <-chan struct{}
-		LostErr() error
+	return experiments.Hold(st.stop, inj, req, experiments.HoldOptions{
+		Kill:          st.kill,
+		RemoveTimeout: rollbackTimeout,
+		Injected: func(h faults.Handle) {
+			fmt.Fprintf(out, "injected %s for %s (id %s); Ctrl-C removes it early\n", spec.Name, d, h.ID)
+		},
+		Lost: func(err error) { fmt.Fprintf(out, "%v\n", err) },
+		Removed: func(detail string) {
+			if detail != "" {
+				fmt.Fprintln(out, detail)
+			}
+			fmt.Fprintf(out, "removed %s\n", spec.Name)
+		},
 	})
-	if losable {
-		lost = l.Lost()
-	}
-	select {
-	case <-timer.C:
-	case <-st.stop.Done():
-	case <-lost:
-		fmt.Fprintf(out, "%v\n", l.LostErr())
-	}
-	ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
-	defer cancel()
-	removed = true
-	if err := inj.Remove(ctx, h); err != nil {
-		return &faults.RollbackError{Handle: h, Err: err}
-	}
-	sctx, scancel := context.WithTimeout(st.kill, 2*time.Second)
-	defer scancel()
-	if stat, err := inj.Status(sctx, h); err == nil && stat.Detail != "" {
-		fmt.Fprintln(out, stat.Detail)
-	}
-	fmt.Fprintf(out, "removed %s\n", spec.Name)
-	if losable && l.LostErr() != nil {
-		return l.LostErr()
-	}
-	if st.stop.Err() != nil {
-		return errInterrupted
-	}
-	return nil
 }
 
 func proxyCommand(st *state) *ucli.Command {

@@ -97,29 +97,6 @@ func schemaCommand(st *state) *ucli.Command {
 	}
 }
 
-// runFailed is a run whose system under test failed (exit 1).
-type runFailed struct{ msg string }
-
-func (e *runFailed) Error() string { return e.msg }
-
-// runAborted is a run that failed or was stopped (exit 3).
-type runAborted struct{ msg string }
-
-func (e *runAborted) Error() string { return e.msg }
-
-// resultCode is the exit code of one run's result.
-func resultCode(r experiments.Result) int {
-	switch {
-	case r.RollbackFailed:
-		return ExitRollbackFailed
-	case r.Status == journal.StatusCompleted:
-		return ExitOK
-	case r.Status == journal.StatusFailed:
-		return ExitFailed
-	}
-	return ExitAborted
-}
-
 func runCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:      "run",
@@ -154,28 +131,20 @@ func runCommand(st *state) *ucli.Command {
 				return err
 			}
 			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
-			var progress, live io.Writer = st.env.Stdout, nil
-			if c.Bool("quiet") {
-				progress = nil
-			} else if isTerminal(st.env.Stdout) {
-				live = st.env.Stdout
-			}
-			worst := ExitOK
+			view := runView(st.env.Stdout, c.Bool("quiet"))
 			var results []experiments.Result
 			for i, e := range exps {
 				if st.stop.Err() != nil {
-					worst = worse(worst, ExitAborted)
 					results = append(results, experiments.Result{Status: journal.StatusInterrupted,
 						Message: "interrupted before " + strings.Join(files[i:], ", ") + " ran"})
 					break
 				}
 				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
 				res := experiments.Run(st.stop, e, experiments.Options{
-					Catalog: cat, Journal: jw, Log: st.log, Progress: progress, Kill: st.kill,
-					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i], ExitCode: resultCode, Live: live,
+					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
+					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i],
 				})
 				results = append(results, res)
-				worst = worse(worst, resultCode(res))
 			}
 			if err := jw.Close(); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
@@ -184,7 +153,7 @@ func runCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
-			return runError(worst, results)
+			return experiments.Outcome(results...)
 		},
 	}
 }
@@ -202,36 +171,6 @@ func handleAddresses(h faults.Handle) []string {
 		}
 	}
 	return out
-}
-
-// worse orders exit codes by gravity: 4 > 3 > 1 > 0.
-func worse(a, b int) int {
-	rank := map[int]int{ExitOK: 0, ExitFailed: 1, ExitAborted: 2, ExitRollbackFailed: 3}
-	if rank[b] > rank[a] {
-		return b
-	}
-	return a
-}
-
-// runError turns the worst exit code into the error the exit table maps
-// back to it.
-func runError(code int, results []experiments.Result) error {
-	var msgs []string
-	for _, r := range results {
-		if r.Message != "" {
-			msgs = append(msgs, r.Message)
-		}
-		if r.RollbackFailed && r.Err != nil {
-			return r.Err // a *faults.RollbackError: exit 4, with how to remove the fault
-		}
-	}
-	switch code {
-	case ExitFailed:
-		return &runFailed{"the system under test failed: see the summary"}
-	case ExitAborted:
-		return &runAborted{"the run did not complete: " + strings.Join(msgs, "; ")}
-	}
-	return nil
 }
 
 // createJournal creates the run's journal: the file --journal names, else
@@ -407,8 +346,20 @@ func recoverCommand(st *state) *ucli.Command {
 	}
 }
 
-// isTerminal reports whether w is a terminal (then a live status line is
-// drawn; otherwise only timestamped lines are written).
+// runView is how a run shows on out: nothing with --quiet, a live status
+// line below the progress lines on a terminal, else the progress lines
+// alone.
+func runView(out io.Writer, quiet bool) experiments.View {
+	switch {
+	case quiet:
+		return nil
+	case isTerminal(out):
+		return experiments.NewTerminalView(out)
+	}
+	return experiments.NewLineView(out)
+}
+
+// isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {

@@ -23,24 +23,17 @@ func (r *runner) LoadStatus(ctx context.Context, step string) (faults.Status, bo
 	if err != nil {
 		return faults.Status{}, false, err
 	}
-	r.mu.Lock()
-	var a activeFault
-	found := false
-	for _, x := range r.active {
-		if x.step == i {
-			a, found = x, true
-			break
+	for _, p := range r.lifecycle.InPlace() {
+		if p.Step != i {
+			continue
 		}
+		st, err := p.Injector.Status(ctx, p.Handle)
+		if err != nil {
+			return faults.Status{}, true, fmt.Errorf("status of method[%d] (%s): %w", i, p.Handle.Fault, err)
+		}
+		return st, true, nil
 	}
-	r.mu.Unlock()
-	if !found {
-		return faults.Status{}, false, nil
-	}
-	st, err := a.inj.Status(ctx, a.handle)
-	if err != nil {
-		return faults.Status{}, true, fmt.Errorf("status of method[%d] (%s): %w", i, a.handle.Fault, err)
-	}
-	return st, true, nil
+	return faults.Status{}, false, nil
 }
 
 // loadSteps returns the indexes of the method's load-surge steps and the

@@ -1,0 +1,193 @@
+package experiments
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/probes"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
+)
+
+// allRecovered reports whether every SLI has recovered, judged on the
+// samples so far.
+func (r *runner) allRecovered(removed, now time.Time) bool {
+	for _, s := range r.slis {
+		end := now
+		if oldest, ok := s.series.oldestPending(); ok && oldest.Before(end) {
+			end = oldest // a sample still out may be the one that breaks the hold
+		}
+		if _, ok := timeToRecover(s.series.snapshot(), s.spec.Tolerance, removed, end, r.exp.Recovery.Hold); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// recoveryAnchor names the step whose planned end starts the recovery
+// clock, for messages.
+func (r *runner) recoveryAnchor() string {
+	from := r.exp.recoveryStart()
+	for i, st := range r.exp.Method {
+		if (r.exp.Recovery.From == "" || st.Name == r.exp.Recovery.From) && st.At+st.For == from {
+			if st.Name != "" {
+				return fmt.Sprintf("step %s (method[%d] %s)", st.Name, i, st.Fault)
+			}
+			return fmt.Sprintf("method[%d] %s", i, st.Fault)
+		}
+	}
+	return "the method"
+}
+
+// recoverySummary works out each SLI's worst value during the faults and
+// its time to recover from recovered (the planned end that starts the
+// clock), journals the recovery assertions and says whether any failed.
+// methodEnd is the planned end of the last fault.
+func (r *runner) recoverySummary(injectStart, removed, methodEnd, end time.Time) (journal.Summary, bool) {
+	sum := journal.Summary{RecoveryBound: r.exp.Recovery.Within, RecoveryFrom: r.recoveryAnchor()}
+	deviated := false
+	overall := time.Duration(0)
+	recoveredAll := true
+	for i, s := range r.slis {
+		pts := s.series.snapshot()
+		tol := s.spec.Tolerance
+		ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s)}
+		ss.Tolerance = tol.format(ss.Unit)
+		if _, stepped := s.probe.(probes.Stepped); stepped && i < len(r.baseline) && r.baseline[i].at.IsZero() {
+			ss.NoBaseline = true
+		} else if i < len(r.baseline) {
+			// The value the baseline assertion judged, not a later one.
+			ss.Baseline = r.baseline[i].stat
+		}
+		for _, p := range pts {
+			if p.failed {
+				ss.FailedSamples++
+				ss.LastFailure = oneLine(p.err)
+			}
+		}
+		first := true
+		for _, ev := range evaluate(pts, tol, injectStart, methodEnd) {
+			if ev.failed {
+				ss.Failures++
+				continue
+			}
+			if first || tol.worse(ev.stat, ss.Worst) {
+				ss.Worst, first = ev.stat, false
+			}
+		}
+		ttr, ok := timeToRecover(pts, tol, removed, end, r.exp.Recovery.Hold)
+		ss.Recovered = ok
+		ss.TimeToRecover = ttr
+		if !ok {
+			ss.TimeToRecover = -1
+			recoveredAll = false
+		}
+		ss.Passed = ok && ttr <= r.exp.Recovery.Within
+		if !ss.Passed {
+			deviated = true
+		}
+		overall = max(overall, ttr)
+		measured := "did not recover"
+		if ok {
+			measured = ttr.Round(time.Millisecond).String()
+		}
+		r.assert("recovery: "+s.spec.Name, ss.Passed, measured,
+			fmt.Sprintf("within %s, held %s", r.exp.Recovery.Within, r.exp.Recovery.Hold), "")
+		if d := r.exp.Recovery.During; d != nil {
+			// With the faults in place: from the first injection to the
+			// last removal.
+			dttr, dok := timeToRecover(pts, tol, injectStart, methodEnd, d.Hold)
+			ds := &journal.DuringSummary{TimeToRecover: dttr, Recovered: dok, Passed: dok && dttr <= d.Within, Bound: d.Within}
+			measured := "did not recover while the faults were in place"
+			if !dok {
+				ds.TimeToRecover = -1
+			} else {
+				measured = dttr.Round(time.Millisecond).String()
+			}
+			r.assert("recovery during faults: "+s.spec.Name, ds.Passed, measured,
+				fmt.Sprintf("within %s of the first fault, held %s", d.Within, d.Hold), "")
+			if !ds.Passed {
+				deviated = true
+			}
+			ss.During = ds
+		}
+		sum.SLIs = append(sum.SLIs, ss)
+	}
+	sum.TimeToRecover = overall
+	if !recoveredAll {
+		sum.TimeToRecover = -1
+	}
+	return sum, deviated
+}
+
+// describe writes an evaluation for messages.
+func (r *runner) describe(s *sliState, ev evaluation) string {
+	switch {
+	case ev.failed:
+		return "failing (a probe failed)"
+	case math.IsNaN(ev.stat) || (ev.stat == 0 && !ev.ok && len(s.series.snapshot()) == 0):
+		return "unmeasured (no sample)"
+	}
+	if r.unit(s) == "s" {
+		return time.Duration(ev.stat * float64(time.Second)).Round(time.Microsecond).String()
+	}
+	return fmt.Sprintf("%g", ev.stat)
+}
+
+func (r *runner) assert(name string, passed bool, measured, bound, msg string) {
+	p := passed
+	_ = r.write(journal.Event{Type: journal.TypeAssertion, Name: name, Passed: &p, Measured: measured, Bound: bound, Message: msg})
+	verdict := "ok"
+	if !passed {
+		verdict = "FAILED"
+	}
+	r.progress("%s: %s (measured %s, bound %s)", name, verdict, measured, bound)
+}
+
+// verdict journals the run's end.
+func (r *runner) verdict(res Result, d time.Duration) {
+	ev := journal.Event{Type: journal.TypeVerdict, Status: res.Status, Deviated: res.Deviated, Duration: d,
+		Summary: &res.Summary, Message: res.Message}
+	if res.Err != nil {
+		ev.Err = res.Err.Error()
+	}
+	ev.ExitCode = int(exitcode.Of(Outcome(res)))
+	_ = r.write(ev)
+	r.progress("verdict %s", res.Status)
+}
+
+// Outcome is the error that reports runs' results to a pipeline: nil when
+// every run completed with everything held; otherwise an error that
+// carries the exit code of the gravest outcome ([exitcode.Error]). A
+// rollback that failed is the gravest (RollbackFailed, around the first
+// such run's Err, which says how to remove the fault); then a run that did
+// not complete (Aborted, with the message of every run that has one);
+// then a system under test that failed (Failed).
+func Outcome(results ...Result) error {
+	var msgs []string
+	aborted, failed := false, false
+	for _, r := range results {
+		switch {
+		case r.RollbackFailed && r.Err != nil:
+			return exitcode.Wrap(r.Err, exitcode.RollbackFailed)
+		case r.RollbackFailed:
+			return exitcode.New(exitcode.RollbackFailed, "a rollback failed: a fault may still be in place")
+		case r.Status == journal.StatusFailed:
+			failed = true
+		case r.Status != journal.StatusCompleted:
+			aborted = true
+		}
+		if r.Message != "" {
+			msgs = append(msgs, r.Message)
+		}
+	}
+	switch {
+	case aborted:
+		return exitcode.New(exitcode.Aborted, "the run did not complete: "+strings.Join(msgs, "; "))
+	case failed:
+		return exitcode.New(exitcode.Failed, "the system under test failed: see the summary")
+	}
+	return nil
+}
