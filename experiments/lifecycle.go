@@ -224,10 +224,8 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	// The intent goes into the journal before anything is created: a run
 	// killed in the middle of this injection leaves toxics named after
 	// its owner and ID, which `recover` finds by them.
-	intent := faults.Handle{ID: req.ID, Fault: st.Fault, Owner: req.Owner, Expires: time.Now().Add(req.TTL)}
-	if tp := r.run.Target.Toxiproxy; tp != "" && tp != "embedded" {
-		intent.Toxiproxy = tp
-	}
+	intent := faults.Handle{ID: req.ID, Fault: st.Fault, Owner: req.Owner, Expires: time.Now().Add(req.TTL),
+		Toxiproxy: r.run.Target.Toxiproxy}
 	if err := r.write(journal.Event{Type: journal.TypeIntent, Step: step, Fault: st.Fault, Handle: &intent}); err != nil {
 		return "", fmt.Errorf("journal the intent to inject: %w", err)
 	}
