@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/internal/exitcode"
 )
 
@@ -55,9 +54,7 @@ func Hold(ctx context.Context, inj faults.Injector, req faults.Request, opts Hol
 	if err != nil {
 		// Whatever the failed injection left (toxics named after it) goes.
 		intent := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: req.Target.Toxiproxy}
-		sctx, cancel := context.WithTimeout(kill, lc.timeout)
-		defer cancel()
-		if _, serr := undo.Undo(sctx, intent, undo.Options{Named: true}); serr != nil {
+		if _, serr := lc.Sweep(kill, intent); serr != nil {
 			return errors.Join(fmt.Errorf("inject %s: %w", req.Fault, err), &faults.RollbackError{Handle: intent, Err: serr})
 		}
 		return fmt.Errorf("inject %s: %w", req.Fault, err)

@@ -68,6 +68,16 @@ func (l *Lifecycle) Inject(ctx context.Context, inj faults.Injector, req faults.
 	return h, nil
 }
 
+// Sweep undoes what a failed injection may have left: every toxic named
+// after intent's owner and ID on its toxiproxy server (see [undo.Undo]).
+// It returns how many it found. kill bounds it, with the lifecycle's
+// timeout on top.
+func (l *Lifecycle) Sweep(kill context.Context, intent faults.Handle) (int, error) {
+	ctx, cancel := context.WithTimeout(kill, l.timeout)
+	defer cancel()
+	return undo.Undo(ctx, intent, undo.Options{Named: true})
+}
+
 // InPlace returns the faults in place, in the order of their handle IDs.
 func (l *Lifecycle) InPlace() []Placed {
 	l.mu.Lock()
@@ -251,9 +261,7 @@ func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
 	ev := journal.Event{Type: journal.TypeRemove, Step: step, Fault: intent.Fault, Handle: &intent,
 		Message: "the injection failed; no toxic of it is left"}
 	if intent.Toxiproxy != "" {
-		ctx, cancel := context.WithTimeout(r.opts.Kill, r.exp.Rollbacks.Timeout)
-		n, err := undo.Undo(ctx, intent, undo.Options{Named: true})
-		cancel()
+		n, err := r.lifecycle.Sweep(r.opts.Kill, intent)
 		if err != nil {
 			ev.Err = fmt.Sprintf("sweeping what the failed injection left: %v", err)
 		} else if n > 0 {
