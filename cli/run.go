@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -20,8 +18,6 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
-	"github.com/mailchaos/mailchaos/faults"
-	"github.com/mailchaos/mailchaos/faults/undo"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
@@ -158,21 +154,6 @@ func runCommand(st *state) *ucli.Command {
 	}
 }
 
-// handleAddresses lists the addresses a handle's removal contacts: its
-// toxiproxy server and any URL in its data (an admin API to restore).
-func handleAddresses(h faults.Handle) []string {
-	var out []string
-	if h.Toxiproxy != "" {
-		out = append(out, h.Toxiproxy)
-	}
-	for _, k := range slices.Sorted(maps.Keys(h.Data)) {
-		if v := h.Data[k]; strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // createJournal creates the run's journal: the file --journal names, else
 // a new file in the user's state directory. Neither ever replaces a file or
 // follows a link.
@@ -268,80 +249,21 @@ func recoverCommand(st *state) *ucli.Command {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("recover needs exactly one JOURNAL")}
 			}
-			events, err := journal.ReadFile(c.Args().First())
-			if err != nil {
-				return err
-			}
-			// A fault whose plugin cannot start has its toxics removed
-			// without it.
+			// A fault whose plugin cannot start is undone without it.
 			reg, err := loadFaults(st.stop, st)
 			if err != nil {
 				return err
 			}
 			defer reg.Close()
-			left := journal.Outstanding(events)
-			if len(left) == 0 {
-				fmt.Fprintln(st.env.Stdout, "nothing to recover: every injected fault was removed")
+			err = experiments.Recover(context.WithoutCancel(st.stop), c.Args().First(), experiments.RecoverOptions{
+				Faults: reg, AllowRemote: c.Bool("allow-remote"), Timeout: rollbackTimeout,
+				Progress: func(line string) { fmt.Fprintln(st.env.Stdout, line) },
+			})
+			if errors.Is(err, experiments.ErrNothingToRecover) {
+				fmt.Fprintln(st.env.Stdout, err)
 				return nil
 			}
-			// The journal names where the faults live: the same loopback
-			// guard as for a run, before anything is contacted.
-			var refused []error
-			for _, h := range left {
-				for _, addr := range handleAddresses(h) {
-					if err := faults.CheckAddress(addr, nil, c.Bool("allow-remote")); err != nil {
-						refused = append(refused, fmt.Errorf("%s (%s): %w", h.ID, h.Fault, err))
-					}
-				}
-			}
-			if len(refused) > 0 {
-				return &usageError{errors.Join(refused...)}
-			}
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(st.stop), rollbackTimeout)
-			defer cancel()
-			// What recover did goes into the journal, so that a report of
-			// it no longer shows the faults as in place.
-			jw, err := journal.Append(c.Args().First(), events[0].Run)
-			if err != nil {
-				return err
-			}
-			defer jw.Close()
-			steps := map[string]int{}
-			for _, e := range events {
-				if (e.Type == journal.TypeInject || e.Type == journal.TypeIntent) && e.Handle != nil {
-					steps[e.Handle.ID] = e.Step
-				}
-			}
-			recovered := func(h faults.Handle, msg string) {
-				_ = jw.Write(journal.Event{Type: journal.TypeRemove, Step: steps[h.ID], Fault: h.Fault, Handle: &h, Message: msg})
-			}
-			var errs []error
-			for _, h := range left {
-				// The fault's injector removes it; what the handle
-				// describes mailchaos undoes itself when it cannot. And
-				// toxics the journal never heard of go too (a run killed in
-				// the middle of an injection journals only its intent):
-				// every toxic named after the fault.
-				rest := faults.Handle{ID: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy}
-				inj, _, err := reg.Get(h.Fault)
-				if err == nil {
-					err = inj.Remove(ctx, h)
-				}
-				if err != nil {
-					rest = h
-				}
-				n, err := undo.Undo(ctx, rest, undo.Options{RemoteOK: c.Bool("allow-remote"), Named: true})
-				if n > 0 {
-					fmt.Fprintf(st.env.Stdout, "%s (%s): removed %d toxics named after it\n", h.ID, h.Fault, n)
-				}
-				if err != nil {
-					errs = append(errs, &faults.RollbackError{Handle: h, Err: err})
-					continue
-				}
-				fmt.Fprintf(st.env.Stdout, "removed %s (%s)\n", h.ID, h.Fault)
-				recovered(h, "removed by mailchaos recover")
-			}
-			return errors.Join(errs...)
+			return err
 		},
 	}
 }
