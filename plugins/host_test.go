@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/plugins"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
@@ -58,31 +59,14 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("220 hello\r\n"))
-			c.Close()
-		}
-	}()
+	up := testnet.Serve(t, func(_ context.Context, c net.Conn) { _, _ = c.Write([]byte("220 hello\r\n")) })
 	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
 	require.NoError(t, err)
-	listen, err := srv.Link(ctx, "banner", "127.0.0.1:0", up.Addr().String())
+	listen, err := srv.Link(ctx, "banner", "127.0.0.1:0", up.Addr)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		srv.Close()
-		up.Close()
-		<-done
-	})
+	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, target: faults.Target{Toxiproxy: srv.URL(), Endpoints: map[string]string{},
-		Links: []faults.Link{{Name: "banner", Listen: listen, Upstream: up.Addr().String()}}}}
+		Links: []faults.Link{{Name: "banner", Listen: listen, Upstream: up.Addr}}}}
 }
 
 // greeting reads the greeting through the link and says how long it took.

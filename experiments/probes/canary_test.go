@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/mail"
 	"slices"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
@@ -91,7 +91,7 @@ func TestCanarySMTPErrorFails(t *testing.T) {
 	require.Contains(t, sample.Err, "no such user")
 	require.Empty(t, p.(probes.Canary).Sent(), "a rejected canary was not sent")
 
-	target.Endpoints["smtp"] = closedAddr(t)
+	target.Endpoints["smtp"] = testnet.FreeAddr(t)
 	p = newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	sample = measure(p, waitFor)
 	require.True(t, sample.Failed)
@@ -164,68 +164,15 @@ func TestCanaryCloseStopsWaitingMeasures(t *testing.T) {
 	require.Contains(t, sample.Err, "closed")
 }
 
-// cutter is a loopback TCP forwarder whose connections the test can cut.
-type cutter struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// newCutter forwards a new loopback port to upstream until the test ends.
-func newCutter(t testing.TB, upstream string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	c := &cutter{ln: ln}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				_ = down.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, down, up)
-			c.mu.Unlock()
-			c.wg.Add(2)
-			go func() { defer c.wg.Done(); _, _ = io.Copy(up, down); _ = up.Close() }()
-			go func() { defer c.wg.Done(); _, _ = io.Copy(down, up); _ = down.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		c.cut()
-		c.wg.Wait()
-	})
-	return c
-}
-
-// cut closes every forwarded connection.
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		_ = conn.Close()
-	}
-	c.conns = nil
-}
-
 func TestCanaryReconnectsToIMAP(t *testing.T) {
 	_, target := startStack(t, testConfig(t))
-	proxy := newCutter(t, target.Endpoints["imap"])
-	target.Endpoints["imap"] = proxy.ln.Addr().String()
+	proxy := testnet.Forward(t, target.Endpoints["imap"])
+	target.Endpoints["imap"] = proxy.Addr
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	requireOK(t, measure(p, waitFor))
-	proxy.cut()
+	proxy.CloseConns()
 	requireOK(t, measure(p, waitFor))
-	proxy.cut()
+	proxy.CloseConns()
 	requireOK(t, measure(p, waitFor))
 }
 
@@ -398,7 +345,7 @@ func startLazyIMAP(t testing.TB, uidPlus, refuseStore bool, users ...faults.User
 		InsecureAuth: true,
 		Logger:       log.New(io.Discard, "", 0),
 	})
-	s.addr = serveLoopback(t, srv)
+	s.addr = testnet.Run(t, srv)
 	return s
 }
 
@@ -561,7 +508,7 @@ func startDeliveringSMTP(t testing.TB, deliver func(rcpt string, msg []byte) err
 	}))
 	srv.Domain = "localhost"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	d.addr = serveLoopback(t, srv)
+	d.addr = testnet.Run(t, srv)
 	return d
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestIMAPLoginLatency(t *testing.T) {
@@ -45,7 +46,7 @@ func TestIMAPLoginSuccess(t *testing.T) {
 	require.Equal(t, 0.0, s.Value)
 	require.Contains(t, s.Err, "log in to", "Err still says why")
 
-	target.Endpoints["imap"] = closedAddr(t)
+	target.Endpoints["imap"] = testnet.FreeAddr(t)
 	p = newProbe(t, probes.IMAPLoginKind(), target, faults.Params{"measure": "success"})
 	s = measure(p, waitFor)
 	require.False(t, s.Failed)

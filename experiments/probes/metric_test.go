@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
@@ -122,7 +123,7 @@ func TestMetricMissingOrUnmatched(t *testing.T) {
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "404")
 
-	p = newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "up", "endpoint": closedAddr(t)})
+	p = newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "up", "endpoint": testnet.FreeAddr(t)})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "scrape")

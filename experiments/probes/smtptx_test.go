@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestSMTPTransactionAgainstTheStack(t *testing.T) {
@@ -67,7 +68,7 @@ func replyServer(t *testing.T, data func() error) string {
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &replySession{data: data}, nil }))
 	srv.Domain = "reply.test"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	return serveLoopback(t, srv)
+	return testnet.Run(t, srv)
 }
 
 type replySession struct{ data func() error }
@@ -91,7 +92,7 @@ func TestSMTPTransactionClasses(t *testing.T) {
 			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "virus found"}
 		}),
 		"hang":    hang,
-		"refused": closedAddr(t),
+		"refused": testnet.FreeAddr(t),
 		"ok":      replyServer(t, func() error { return nil }),
 	}
 	for _, tc := range []struct {

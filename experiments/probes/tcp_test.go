@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestTCPConnect(t *testing.T) {
@@ -18,7 +19,7 @@ func TestTCPConnect(t *testing.T) {
 	requireOK(t, s)
 	require.Greater(t, s.Value, 0.0)
 
-	p = newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": closedAddr(t)})
+	p = newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": testnet.FreeAddr(t)})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "connect to 127.0.0.1:")
@@ -38,7 +39,7 @@ func TestBanner(t *testing.T) {
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, `does not start with "* OK"`)
 
-	p = newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": closedAddr(t), "expect": "220"})
+	p = newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": testnet.FreeAddr(t), "expect": "220"})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "connect to")

@@ -3,7 +3,6 @@ package loadsurge_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
@@ -146,18 +146,7 @@ func startMem(t testing.TB, o memOpts) *memServer {
 		InsecureAuth: true,
 		Logger:       log.New(io.Discard, "", 0),
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s.addr = ln.Addr().String()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-served
-	})
+	s.addr = testnet.Run(t, srv)
 	return s
 }
 
@@ -286,9 +275,9 @@ func TestIMAPFailureKinds(t *testing.T) {
 		{"no such mailbox", func(*testing.T) string { return imapAddr }, loadsurge.IMAPConfig{Mailbox: "Nope"}, loadsurge.IMAPSelect},
 		{"fetch refused", func(t *testing.T) string { return startMem(t, memOpts{Messages: 3, FailFetch: true}).addr },
 			loadsurge.IMAPConfig{}, loadsurge.IMAPFetch},
-		{"nothing listens", func(t *testing.T) string { return closedPort(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPConnect},
+		{"nothing listens", func(t *testing.T) string { return testnet.FreeAddr(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPConnect},
 		{"greeted with BYE", func(t *testing.T) string { return startMem(t, memOpts{Bye: true}).addr }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
-		{"hung up at once", func(t *testing.T) string { return hangUpServer(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
+		{"hung up at once", func(t *testing.T) string { return testnet.Serve(t, func(context.Context, net.Conn) {}).Addr }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
 		{"never greets", func(t *testing.T) string { return silentServer(t) },
 			loadsurge.IMAPConfig{Timeout: 100 * time.Millisecond}, loadsurge.IMAPTimeout},
 	} {
@@ -391,29 +380,4 @@ func TestInjectIMAPAgainstMailstack(t *testing.T) {
 	require.Equal(t, f["attempted"], f["succeeded"], s.Detail)
 	require.Equal(t, f["scheduled"], f["attempted"]+f["unsent"], s.Detail)
 	require.Nil(t, inj.Accepted("imap-1"), "an IMAP run accepts no messages")
-}
-
-// hangUpServer accepts TCP connections and closes them at once.
-func hangUpServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err == nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 // scriptOpts say how a scripted server answers. The zero value advertises
@@ -48,8 +49,6 @@ type scriptOpts struct {
 type scripted struct {
 	addr string
 	opts scriptOpts
-	ln   net.Listener
-	wg   sync.WaitGroup
 
 	mu        sync.Mutex
 	open      []net.Conn
@@ -66,39 +65,11 @@ type scripted struct {
 
 func startScripted(t testing.TB, opts scriptOpts) *scripted {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &scripted{addr: ln.Addr().String(), opts: opts, ln: ln,
-		ids: map[string]int{}, rcpts: map[string]int{}, eods: map[string]int{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.open = append(s.open, c)
-			s.conns++
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				s.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		s.mu.Lock()
-		for _, c := range s.open {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
+	s := &scripted{opts: opts, ids: map[string]int{}, rcpts: map[string]int{}, eods: map[string]int{}}
+	s.addr = testnet.Serve(t, func(_ context.Context, c net.Conn) {
+		s.locked(func() { s.conns++ })
+		s.serve(c)
+	}).Addr
 	return s
 }
 

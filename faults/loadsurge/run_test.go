@@ -17,6 +17,7 @@ import (
 	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
@@ -130,7 +131,7 @@ func TestTimeoutOutcome(t *testing.T) {
 }
 
 func TestConnErrorOutcome(t *testing.T) {
-	r := start(t, loadsurge.Config{Addr: closedPort(t), Count: 5, Concurrency: 2})
+	r := start(t, loadsurge.Config{Addr: testnet.FreeAddr(t), Count: 5, Concurrency: 2})
 	res := wait(t, r)
 	requireBalanced(t, res)
 	require.EqualValues(t, 5, res.ConnError, res.String())

@@ -67,7 +67,7 @@ func TestAPIRefusesBrowserRequests(t *testing.T) {
 	srv := startGuarded(t, proxy.ServerOptions{})
 	u, err := url.Parse(srv.URL())
 	require.NoError(t, err)
-	create := `{"name":"smtp","listen":"127.0.0.1:0","upstream":"` + g.ln.Addr().String() + `"}`
+	create := `{"name":"smtp","listen":"127.0.0.1:0","upstream":"` + g.Addr + `"}`
 	const js = "application/json"
 
 	for _, c := range []struct {
@@ -98,7 +98,7 @@ func TestAPIRefusesBrowserRequests(t *testing.T) {
 
 func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
 	g := startGreeter(t)
-	up := g.ln.Addr().String()
+	up := g.Addr
 	srv := startGuarded(t, proxy.ServerOptions{})
 	const js = "application/json"
 
@@ -154,7 +154,7 @@ func TestAPIToken(t *testing.T) {
 	ctx := context.Background()
 
 	// The server's own client carries the token.
-	_, err := srv.Link(ctx, "smtp", "127.0.0.1:0", g.ln.Addr().String())
+	_, err := srv.Link(ctx, "smtp", "127.0.0.1:0", g.Addr)
 	require.NoError(t, err)
 
 	var ae *network.APIError
@@ -200,9 +200,9 @@ func TestAPIClientSendsJSONOnEveryWrite(t *testing.T) {
 	srv := startGuarded(t, proxy.ServerOptions{})
 	c := srv.Client()
 	ctx := context.Background()
-	_, err := c.CreateProxy(ctx, "smtp", "127.0.0.1:0", g.ln.Addr().String())
+	_, err := c.CreateProxy(ctx, "smtp", "127.0.0.1:0", g.Addr)
 	require.NoError(t, err)
-	_, err = c.SetUpstream(ctx, "smtp", g.ln.Addr().String())
+	_, err = c.SetUpstream(ctx, "smtp", g.Addr)
 	require.NoError(t, err)
 	require.NoError(t, c.AddToxic(ctx, "smtp", network.Toxic{Name: "lat", Type: "latency", Stream: network.Downstream,
 		Attributes: map[string]any{"latency": 1}}))

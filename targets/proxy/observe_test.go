@@ -129,7 +129,7 @@ func TestGrayModeObservations(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			g := startGreeter(t)
-			e := startEnv(t, "smtp", g.ln.Addr().String())
+			e := startEnv(t, "smtp", g.Addr)
 			if tt.params != nil {
 				e.inject(t, grayfailure.New(), tt.params, "smtp")
 			}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack/access"
 )
 
@@ -220,46 +220,10 @@ func TestUnknownSiteNamesTheValidOnes(t *testing.T) {
 	require.EqualError(t, err, `access: unknown site "siteb"; did you mean "site-b"? (sites: site-a, site-b, site-c)`)
 }
 
-// deadAddr returns a loopback address where nothing listens.
-func deadAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // silentAddr returns the address of a server that accepts connections and
 // never says anything, like a site behind a black hole.
 func silentAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
+	return testnet.Serve(t, testnet.Hold).Addr
 }
 
 // routeSite sends the balancer's traffic for one site to addr.
@@ -276,7 +240,7 @@ func TestShallowChecksMarkARefusingSiteUnhealthyAndSessionsGoElsewhere(t *testin
 	cfg := quietConfig()
 	cfg.Health = access.HealthConfig{Mode: access.HealthShallow, Interval: 20 * time.Millisecond,
 		Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2}
-	tier, reg := startTier(t, cfg, routeSite("site-c", deadAddr(t)))
+	tier, reg := startTier(t, cfg, routeSite("site-c", testnet.FreeAddr(t)))
 	// Before the checks notice, a session placed on site-c fails to
 	// connect and is placed on another site: every log-in succeeds.
 	for i := 0; i < 6; i++ {
