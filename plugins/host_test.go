@@ -124,6 +124,7 @@ func gone(pid int) bool {
 }
 
 func TestInjectRemoveThroughThePlugin(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	ctx := context.Background()
@@ -150,6 +151,7 @@ func TestInjectRemoveThroughThePlugin(t *testing.T) {
 }
 
 func TestInvalidParametersCrossTheBoundary(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	req := f.request("r1")
@@ -169,6 +171,7 @@ func TestInvalidParametersCrossTheBoundary(t *testing.T) {
 }
 
 func TestPluginKilledMidFaultIsCleanedUpByTheHost(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	ctx := context.Background()
@@ -197,6 +200,7 @@ func TestPluginKilledMidFaultIsCleanedUpByTheHost(t *testing.T) {
 }
 
 func TestPluginExitingDuringInject(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{}, "MISBEHAVE_EXIT=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -211,6 +215,7 @@ func TestPluginExitingDuringInject(t *testing.T) {
 }
 
 func TestPluginPanicIsAnErrorAndLeavesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{}, "MISBEHAVE_PANIC=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -223,6 +228,7 @@ func TestPluginPanicIsAnErrorAndLeavesNothing(t *testing.T) {
 }
 
 func TestHungPluginIsKilledAndItsFaultRemoved(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{CallTimeout: time.Second}, "MISBEHAVE_HANG=remove")
 	ctx := context.Background()
@@ -241,6 +247,7 @@ func TestHungPluginIsKilledAndItsFaultRemoved(t *testing.T) {
 }
 
 func TestHungInjectTimesOut(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{CallTimeout: time.Second}, "MISBEHAVE_HANG=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -249,6 +256,7 @@ func TestHungInjectTimesOut(t *testing.T) {
 }
 
 func TestChecksumMismatchIsRefused(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave,
@@ -265,6 +273,7 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 }
 
 func TestProtocolVersionMismatchNamesBoth(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave, Env: []string{"MISBEHAVE_PROTOCOL=99"}})
@@ -277,6 +286,7 @@ func TestProtocolVersionMismatchNamesBoth(t *testing.T) {
 }
 
 func TestStdoutBeforeServeIsExplained(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave, Env: []string{"MISBEHAVE_STDOUT=hello"}})
@@ -284,6 +294,7 @@ func TestStdoutBeforeServeIsExplained(t *testing.T) {
 }
 
 func TestWrongNameIsRefused(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "other", Path: misbehave})
@@ -291,6 +302,7 @@ func TestWrongNameIsRefused(t *testing.T) {
 }
 
 func TestCloseRemovesFaultsLeftInPlace(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	h, p := start(t, plugins.Options{})
 	_, err := p.Inject(context.Background(), f.request("r1"))

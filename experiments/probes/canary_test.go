@@ -27,6 +27,7 @@ import (
 )
 
 func TestCanaryIsDelivered(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test"})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -52,6 +53,7 @@ func TestCanaryIsDelivered(t *testing.T) {
 }
 
 func TestCanaryDefaultsToTheFirstUserSendingToItself(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	requireOK(t, measure(p, waitFor))
@@ -62,6 +64,7 @@ func TestCanaryDefaultsToTheFirstUserSendingToItself(t *testing.T) {
 }
 
 func TestCanaryStuckBehindASlowEngineFails(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	// Every engine takes an hour over the canary (its payload carries the
 	// run ID); other mail is scanned at once.
@@ -83,6 +86,7 @@ func TestCanaryStuckBehindASlowEngineFails(t *testing.T) {
 }
 
 func TestCanarySMTPErrorFails(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "nobody@example.test"})
 	sample := measure(p, waitFor)
@@ -99,6 +103,7 @@ func TestCanarySMTPErrorFails(t *testing.T) {
 }
 
 func TestCanaryReportsIMAPErrors(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"password": "wrong"})
 	sample := measure(p, 2*time.Second)
@@ -108,6 +113,7 @@ func TestCanaryReportsIMAPErrors(t *testing.T) {
 }
 
 func TestCanaryConcurrentMeasures(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test"})
 	const n = 10
@@ -140,6 +146,7 @@ func TestCanaryConcurrentMeasures(t *testing.T) {
 }
 
 func TestCanaryCloseStopsWaitingMeasures(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	for i := range cfg.Engines {
 		cfg.Engines[i].Delay = time.Hour
@@ -165,6 +172,7 @@ func TestCanaryCloseStopsWaitingMeasures(t *testing.T) {
 }
 
 func TestCanaryReconnectsToIMAP(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	proxy := testnet.Forward(t, target.Endpoints["imap"])
 	target.Endpoints["imap"] = proxy.Addr
@@ -177,6 +185,7 @@ func TestCanaryReconnectsToIMAP(t *testing.T) {
 }
 
 func TestCanaryAmongOtherMail(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	var ids []string
 	for i := range 20 {
@@ -256,6 +265,7 @@ func flagDeleted(t testing.TB, addr, login, password string) {
 }
 
 func TestCanaryDeletesTheCanariesItSaw(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	imapAddr := target.Endpoints["imap"]
 	// Bob's mail: one message he has flagged \Deleted but not expunged,
@@ -282,6 +292,7 @@ func TestCanaryDeletesTheCanariesItSaw(t *testing.T) {
 }
 
 func TestCanaryKeepLeavesTheCanaries(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test", "keep": "true"})
 	for range 3 {
@@ -615,6 +626,7 @@ func TestCanarySeesNewMailOnAServerThatReportsItOnlyOnNoop(t *testing.T) {
 }
 
 func TestCanaryWithoutUIDPlusLeavesOthersDeletedMessagesAlone(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	imapSrv, _, target := lazyTarget(t, false, false)
 	// tester has flagged a message \Deleted and not expunged it: EXPUNGE
@@ -635,6 +647,7 @@ func TestCanaryWithoutUIDPlusLeavesOthersDeletedMessagesAlone(t *testing.T) {
 }
 
 func TestCanaryFailedDeleteDoesNotFailSamples(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	imapSrv, _, target := lazyTarget(t, true, true)
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})

@@ -11,6 +11,7 @@ import (
 )
 
 func TestIMAPLoginLatency(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.IMAPLoginKind(), target, faults.Params{})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -32,6 +33,7 @@ func TestIMAPLoginLatency(t *testing.T) {
 }
 
 func TestIMAPLoginSuccess(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.IMAPLoginKind(), target, faults.Params{"measure": "success"})
 	require.Equal(t, "ratio", p.(probes.Uniter).Unit())
@@ -55,6 +57,7 @@ func TestIMAPLoginSuccess(t *testing.T) {
 }
 
 func TestIMAPLoginUsesTheTargetUsersLogin(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	// tester logs in by a short name, as on a real server; the in-memory
 	// server knows no user by the address.

@@ -116,6 +116,7 @@ func requireOK(t testing.TB, s probes.Sample) {
 }
 
 func TestBuiltinKinds(t *testing.T) {
+	t.Parallel()
 	r := probes.NewRegistry(probes.Builtin()...)
 	require.Equal(t, []string{"banner", "imap-login", "load", "metric", "smtp-canary", "smtp-transaction", "tcp"}, r.Names())
 	_, err := r.Get("smtp-canery")
@@ -136,6 +137,7 @@ func TestBuiltinKinds(t *testing.T) {
 }
 
 func TestNewRejectsBadParameters(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Endpoints: map[string]string{"smtp": "127.0.0.1:1", "imap": "127.0.0.1:2", "metrics": "127.0.0.1:3"},
 		Users: []faults.User{{Address: "alice@example.test"}}}
 	for _, tt := range []struct {
@@ -166,6 +168,7 @@ func TestNewRejectsBadParameters(t *testing.T) {
 }
 
 func TestEndpointMayBeAnAddress(t *testing.T) {
+	t.Parallel()
 	p, err := probes.TCPKind().New(probes.Config{Params: faults.Params{"endpoint": "127.0.0.1:25"}})
 	require.NoError(t, err)
 	require.NoError(t, p.Close())

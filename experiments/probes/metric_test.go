@@ -17,6 +17,7 @@ import (
 )
 
 func TestMetricGaugeFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricQueueDepth})
 	require.Equal(t, "", p.(probes.Uniter).Unit())
@@ -51,6 +52,7 @@ func TestMetricGaugeFromTheStack(t *testing.T) {
 }
 
 func TestMetricRateFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricAccepted, "kind": "rate"})
 	first := measure(p, waitFor)
@@ -69,6 +71,7 @@ func TestMetricRateFromTheStack(t *testing.T) {
 }
 
 func TestMetricQuantileFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricDeliveryLatency,
 		"kind": "quantile", "quantile": "0.99", "unit": "s"})
@@ -90,6 +93,7 @@ func TestMetricQuantileFromTheStack(t *testing.T) {
 }
 
 func TestMetricMissingOrUnmatched(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "mailstack_queue_dept"})
 	s := measure(p, waitFor)
@@ -155,6 +159,7 @@ lat_count %d
 }
 
 func TestMetricRateAndQuantileArithmetic(t *testing.T) {
+	t.Parallel()
 	e := &exposition{bodies: []string{
 		scrapeBody(10, 5, [4]int{0, 0, 0, 0}),
 		scrapeBody(20, 5, [4]int{2, 6, 10, 10}), // 10 observations

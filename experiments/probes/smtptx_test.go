@@ -17,6 +17,7 @@ import (
 )
 
 func TestSMTPTransactionAgainstTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.SMTPTransactionKind(), target, faults.Params{"size": "2KiB"})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -52,6 +53,7 @@ func TestSMTPTransactionAgainstTheStack(t *testing.T) {
 }
 
 func TestSMTPTransactionRefusedRecipient(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.SMTPTransactionKind(), target, faults.Params{"to": "nobody@example.test"})
 	sample := measure(p, waitFor)
@@ -80,6 +82,7 @@ func (s *replySession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (s *replySession) Data(r io.Reader) error               { _, _ = io.Copy(io.Discard, r); return s.data() }
 
 func TestSMTPTransactionClasses(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var once sync.Once
 	hang := replyServer(t, func() error { <-release; return nil })
@@ -136,6 +139,7 @@ func TestSMTPTransactionClasses(t *testing.T) {
 }
 
 func TestSMTPTransactionRejectsBadParameters(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Endpoints: map[string]string{"smtp": "127.0.0.1:1"}}
 	for _, tc := range []struct {
 		params faults.Params

@@ -13,6 +13,7 @@ import (
 )
 
 func TestTCPConnect(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": "smtp"})
 	s := measure(p, waitFor)
@@ -26,6 +27,7 @@ func TestTCPConnect(t *testing.T) {
 }
 
 func TestBanner(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	for _, tt := range []struct{ endpoint, expect string }{{"smtp", "220"}, {"imap", "* OK"}, {"smtp", ""}} {
 		p := newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": tt.endpoint, "expect": tt.expect})
@@ -46,6 +48,7 @@ func TestBanner(t *testing.T) {
 }
 
 func TestBannerSilentServerTimesOut(t *testing.T) {
+	t.Parallel()
 	// The kernel completes the handshake for the listener's backlog, but
 	// nothing ever writes.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

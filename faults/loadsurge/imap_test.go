@@ -199,6 +199,7 @@ func (r *recSession) Close() error {
 }
 
 func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 3)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Count: 60, Concurrency: 4,
 		Users: st.Target.Addresses(), RunID: "closed-imap"})
@@ -211,6 +212,7 @@ func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
 }
 
 func TestIMAPOpenLoopCountsAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 0)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Schedule: loadsurge.Constant(100),
 		Duration: time.Second, Concurrency: 8, Users: st.Target.Addresses(),
@@ -226,6 +228,7 @@ func TestIMAPOpenLoopCountsAgainstMailstack(t *testing.T) {
 }
 
 func TestIMAPSessionSteps(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		messages, fetch int
 		want            string // the sequence set fetched
@@ -262,6 +265,7 @@ func TestIMAPSessionSteps(t *testing.T) {
 }
 
 func TestIMAPFailureKinds(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 1)
 	imapAddr := st.Target.Endpoints["imap"]
 	for _, tc := range []struct {
@@ -296,6 +300,7 @@ func TestIMAPFailureKinds(t *testing.T) {
 }
 
 func TestIMAPMixedOutcomesAddUp(t *testing.T) {
+	t.Parallel()
 	// One user in three cannot log in; the others fetch from the stack.
 	st := stack(t, 2)
 	users := []string{"alice@example.test", "nobody@example.test", "bob@example.test"}
@@ -309,6 +314,7 @@ func TestIMAPMixedOutcomesAddUp(t *testing.T) {
 }
 
 func TestIMAPStopIsGraceful(t *testing.T) {
+	t.Parallel()
 	s := startMem(t, memOpts{Messages: 1})
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: s.addr, Schedule: loadsurge.Constant(100), Duration: time.Hour})
 	require.Eventually(t, func() bool { return r.Snapshot().Succeeded >= 10 }, waitFor, time.Millisecond)
@@ -322,6 +328,7 @@ func TestIMAPStopIsGraceful(t *testing.T) {
 }
 
 func TestStartIMAPRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []loadsurge.IMAPConfig{
 		{},
 		{Addr: "nowhere"},
@@ -338,6 +345,7 @@ func TestStartIMAPRejectsBadConfig(t *testing.T) {
 }
 
 func TestIMAPOutcomeNames(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for o := loadsurge.IMAPSucceeded; o <= loadsurge.IMAPUnsent; o++ {
 		require.NotContains(t, o.String(), "outcome(")
@@ -347,6 +355,7 @@ func TestIMAPOutcomeNames(t *testing.T) {
 }
 
 func TestInjectIMAPAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	// The defaults reach the embedded stack: its imap endpoint, its users
 	// and their password.
 	st := stack(t, 2)

@@ -136,6 +136,7 @@ func silent(t *testing.T, c net.Conn, r *bufio.Reader, d time.Duration) {
 }
 
 func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -174,6 +175,7 @@ func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
 }
 
 func TestStallAfterBytes(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "stall-after", "after": "4"}, "smtp")
@@ -189,6 +191,7 @@ func TestStallAfterBytes(t *testing.T) {
 }
 
 func TestBlackholeSwallowsSilently(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -215,6 +218,7 @@ func TestBlackholeSwallowsSilently(t *testing.T) {
 }
 
 func TestHalfOpenKillsOneDirection(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "half-open"}, "smtp")
@@ -226,6 +230,7 @@ func TestHalfOpenKillsOneDirection(t *testing.T) {
 }
 
 func TestSlowDrip(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "slow-drip", "rate": "40"}, "smtp")
@@ -242,6 +247,7 @@ func TestSlowDrip(t *testing.T) {
 }
 
 func TestResetIsLoud(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "reset"}, "smtp")
@@ -262,6 +268,7 @@ func TestResetIsLoud(t *testing.T) {
 // connections is affected: with p = 0.3 over 200 connections the count of
 // stalled ones must fall within 4.5 standard deviations of 60.
 func TestFractionIsPerConnection(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole", "fraction": "30%", "direction": "downstream"}, "smtp")
@@ -314,6 +321,7 @@ func timedScan(t *testing.T, c *clamd.Client, payload string) (clamd.Result, tim
 }
 
 func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"latency": "700ms"})
@@ -333,6 +341,7 @@ func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
 }
 
 func TestAVLatencyEveryScan(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "latency", "latency": "400ms"}, "av-engine-1")
 	_, d := timedScan(t, c, "clean")
@@ -340,6 +349,7 @@ func TestAVLatencyEveryScan(t *testing.T) {
 }
 
 func TestAVLatencyErrorReplies(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"mode": "error"}, "av-engine-1")
@@ -354,6 +364,7 @@ func TestAVLatencyErrorReplies(t *testing.T) {
 }
 
 func TestAVLatencyCloseAfter(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "close-after", "bytes": "20"}, "av-engine-1")
 	_, err := c.Scan(context.Background(), []byte("a payload longer than twenty bytes"))
@@ -361,6 +372,7 @@ func TestAVLatencyCloseAfter(t *testing.T) {
 }
 
 func TestBadParametersAreNamed(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Toxiproxy: "http://127.0.0.1:1", Links: []faults.Link{{Name: "smtp"}, {Name: "av-engine-1"}}}
 	tests := []struct {
 		inj    faults.Injector
@@ -389,6 +401,7 @@ func TestBadParametersAreNamed(t *testing.T) {
 }
 
 func TestReaperRemovesExpiredToxics(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	h, err := grayfailure.New().Inject(context.Background(), faults.Request{ID: "short", Owner: "test", Target: e.target,
@@ -403,6 +416,7 @@ func TestReaperRemovesExpiredToxics(t *testing.T) {
 }
 
 func TestRemoveOwned(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole"}, "smtp")
@@ -420,6 +434,7 @@ func TestRemoveOwned(t *testing.T) {
 // does not wait for ever for a removal: the client sees the end after the
 // grace, and no goroutine is stranded.
 func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -437,6 +452,7 @@ func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
 }
 
 func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
@@ -458,6 +474,7 @@ func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
 }
 
 func TestApplyRollsBackOnFailure(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	_, err := network.Apply(context.Background(), faults.Request{ID: "x", Owner: "test", Target: e.target, TTL: time.Hour},
@@ -474,6 +491,7 @@ func TestApplyRollsBackOnFailure(t *testing.T) {
 // TestAddToxicRejectsUnknownAttributes: toxiproxy ignores an attribute its
 // toxic type lacks; mailchaos refuses it, naming it, and leaves nothing.
 func TestAddToxicRejectsUnknownAttributes(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	c := e.srv.Client()

@@ -205,6 +205,7 @@ func ctx(t *testing.T) context.Context {
 // TestStack runs one stack with the incident profile through mail flow,
 // idempotent up, the remediated interceptor and down.
 func TestStack(t *testing.T) {
+	t.Parallel()
 	s := realstack.Start(t, realstack.Options{})
 	require.Equal(t, realstack.ProfileIncident, s.Profile)
 	require.Equal(t, s.Clamd, s.ClamdLink, "no link: the milter talks to clamd directly")
@@ -390,6 +391,7 @@ func freePort(t *testing.T) int {
 // test: mail is scanned through it, and with the link broken clean mail is
 // deferred (OnFail Defer), not accepted unscanned.
 func TestClamdVia(t *testing.T) {
+	t.Parallel()
 	clamdPort := freePort(t)
 	fwd := testnet.Forward(t, "127.0.0.1:"+strconv.Itoa(clamdPort))
 	s := realstack.Start(t, realstack.Options{ClamdVia: fwd.Addr, Ports: realstack.Ports{Clamd: clamdPort}})
@@ -427,6 +429,7 @@ func TestClamdVia(t *testing.T) {
 // stands in for the mailchaos binary) and the remediated profile: a black
 // hole on the clamd link defers clean mail within seconds.
 func TestMailchaosProxy(t *testing.T) {
+	t.Parallel()
 	self, err := os.Executable()
 	require.NoError(t, err)
 	s := realstack.Start(t, realstack.Options{Mailchaos: self, Profile: realstack.ProfileRemediated})
@@ -480,6 +483,7 @@ func TestMailchaosProxy(t *testing.T) {
 
 // TestAvailable checks that Available explains itself.
 func TestAvailable(t *testing.T) {
+	t.Parallel()
 	err := realstack.Available()
 	if err == nil {
 		return
@@ -489,6 +493,7 @@ func TestAvailable(t *testing.T) {
 
 // TestLoad reads an env file as the script writes it.
 func TestLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	env := "DIR=" + dir + "\nPROFILE=remediated\nSMTP=127.0.0.1:2001\nIMAP=127.0.0.1:2002\nCLAMD=127.0.0.1:2003\n" +
 		"MILTER=127.0.0.1:2004\nCLAMD_LINK=127.0.0.1:2005\nPROXY=http://127.0.0.1:2006\nDOMAIN=realstack.test\n" +
@@ -516,6 +521,7 @@ func TestLoad(t *testing.T) {
 
 // TestUpRefusesSymlink: nothing is written through a symlinked folder.
 func TestUpRefusesSymlink(t *testing.T) {
+	t.Parallel()
 	real := t.TempDir()
 	link := filepath.Join(t.TempDir(), "link")
 	require.NoError(t, os.Symlink(real, link))
@@ -531,6 +537,7 @@ func TestUpRefusesSymlink(t *testing.T) {
 // can write: never in /etc, where the script would rewrite the system's own
 // configuration.
 func TestCheckDirRefusesFoldersThatAreNotAStacks(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("realstack: folders are checked for root ownership; run as root")
 	}
@@ -565,6 +572,7 @@ func TestCheckDirRefusesFoldersThatAreNotAStacks(t *testing.T) {
 // TestScriptRefusesAFolderItDidNotMake: the script itself, run by hand on a
 // folder that holds something else, writes nothing there.
 func TestScriptRefusesAFolderItDidNotMake(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("realstack: the script runs as root only; run as root")
 	}
