@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,6 +41,26 @@ func TestMain(m *testing.M) {
 		os.Exit(cli.Run(context.Background(), append([]string{"mailchaos"}, os.Args[1:]...), cli.Env{
 			Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs, StopSignals: func() { signal.Stop(sigs) }}))
 	}
+	// Most parallel tests here wait: on experiments run in processes of
+	// their own, or for their turn at running command lines in this
+	// process (inProcess). With the default of one running test per core,
+	// tests waiting for their turn would hold every place and the rest
+	// would wait behind them, so every test gets a place. -parallel on the
+	// command line still rules.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "256")
+	}
+	// A process built with the race detector sleeps a second before it
+	// exits, in case another goroutine is still reporting a race (GORACE
+	// atexit_sleep_ms): every plugin process an in-process command line
+	// starts (the test binary) would cost that second. A race found before
+	// the exit is still reported and still sets the exit status.
+	if gorace := os.Getenv("GORACE"); !strings.Contains(gorace, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(gorace+" atexit_sleep_ms=0"))
+	}
 	// Runs without --journal write into the user's state directory: a
 	// directory of the tests' own, removed at the end.
 	state, err := os.MkdirTemp("", "mailchaos-state-")
@@ -48,8 +69,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Setenv("XDG_STATE_HOME", state)
+	bins, err := os.MkdirTemp("", "mailchaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	built.dir = bins
 	code := m.Run()
 	_ = os.RemoveAll(state)
+	_ = os.RemoveAll(bins)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -79,12 +107,12 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// run runs the command line in-process and returns its exit code, stdout and
-// stderr.
+// run runs the command line in-process, in its turn (inProcess), and
+// returns its exit code, stdout and stderr.
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb syncBuffer
-	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb})
+	code := runCLI(t, cli.Env{Stdout: &out, Stderr: &errb}, args...)
 	return code, out.String(), errb.String()
 }
 
@@ -96,17 +124,30 @@ func runProcess(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
+	return runExecutable(t, self, args...)
+}
+
+// runBinary is runProcess with the mailchaos binary, built without the
+// race detector (mailchaosBinary): for experiments whose verdict depends
+// on how fast the stack and the load run, as they do for users.
+func runBinary(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return runExecutable(t, mailchaosBinary(t), args...)
+}
+
+func runExecutable(t *testing.T, exe string, args ...string) (int, string, string) {
+	t.Helper()
 	var out, errb syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self, args...)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	// It dies with the test process, and is stopped like a user stops it
 	// when it takes too long (its faults are rolled back).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	err = cmd.Run()
+	err := cmd.Run()
 	require.NoError(t, ctx.Err(), "mailchaos %v took too long:\n%s\n%s", args, out.String(), errb.String())
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -114,6 +155,49 @@ func runProcess(t *testing.T, args ...string) (int, string, string) {
 	}
 	require.NoError(t, err)
 	return 0, out.String(), errb.String()
+}
+
+// built holds the binaries the tests build once, on first use, and share;
+// TestMain makes its directory and removes it.
+var built = struct {
+	dir string
+	mu  sync.Mutex
+	m   map[string]*build
+}{m: map[string]*build{}}
+
+type build struct {
+	once sync.Once
+	err  error
+}
+
+// binary builds the main package in pkgDir into a file named name, once
+// for all the tests, and returns its path.
+func binary(t *testing.T, name, pkgDir string) string {
+	t.Helper()
+	built.mu.Lock()
+	b := built.m[name]
+	if b == nil {
+		b = &build{}
+		built.m[name] = b
+	}
+	built.mu.Unlock()
+	path := filepath.Join(built.dir, name)
+	b.once.Do(func() {
+		cmd := exec.Command("go", "build", "-o", path, ".")
+		cmd.Dir = pkgDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %w\n%s", pkgDir, err, out)
+		}
+	})
+	require.NoError(t, b.err)
+	return path
+}
+
+// mailchaosBinary returns the mailchaos binary, built as make build builds
+// it (without the race detector).
+func mailchaosBinary(t *testing.T) string {
+	t.Helper()
+	return binary(t, "mailchaos", "..")
 }
 
 // endpoints waits for NAME=ADDR lines on out and returns them.
@@ -137,14 +221,11 @@ func endpoints(t *testing.T, out *syncBuffer, want ...string) map[string]string 
 }
 
 func TestServeMailstackPrintsEndpointsAndStopsOnSignal(t *testing.T) {
+	t.Parallel()
 	var out, errb syncBuffer
 	sigs := make(chan os.Signal, 2)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "--log-level", "warn", "target", "serve", "mailstack",
-			"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
-			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs}, "--log-level", "warn", "target", "serve", "mailstack",
+		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
 	eps := endpoints(t, &out, "smtp", "imap", "metrics", "av-engine-1", "av-engine-2", "av-engine-3")
 	require.Regexp(t, regexp.MustCompile(`^smtp=127\.0\.0\.1:\d+\nimap=127\.0\.0\.1:\d+\nmetrics=127\.0\.0\.1:\d+\nav-engine-1=`), out.String())
 
@@ -174,13 +255,10 @@ func TestServeMailstackPrintsEndpointsAndStopsOnSignal(t *testing.T) {
 }
 
 func TestServeClamdAnswersAndStopsOnSignal(t *testing.T) {
+	t.Parallel()
 	var out, errb syncBuffer
 	sigs := make(chan os.Signal, 2)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "target", "serve", "clamd", "--listen", "127.0.0.1:0"},
-			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs}, "target", "serve", "clamd", "--listen", "127.0.0.1:0")
 	eps := endpoints(t, &out, "clamd")
 	c := &clamd.Client{Addr: eps["clamd"]}
 	res, err := c.Scan(context.Background(), []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`))
@@ -196,6 +274,7 @@ func TestServeClamdAnswersAndStopsOnSignal(t *testing.T) {
 }
 
 func TestInvalidInputExitsTwo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "stack.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("scan:\n  workers: 2\n  wrokers: 3\n"), 0o600))
@@ -231,13 +310,10 @@ func TestInvalidInputExitsTwo(t *testing.T) {
 }
 
 func TestListenFailureIsNotInvalidInput(t *testing.T) {
+	t.Parallel()
 	var out, errb syncBuffer
 	sigs := make(chan os.Signal, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "target", "serve", "clamd", "--listen", "127.0.0.1:0"},
-			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs}, "target", "serve", "clamd", "--listen", "127.0.0.1:0")
 	eps := endpoints(t, &out, "clamd")
 	code, _, stderr := run(t, "target", "serve", "clamd", "--listen", eps["clamd"])
 	require.Equal(t, cli.ExitAborted, code)
@@ -247,6 +323,7 @@ func TestListenFailureIsNotInvalidInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	code, out, _ := run(t, "--help")
 	require.Equal(t, cli.ExitOK, code)
 	require.Contains(t, out, "target")
@@ -258,13 +335,11 @@ func TestHelp(t *testing.T) {
 // TestBinaryStopsCleanlyOnSIGTERM builds the real binary and stops it with a
 // real signal, as a user's terminal or a service manager would.
 func TestBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "mailchaos")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := mailchaosBinary(t)
 	for _, sig := range []os.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			var out, errb syncBuffer

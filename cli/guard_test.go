@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -23,6 +23,7 @@ import (
 // TestInjectGuardsEveryAddress: a fault's address parameter (the
 // maintenance fault's admin API) passes the loopback guard too.
 func TestInjectGuardsEveryAddress(t *testing.T) {
+	t.Parallel()
 	code, _, stderr := run(t, "inject", "maintenance", "--upstream", lineServer(t),
 		"--param", "site=site-a", "--param", "admin=0.0.0.0:8080", "--for", "1s")
 	require.Equal(t, cli.ExitInvalid, code, stderr)
@@ -44,6 +45,7 @@ func writeCrashedJournal(t *testing.T, h faults.Handle) string {
 // TestRecoverGuardsTheJournalsAddresses: recover reaches a journal's
 // toxiproxy server and admin APIs only on loopback, without --allow-remote.
 func TestRecoverGuardsTheJournalsAddresses(t *testing.T) {
+	t.Parallel()
 	name := network.ToxicName("run-1", "s0", time.Now().Add(time.Hour), 0)
 	for _, h := range []faults.Handle{
 		{ID: "s0", Fault: "gray-failure", Owner: "run-1", Toxiproxy: "http://0.0.0.0:8474",
@@ -62,10 +64,8 @@ func TestRecoverGuardsTheJournalsAddresses(t *testing.T) {
 // so and exits 4 instead of marking them removed; the remove events it
 // writes carry their step.
 func TestRecoverSaysWhatItCouldNotReach(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	t.Parallel()
+	closed := "http://" + testnet.FreeAddr(t)
 	name := network.ToxicName("run-1", "s0", time.Now().Add(time.Hour), 0)
 	h := faults.Handle{ID: "s0", Fault: "gray-failure", Owner: "run-1", Toxiproxy: closed,
 		Toxics: []faults.ToxicRef{{Proxy: "svc", Name: name}}}
@@ -99,6 +99,7 @@ func TestRecoverSaysWhatItCouldNotReach(t *testing.T) {
 // was being injected journals the intent, not the injection; recover still
 // finds the toxics by the names the intent implies.
 func TestRecoverFindsFaultsOnlyTheIntentRecorded(t *testing.T) {
+	t.Parallel()
 	srv, err := proxy.StartServer(t.Context(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
@@ -130,6 +131,7 @@ func TestRecoverFindsFaultsOnlyTheIntentRecorded(t *testing.T) {
 // TestListenPortOutOfRangeIsInvalidInput: a port past 65535 is a bad flag
 // (exit 2), caught before anything starts, not a failed run (exit 3).
 func TestListenPortOutOfRangeIsInvalidInput(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"target", "serve", "mailstack", "--smtp", "127.0.0.1:99999"},
 		{"target", "serve", "clamd", "--listen", "127.0.0.1:99999"},
@@ -144,6 +146,7 @@ func TestListenPortOutOfRangeIsInvalidInput(t *testing.T) {
 // TestReportThroughALinkToADevice: a report may go through a link to a
 // device (--summary /dev/stdout); only a link to a file is refused.
 func TestReportThroughALinkToADevice(t *testing.T) {
+	t.Parallel()
 	jpath := writeCrashedJournal(t, faults.Handle{ID: "s0", Fault: "gray-failure", Owner: "run-1"})
 	link := filepath.Join(t.TempDir(), "out")
 	require.NoError(t, os.Symlink(os.DevNull, link))

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -30,10 +30,7 @@ func startCLI(t *testing.T, args ...string) (out, errb *syncBuffer, signal func(
 	t.Helper()
 	out, errb = &syncBuffer{}, &syncBuffer{}
 	sigs := make(chan os.Signal, 2)
-	ch := make(chan int, 1)
-	go func() {
-		ch <- cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: out, Stderr: errb, Signals: sigs})
-	}()
+	ch := goCLI(t, cli.Env{Stdout: out, Stderr: errb, Signals: sigs}, args...)
 	t.Cleanup(func() {
 		select {
 		case sigs <- os.Interrupt:
@@ -57,48 +54,17 @@ func waitExit(t *testing.T, done <-chan int) int {
 // lineServer greets and echoes lines, like a tiny SMTP server.
 func lineServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return testnet.Serve(t, func(_ context.Context, c net.Conn) {
+		_, _ = io.WriteString(c, "220 hi\r\n")
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			l, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.WriteString(c, "220 hi\r\n")
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					_, _ = io.WriteString(c, "250 "+l)
-				}
-			}()
+			_, _ = io.WriteString(c, "250 "+l)
 		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	}).Addr
 }
 
 // linkAddr waits for "link NAME: LISTEN -> UPSTREAM" and returns LISTEN.
@@ -118,6 +84,7 @@ func linkAddr(t *testing.T, out *syncBuffer, name string) string {
 }
 
 func TestInjectAdHocAgainstAPlainAddressRemovedOnCtrlC(t *testing.T) {
+	t.Parallel()
 	upstream := lineServer(t)
 	out, errb, signal, done := startCLI(t, "inject", "gray-failure", "--upstream", upstream, "--param", "mode=stall-after", "--for", "10m")
 	listen := linkAddr(t, out, "link")
@@ -143,6 +110,7 @@ func TestInjectAdHocAgainstAPlainAddressRemovedOnCtrlC(t *testing.T) {
 }
 
 func TestInjectOnTheEmbeddedStackEndsWhenTimeIsUp(t *testing.T) {
+	t.Parallel()
 	out, errb, _, done := startCLI(t, "inject", "av-latency", "--param", "latency=3s", "--for", "1500ms")
 	engine := linkAddr(t, out, "av-engine-2")
 	c := &clamd.Client{Addr: engine}
@@ -156,6 +124,7 @@ func TestInjectOnTheEmbeddedStackEndsWhenTimeIsUp(t *testing.T) {
 }
 
 func TestInjectOnATargetFileWithAnExternalToxiproxy(t *testing.T) {
+	t.Parallel()
 	upstream := lineServer(t)
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
@@ -174,6 +143,7 @@ func TestInjectOnATargetFileWithAnExternalToxiproxy(t *testing.T) {
 }
 
 func TestInjectInvalidInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	remote := filepath.Join(dir, "remote.yaml")
 	require.NoError(t, os.WriteFile(remote, []byte("links:\n  - name: mx\n    listen: 127.0.0.1:2525\n    upstream: 192.0.2.10:25\n"), 0o600))
@@ -198,6 +168,7 @@ func TestInjectInvalidInput(t *testing.T) {
 }
 
 func TestProxyServeRegistersMailchaosToxics(t *testing.T) {
+	t.Parallel()
 	out, errb, signal, done := startCLI(t, "proxy", "serve", "--listen", "127.0.0.1:0")
 	eps := endpoints(t, out, "toxiproxy")
 	c := network.NewClient(eps["toxiproxy"])
@@ -213,6 +184,7 @@ func TestProxyServeRegistersMailchaosToxics(t *testing.T) {
 }
 
 func TestFaultsLists(t *testing.T) {
+	t.Parallel()
 	code, out, _ := run(t, "faults")
 	require.Equal(t, cli.ExitOK, code)
 	require.Contains(t, out, "gray-failure: ")
@@ -226,13 +198,7 @@ func TestFaultsLists(t *testing.T) {
 // clamdServer runs a bundled engine on loopback.
 func clamdServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &clamd.Server{}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done })
-	return ln.Addr().String()
+	return testnet.Run(t, &clamd.Server{})
 }
 
 func toxicsOn(t *testing.T, c *network.Client) int {
@@ -250,6 +216,7 @@ func toxicsOn(t *testing.T, c *network.Client) int {
 // through an external toxiproxy server, ending it every way it can end, and
 // checks the server is clean afterwards.
 func TestInjectLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
@@ -287,16 +254,6 @@ func TestInjectLeavesNothingBehind(t *testing.T) {
 			})
 		}
 	}
-}
-
-// buildBinary builds mailchaos into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mailchaos")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-	return bin
 }
 
 // childPIDs lists a process's children.
@@ -343,7 +300,7 @@ func proxyServe(t *testing.T) string {
 func startKilledInject(t *testing.T, api string, grace time.Duration) (*exec.Cmd, []int) {
 	t.Helper()
 	var stdout syncBuffer
-	cmd := exec.Command(buildBinary(t), "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
+	cmd := exec.Command(mailchaosBinary(t), "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
 		"--param", "mode=blackhole", "--for", "1s", "--grace", grace.String())
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
@@ -358,6 +315,7 @@ func startKilledInject(t *testing.T, api string, grace time.Duration) (*exec.Cmd
 // while its fault is in place: its plugin processes notice, remove the
 // fault and exit, long before the fault's time-to-live.
 func TestKilledHostPluginRemovesItsFault(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -383,6 +341,7 @@ func TestKilledHostPluginRemovesItsFault(t *testing.T) {
 // SIGKILL while the fault is in place: the fault must still go, at its
 // time-to-live, removed by the toxiproxy server's reaper.
 func TestKilledInjectFaultExpires(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

@@ -70,11 +70,12 @@ func stateEnv(dir string) func(string) string {
 func runEnv(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb syncBuffer
-	code := cli.Run(t.Context(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb, Getenv: getenv})
+	code := runCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Getenv: getenv}, args...)
 	return code, out.String(), errb.String()
 }
 
 func TestJournalAndReportsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	exp := writeExperiment(t, dir)
 	jpath, junit, summary := filepath.Join(dir, "j.jsonl"), filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md")
@@ -105,6 +106,7 @@ func TestJournalAndReportsHoldNoSecrets(t *testing.T) {
 }
 
 func TestDefaultJournalInStateDir(t *testing.T) {
+	t.Parallel()
 	state := t.TempDir()
 	exp := writeExperiment(t, t.TempDir())
 	code, out, errb := runEnv(t, stateEnv(state), "--log-level", "warn", "--builtins", "in-process", "run", "-q", exp)
@@ -136,6 +138,7 @@ func TestDefaultJournalInStateDir(t *testing.T) {
 }
 
 func TestDefaultJournalDirRefused(t *testing.T) {
+	t.Parallel()
 	exp := writeExperiment(t, t.TempDir())
 	t.Run("symlink", func(t *testing.T) {
 		state, elsewhere := t.TempDir(), t.TempDir()
@@ -163,6 +166,7 @@ func TestDefaultJournalDirRefused(t *testing.T) {
 }
 
 func TestExplicitJournalNeverOverwritten(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	exp := writeExperiment(t, dir)
 	victim := filepath.Join(dir, "victim")
@@ -188,6 +192,7 @@ func TestExplicitJournalNeverOverwritten(t *testing.T) {
 }
 
 func TestReportsDoNotFollowLinks(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	jpath := filepath.Join(dir, "j.jsonl")
 	jw, err := journal.Create(jpath, "run-1")

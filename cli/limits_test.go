@@ -14,6 +14,7 @@ import (
 // TestValidateRefusesHostileFiles checks that files past the limits on
 // size, nesting and text are invalid input (exit 2) with a position.
 func TestValidateRefusesHostileFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, src string) string {
 		t.Helper()
@@ -43,6 +44,7 @@ func TestValidateRefusesHostileFiles(t *testing.T) {
 // bad flag. (Each runs in a process of its own: the limit is the
 // process's.)
 func TestMaxFileSizeFlagRaisesTheLimit(t *testing.T) {
+	t.Parallel()
 	big := filepath.Join(t.TempDir(), "big.yaml")
 	require.NoError(t, os.WriteFile(big, []byte("title: big\ndescription: "+strings.Repeat("x", 2<<20)+"\n"), 0o600))
 	code, _, stderr := runProcess(t, "--max-file-size", "4MiB", "validate", big)

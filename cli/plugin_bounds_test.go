@@ -108,6 +108,7 @@ func (h *hangingAPI) URL() string { return h.srv.URL }
 // TestSecondSignalWithHungToxiproxy: with the toxiproxy API hung during
 // the rollback, a second SIGINT ends mailchaos within about a second.
 func TestSecondSignalWithHungToxiproxy(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
@@ -144,11 +145,7 @@ safety: { max-duration: 2m }
 
 	var out, errb syncBuffer
 	sigs := make(chan os.Signal, 2)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "--log-level", "warn", "run", exp},
-			cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir), Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir), Signals: sigs}, "--log-level", "warn", "run", exp)
 	for deadline := time.Now().Add(waitFor); !strings.Contains(out.String(), "inject misbehave"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			sigs <- os.Interrupt

@@ -35,23 +35,28 @@ func pluginPath(dir string) func(string) string {
 func runIn(t *testing.T, dir string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb syncBuffer
-	code := cli.Run(context.Background(), append([]string{"mailchaos"}, args...), cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)})
+	code := runCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)}, args...)
 	return code, out.String(), errb.String()
 }
 
-// goBuild builds a package into dir/name.
-func goBuild(t *testing.T, pkgDir, out string) {
+// pluginDir puts the plugin NAME, built from pkgDir once for all the
+// tests, into a new directory as mailchaos-fault-NAME, and returns the
+// directory.
+func pluginDir(t *testing.T, name, pkgDir string) string {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = pkgDir
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", b)
+	exe := "mailchaos-fault-" + name
+	data, err := os.ReadFile(binary(t, exe, pkgDir))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, exe), data, 0o755))
+	return dir
 }
 
 // TestScaffoldedPluginEndToEnd is what a plugin author does: scaffold a
 // plugin outside the repository, test and build it as generated, and use it
 // from mailchaos: listed, described, locked and run in an experiment.
 func TestScaffoldedPluginEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin module")
 	}
@@ -131,12 +136,10 @@ safety: { max-duration: 60s }
 	require.Equal(t, cli.ExitOK, code, errb)
 }
 
-// misbehaveDir builds the misbehaving test plugin into a new directory.
+// misbehaveDir puts the misbehaving test plugin into a new directory.
 func misbehaveDir(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	goBuild(t, "../plugins/internal/misbehave", filepath.Join(dir, "mailchaos-fault-misbehave"))
-	return dir
+	return pluginDir(t, "misbehave", "../plugins/internal/misbehave")
 }
 
 // externalExperiment writes an experiment on an external target: a link
@@ -205,11 +208,7 @@ func TestPluginKilledMidRun(t *testing.T) {
 	exp := externalExperiment(t, srv, time.Minute)
 
 	var out, errb syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "--log-level", "warn", "run", exp},
-			cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Getenv: pluginPath(dir)}, "--log-level", "warn", "run", exp)
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "inject misbehave") },
 		waitFor, 10*time.Millisecond, "%s %s", out.String(), errb.String())
 	data, err := os.ReadFile(pidfile)
@@ -260,11 +259,11 @@ func TestPluginVersionMismatchIsClear(t *testing.T) {
 // TestCatalogPluginExperiment runs the catalog experiment that uses the
 // example plugin smtp-reply-faults, built as `make plugins` builds it.
 func TestCatalogPluginExperiment(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin and runs a 25-second experiment")
 	}
-	dir := t.TempDir()
-	goBuild(t, "../plugins/examples/smtp-reply-faults", filepath.Join(dir, "mailchaos-fault-smtp-reply-faults"))
+	dir := pluginDir(t, "smtp-reply-faults", "../plugins/examples/smtp-reply-faults")
 	exp := "../experiments/catalog/smtp-ingress-tempfail.yaml"
 	code, out, errb := runIn(t, dir, "validate", exp)
 	require.Equal(t, cli.ExitOK, code, "%s %s", out, errb)

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,14 +20,15 @@ import (
 // incident settings fail (clean senders wait for seconds while clamd is slow
 // on the virus flood), the remediated ones pass. Both run on one stack, one
 // after the other (the profile is applied in between): run side by side on
-// two cores they would measure each other.
+// two cores they would measure each other. The pair runs alongside the
+// other tests, with the mailchaos binary (built without the race detector,
+// as users run it) in processes of its own.
 func TestRealStackCatalogPair(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs two experiments of about 40 s on a real mail stack")
 	}
-	self, err := os.Executable()
-	require.NoError(t, err)
-	stack := realstack.Start(t, realstack.Options{Mailchaos: self, Profile: realstack.ProfileIncident})
+	stack := realstack.Start(t, realstack.Options{Mailchaos: mailchaosBinary(t), Profile: realstack.ProfileIncident})
 	proxy := network.NewClient(stack.Proxy)
 	for _, tt := range []struct {
 		profile, file string
@@ -40,7 +40,7 @@ func TestRealStackCatalogPair(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			stack.Apply(t, tt.profile)
 			jpath := filepath.Join(t.TempDir(), "journal.jsonl")
-			code, out, stderr := run(t, "--log-level", "warn", "run", "-q", "--target", stack.TargetFile,
+			code, out, stderr := runBinary(t, "--log-level", "warn", "run", "-q", "--target", stack.TargetFile,
 				"--journal", jpath, "../experiments/catalog/realstack/"+tt.file)
 			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
 

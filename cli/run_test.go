@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 )
 
 func TestInvalidExperimentsExitTwo(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("../experiments/testdata/invalid/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -37,37 +39,45 @@ func TestInvalidExperimentsExitTwo(t *testing.T) {
 }
 
 func TestSchemaIsJSON(t *testing.T) {
+	t.Parallel()
 	code, out, _ := run(t, "schema")
 	require.Equal(t, cli.ExitOK, code)
 	require.Contains(t, out, `"steady-state"`)
 	require.Contains(t, out, `"$schema"`)
 }
 
-// TestCatalogAVIncidentPair runs the AV-engine incident pair end to end:
-// the incident settings must fail their recovery bound (exit 1), the
+// TestCatalogIncidentPairs runs both incident pairs end to end: the
+// incident settings must fail their recovery bound (exit 1), the
 // remediated ones must pass (exit 0).
 func TestCatalogIncidentPairs(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs four experiments of about a minute")
 	}
+	// Each experiment runs its own embedded stack on free ports, in a
+	// process of its own: the mailchaos binary, built without the race
+	// detector, which makes the stack and the load generator several
+	// times more expensive. A pair runs in a lane of its own, one
+	// experiment after the other: the AV pair's 250 msg/s surge needs most
+	// of a core, and side by side on two cores the two would measure each
+	// other. The lanes run alongside each other and the other tests.
+	lanes := map[string]*sync.Mutex{"av": {}, "access": {}}
 	for _, tt := range []struct {
-		file string
-		want int
+		file, lane string
+		want       int
 	}{
-		{"av-latency-incident.yaml", cli.ExitFailed},
-		{"av-latency-remediated.yaml", cli.ExitOK},
-		{"access-gray-shallow.yaml", cli.ExitFailed},
-		{"access-gray-deep.yaml", cli.ExitOK},
+		{"av-latency-incident.yaml", "av", cli.ExitFailed},
+		{"av-latency-remediated.yaml", "av", cli.ExitOK},
+		{"access-gray-shallow.yaml", "access", cli.ExitFailed},
+		{"access-gray-deep.yaml", "access", cli.ExitOK},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			// Each runs its own embedded stack on free ports, in a
-			// process of its own, one after the other: side by side on
-			// two cores, with other packages' tests running too, they
-			// would measure each other (a 250 msg/s surge needs most of
-			// a core).
+			t.Parallel()
+			lanes[tt.lane].Lock()
+			defer lanes[tt.lane].Unlock()
 			dir := t.TempDir()
 			junit, summary, jpath := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md"), filepath.Join(dir, "journal.jsonl")
-			code, out, stderr := runProcess(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
+			code, out, stderr := runBinary(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
 				"../experiments/catalog/"+tt.file)
 			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
 			require.Contains(t, out, "time to recover")
@@ -91,10 +101,13 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type)
 			if sum := evs[len(evs)-1].Summary; sum != nil {
 				t.Logf("%s: time to recover %s (bound %s)", tt.file, sum.TimeToRecover, sum.RecoveryBound)
+				for _, s := range sum.SLIs {
+					t.Logf("%s: %s baseline %g worst %g (%d failed) recovered in %s", tt.file, s.Name, s.Baseline, s.Worst, s.FailedSamples, s.TimeToRecover)
+				}
 			}
 
 			// The journal renders again, the same way.
-			code, again, _ := runProcess(t, "report", jpath)
+			code, again, _ := runBinary(t, "report", jpath)
 			require.Equal(t, cli.ExitOK, code)
 			require.Contains(t, again, "time to recover")
 		})
@@ -102,6 +115,7 @@ func TestCatalogIncidentPairs(t *testing.T) {
 }
 
 func TestRunStopsOnSignals(t *testing.T) {
+	t.Parallel()
 	for _, signals := range [][]os.Signal{{os.Interrupt}, {os.Interrupt, syscall.SIGTERM}} {
 		t.Run(strings.Repeat("signal ", len(signals)), func(t *testing.T) {
 			jpath := filepath.Join(t.TempDir(), "j.jsonl")
@@ -128,6 +142,7 @@ func TestRunStopsOnSignals(t *testing.T) {
 }
 
 func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
+	t.Parallel()
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()

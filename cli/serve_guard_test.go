@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 )
 
 func TestServeGuardRefusesRemoteListens(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	open := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(open, []byte("s3cret\n"), 0o644))
@@ -69,20 +69,12 @@ func TestServeGuardProxyServe(t *testing.T) {
 
 	var cout, cerr syncBuffer
 	csigs := make(chan os.Signal, 1)
-	cdone := make(chan int, 1)
-	go func() {
-		cdone <- cli.Run(context.Background(), []string{"mailchaos", "target", "serve", "clamd", "--listen", "127.0.0.1:0"},
-			cli.Env{Stdout: &cout, Stderr: &cerr, Signals: csigs})
-	}()
+	cdone := goCLI(t, cli.Env{Stdout: &cout, Stderr: &cerr, Signals: csigs}, "target", "serve", "clamd", "--listen", "127.0.0.1:0")
 	upstream := endpoints(t, &cout, "clamd")["clamd"]
 
 	var out, errb syncBuffer
 	sigs := make(chan os.Signal, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), []string{"mailchaos", "proxy", "serve", "--listen", "127.0.0.1:0", "--token-file", tokenFile},
-			cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb, Signals: sigs}, "proxy", "serve", "--listen", "127.0.0.1:0", "--token-file", tokenFile)
 	api := endpoints(t, &out, "toxiproxy")["toxiproxy"]
 	const auth, js = "Bearer s3cret", "application/json"
 
@@ -112,14 +104,14 @@ func TestServeGuardProxyServe(t *testing.T) {
 		return os.Getenv(k)
 	}
 	t.Setenv("MAILCHAOS_TOKEN", "s3cret") // the built-in faults' client reads the process environment
-	icode := cli.Run(context.Background(), []string{"mailchaos", "inject", "av-latency", "--target", target, "--link", "clamd",
-		"--param", "latency=10ms", "--for", "300ms"}, cli.Env{Stdout: &iout, Stderr: &ierr, Getenv: getenv})
+	icode := runCLI(t, cli.Env{Stdout: &iout, Stderr: &ierr, Getenv: getenv}, "inject", "av-latency", "--target", target, "--link", "clamd",
+		"--param", "latency=10ms", "--for", "300ms")
 	require.Equal(t, cli.ExitOK, icode, "%s\n%s", iout.String(), ierr.String())
 	require.Contains(t, iout.String(), "removed av-latency")
 
 	sigs <- os.Interrupt
 	csigs <- os.Interrupt
-	for _, d := range []chan int{done, cdone} {
+	for _, d := range []<-chan int{done, cdone} {
 		select {
 		case code := <-d:
 			require.Equal(t, cli.ExitOK, code, errb.String())

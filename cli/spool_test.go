@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,17 +16,13 @@ import (
 
 // serveMailstack runs `target serve mailstack` with args and returns its
 // endpoints, its stderr, its signal channel and its exit code channel.
-func serveMailstack(t *testing.T, args ...string) (map[string]string, *syncBuffer, chan os.Signal, chan int) {
+func serveMailstack(t *testing.T, args ...string) (map[string]string, *syncBuffer, chan os.Signal, <-chan int) {
 	t.Helper()
 	var out syncBuffer
 	errb := &syncBuffer{}
 	sigs := make(chan os.Signal, 2)
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(context.Background(), append([]string{"mailchaos", "--log-level", "warn", "target", "serve", "mailstack",
-			"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0"}, args...),
-			cli.Env{Stdout: &out, Stderr: errb, Signals: sigs})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: errb, Signals: sigs}, append([]string{"--log-level", "warn", "target", "serve", "mailstack",
+		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--metrics", "127.0.0.1:0"}, args...)...)
 	return endpoints(t, &out, "smtp", "imap", "metrics"), errb, sigs, done
 }
 
@@ -42,6 +37,7 @@ func sendPlain(t *testing.T, addr, msg string) {
 }
 
 func TestServeMailstackSpoolsQueuedMailAndResumesIt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	spool := filepath.Join(dir, "spool")
 	slow := filepath.Join(dir, "slow.yaml")
@@ -65,6 +61,7 @@ func TestServeMailstackSpoolsQueuedMailAndResumesIt(t *testing.T) {
 }
 
 func TestServeMailstackWithoutSpoolSaysWhatIsLost(t *testing.T) {
+	t.Parallel()
 	slow := filepath.Join(t.TempDir(), "slow.yaml")
 	require.NoError(t, os.WriteFile(slow, []byte("profile: incident\nscan: {workers: 1}\nengines:\n  - delay: 1m\n"), 0o600))
 	eps, errb, sigs, done := serveMailstack(t, "--config", slow)
@@ -76,6 +73,7 @@ func TestServeMailstackWithoutSpoolSaysWhatIsLost(t *testing.T) {
 }
 
 func TestServeMailstackRefusesAnUnsafeSpool(t *testing.T) {
+	t.Parallel()
 	spool := filepath.Join(t.TempDir(), "spool")
 	require.NoError(t, os.Mkdir(spool, 0o700))
 	require.NoError(t, os.Chmod(spool, 0o777))

@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -15,10 +14,12 @@ import (
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 func TestSurgePrintsSummary(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	code, out, errb := run(t, "surge", "--to", s.Addr, "--rate", "200/s", "--duration", "500ms", "--run-id", "cli1",
 		"--concurrency", "4", "--size", "2KB", "--infected", "10%", "--rcpt", "bob@example.test")
@@ -31,6 +32,7 @@ func TestSurgePrintsSummary(t *testing.T) {
 }
 
 func TestSurgeOfferedRateIsOverTheDuration(t *testing.T) {
+	t.Parallel()
 	// Every message takes 300 ms: the run waits for the last ones after
 	// its 500 ms, and the offered rate is still the 200/s asked for.
 	s := sinktest.Start(t, sinktest.Options{Data: func([]byte) error { time.Sleep(300 * time.Millisecond); return nil }})
@@ -42,6 +44,7 @@ func TestSurgeOfferedRateIsOverTheDuration(t *testing.T) {
 }
 
 func TestSurgeCutsWhatIsInFlightAtTheEnd(t *testing.T) {
+	t.Parallel()
 	// The server reads every message and never answers: at the end of the
 	// grace all are cut, after their end of DATA, and the server then
 	// accepts them all.
@@ -61,6 +64,7 @@ func TestSurgeCutsWhatIsInFlightAtTheEnd(t *testing.T) {
 }
 
 func TestSurgeJSON(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	res := surgeJSON[loadsurge.Result](t, "--to", s.Addr, "--rate", "0", "--count", "50", "--concurrency", "5")
 	require.EqualValues(t, 50, res.Accepted)
@@ -68,12 +72,14 @@ func TestSurgeJSON(t *testing.T) {
 }
 
 func TestSurgeReportsFailuresAsFigures(t *testing.T) {
-	code, out, errb := run(t, "surge", "--to", closedAddr(t), "--rate", "0", "--count", "3")
+	t.Parallel()
+	code, out, errb := run(t, "surge", "--to", testnet.FreeAddr(t), "--rate", "0", "--count", "3")
 	require.Equal(t, cli.ExitOK, code, errb)
 	require.Contains(t, out, "3 conn-error")
 }
 
 func TestSurgeInvalidInput(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -112,6 +118,7 @@ func TestSurgeInvalidInput(t *testing.T) {
 }
 
 func TestSurgeAllowRemoteSkipsTheLoopbackGuard(t *testing.T) {
+	t.Parallel()
 	// The address is still only ever loopback in tests: "localhost" and
 	// ::1-style names pass the guard without --allow-remote, and
 	// --allow-remote lets a non-loopback name through to validation.
@@ -125,6 +132,7 @@ func TestSurgeAllowRemoteSkipsTheLoopbackGuard(t *testing.T) {
 }
 
 func TestSurgeStopsOnSignalAndPrintsSummary(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	out, errb, signal, done := startCLI(t, "surge", "--to", s.Addr, "--rate", "100", "--duration", "1h", "--run-id", "sig")
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -137,6 +145,7 @@ func TestSurgeStopsOnSignalAndPrintsSummary(t *testing.T) {
 }
 
 func TestSurgeSecondSignalAbortsAtOnce(t *testing.T) {
+	t.Parallel()
 	addr, conns := sinktest.Silent(t)
 	out, errb, signal, done := startCLI(t, "surge", "--to", addr, "--rate", "100", "--duration", "1h", "--timeout", "1h", "--run-id", "kill")
 	require.Eventually(t, func() bool { return conns() > 0 }, waitFor, time.Millisecond, "a session is waiting for its greeting")
@@ -184,6 +193,7 @@ func imapServer(t *testing.T) string {
 }
 
 func TestSurgeIMAPPrintsSummary(t *testing.T) {
+	t.Parallel()
 	addr := imapServer(t)
 	code, out, errb := run(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "100/s", "--duration", "500ms",
 		"--run-id", "imap1", "--concurrency", "4", "--fetch", "3")
@@ -194,6 +204,7 @@ func TestSurgeIMAPPrintsSummary(t *testing.T) {
 }
 
 func TestSurgeIMAPJSON(t *testing.T) {
+	t.Parallel()
 	addr := imapServer(t)
 	res := surgeJSON[loadsurge.IMAPResult](t, "--protocol", "imap", "--to", addr, "--rate", "0", "--count", "30", "--concurrency", "3",
 		"--users", "bob@example.test,alice@example.test,nobody@example.test")
@@ -204,6 +215,7 @@ func TestSurgeIMAPJSON(t *testing.T) {
 }
 
 func TestSurgeIMAPWrongPasswordIsALoginFailure(t *testing.T) {
+	t.Parallel()
 	addr := imapServer(t)
 	code, out, errb := run(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "0", "--count", "5", "--password", "wrong")
 	require.Equal(t, cli.ExitOK, code, errb)
@@ -211,6 +223,7 @@ func TestSurgeIMAPWrongPasswordIsALoginFailure(t *testing.T) {
 }
 
 func TestSurgeIMAPStopsOnSignal(t *testing.T) {
+	t.Parallel()
 	addr, conns := sinktest.Silent(t)
 	out, errb, signal, done := startCLI(t, "surge", "--protocol", "imap", "--to", addr, "--rate", "100", "--duration", "1h",
 		"--timeout", "1h", "--run-id", "imapsig")
@@ -220,14 +233,4 @@ func TestSurgeIMAPStopsOnSignal(t *testing.T) {
 	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
 	require.Contains(t, out.String(), "load-surge imapsig (imap, open loop, done)")
 	require.Regexp(t, `0 timeout, [1-9]\d* cut\)`, out.String(), "the sessions cut short")
-}
-
-// closedAddr returns a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }

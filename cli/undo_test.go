@@ -46,6 +46,7 @@ func builtinPluginPid(name string) (int, bool) {
 // the drain, the host restores the site itself (the handle names the
 // restore call), and the run stops with exit 3.
 func TestMaintenancePluginKilledMidRunRestoresTheSite(t *testing.T) {
+	t.Parallel()
 	cfg, err := mailstack.ProfileConfig(mailstack.ProfileRemediated)
 	require.NoError(t, err)
 	cfg.SMTP.Listen, cfg.IMAP.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -75,11 +76,7 @@ recovery: { within: 5s }
 `, stack.Target.Endpoints["metrics"], stack.Target.Endpoints["imap"])), 0o644))
 
 	var out, errb syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(ctx, []string{"mailchaos", "--log-level", "warn", "run", "--journal", filepath.Join(t.TempDir(), "j.jsonl"), exp},
-			cli.Env{Stdout: &out, Stderr: &errb})
-	}()
+	done := goCLI(t, cli.Env{Stdout: &out, Stderr: &errb}, "--log-level", "warn", "run", "--journal", filepath.Join(t.TempDir(), "j.jsonl"), exp)
 	drained := func() bool {
 		st, err := stack.Stack.Site("site-a")
 		return err == nil && st.Draining

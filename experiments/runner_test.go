@@ -21,6 +21,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -29,40 +30,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // slowServer greets every connection with "220 ok" after its current
 // delay: a synthetic target whose health the test controls exactly.
 type slowServer struct {
-	ln    net.Listener
+	addr  string
 	delay atomic.Int64 // nanoseconds
-	wg    sync.WaitGroup
-	stop  chan struct{}
 }
 
 func startSlowServer(t *testing.T) *slowServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &slowServer{ln: ln, stop: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				timer := time.NewTimer(time.Duration(s.delay.Load()))
-				defer timer.Stop()
-				select {
-				case <-timer.C:
-					_, _ = io.WriteString(c, "220 ok\r\n")
-				case <-s.stop:
-				}
-			}()
+	s := &slowServer{}
+	s.addr = testnet.Serve(t, func(ctx context.Context, c net.Conn) {
+		timer := time.NewTimer(time.Duration(s.delay.Load()))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			_, _ = io.WriteString(c, "220 ok\r\n")
+		case <-ctx.Done():
 		}
-	}()
-	t.Cleanup(func() { close(s.stop); _ = ln.Close(); s.wg.Wait() })
+	}).Addr
 	return s
 }
 
@@ -179,7 +162,7 @@ func newLab(t *testing.T) *lab {
 	l.proxy, err = proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	t.Cleanup(l.proxy.Close)
-	listen, err := l.proxy.Link(context.Background(), "svc", "127.0.0.1:0", l.srv.ln.Addr().String())
+	listen, err := l.proxy.Link(context.Background(), "svc", "127.0.0.1:0", l.srv.addr)
 	require.NoError(t, err)
 	l.syn = &synthetic{srv: l.srv}
 	t.Cleanup(func() {
@@ -200,7 +183,7 @@ func newLab(t *testing.T) *lab {
   links:
     - name: svc
       upstream: %s
-`, l.proxy.URL(), listen, l.srv.ln.Addr())
+`, l.proxy.URL(), listen, l.srv.addr)
 	return l
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/plugins"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
@@ -58,31 +59,14 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("220 hello\r\n"))
-			c.Close()
-		}
-	}()
+	up := testnet.Serve(t, func(_ context.Context, c net.Conn) { _, _ = c.Write([]byte("220 hello\r\n")) })
 	srv, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
 	require.NoError(t, err)
-	listen, err := srv.Link(ctx, "banner", "127.0.0.1:0", up.Addr().String())
+	listen, err := srv.Link(ctx, "banner", "127.0.0.1:0", up.Addr)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		srv.Close()
-		up.Close()
-		<-done
-	})
+	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, target: faults.Target{Toxiproxy: srv.URL(), Endpoints: map[string]string{},
-		Links: []faults.Link{{Name: "banner", Listen: listen, Upstream: up.Addr().String()}}}}
+		Links: []faults.Link{{Name: "banner", Listen: listen, Upstream: up.Addr}}}}
 }
 
 // greeting reads the greeting through the link and says how long it took.
@@ -140,6 +124,7 @@ func gone(pid int) bool {
 }
 
 func TestInjectRemoveThroughThePlugin(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	ctx := context.Background()
@@ -166,6 +151,7 @@ func TestInjectRemoveThroughThePlugin(t *testing.T) {
 }
 
 func TestInvalidParametersCrossTheBoundary(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	req := f.request("r1")
@@ -185,6 +171,7 @@ func TestInvalidParametersCrossTheBoundary(t *testing.T) {
 }
 
 func TestPluginKilledMidFaultIsCleanedUpByTheHost(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{})
 	ctx := context.Background()
@@ -213,6 +200,7 @@ func TestPluginKilledMidFaultIsCleanedUpByTheHost(t *testing.T) {
 }
 
 func TestPluginExitingDuringInject(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{}, "MISBEHAVE_EXIT=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -227,6 +215,7 @@ func TestPluginExitingDuringInject(t *testing.T) {
 }
 
 func TestPluginPanicIsAnErrorAndLeavesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{}, "MISBEHAVE_PANIC=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -239,6 +228,7 @@ func TestPluginPanicIsAnErrorAndLeavesNothing(t *testing.T) {
 }
 
 func TestHungPluginIsKilledAndItsFaultRemoved(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{CallTimeout: time.Second}, "MISBEHAVE_HANG=remove")
 	ctx := context.Background()
@@ -257,6 +247,7 @@ func TestHungPluginIsKilledAndItsFaultRemoved(t *testing.T) {
 }
 
 func TestHungInjectTimesOut(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	_, p := start(t, plugins.Options{CallTimeout: time.Second}, "MISBEHAVE_HANG=inject")
 	_, err := p.Inject(context.Background(), f.request("r1"))
@@ -265,6 +256,7 @@ func TestHungInjectTimesOut(t *testing.T) {
 }
 
 func TestChecksumMismatchIsRefused(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave,
@@ -281,6 +273,7 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 }
 
 func TestProtocolVersionMismatchNamesBoth(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave, Env: []string{"MISBEHAVE_PROTOCOL=99"}})
@@ -293,6 +286,7 @@ func TestProtocolVersionMismatchNamesBoth(t *testing.T) {
 }
 
 func TestStdoutBeforeServeIsExplained(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "misbehave", Path: misbehave, Env: []string{"MISBEHAVE_STDOUT=hello"}})
@@ -300,6 +294,7 @@ func TestStdoutBeforeServeIsExplained(t *testing.T) {
 }
 
 func TestWrongNameIsRefused(t *testing.T) {
+	t.Parallel()
 	h := plugins.NewHost(plugins.Options{})
 	defer h.Close()
 	_, err := h.Start(context.Background(), plugins.Launch{Name: "other", Path: misbehave})
@@ -307,6 +302,7 @@ func TestWrongNameIsRefused(t *testing.T) {
 }
 
 func TestCloseRemovesFaultsLeftInPlace(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	h, p := start(t, plugins.Options{})
 	_, err := p.Inject(context.Background(), f.request("r1"))

@@ -34,6 +34,7 @@ func childPid(t *testing.T, pidfile string) int {
 // open bounds neither a failed start nor a stop, and does not outlive the
 // plugin unless it left the plugin's process group.
 func TestChildHoldingStdout(t *testing.T) {
+	t.Parallel()
 	const startTimeout = 2 * time.Second
 	cases := []struct {
 		name   string

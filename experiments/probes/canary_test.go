@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/mail"
 	"slices"
 	"strings"
@@ -23,10 +22,12 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 func TestCanaryIsDelivered(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test"})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -52,6 +53,7 @@ func TestCanaryIsDelivered(t *testing.T) {
 }
 
 func TestCanaryDefaultsToTheFirstUserSendingToItself(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	requireOK(t, measure(p, waitFor))
@@ -62,6 +64,7 @@ func TestCanaryDefaultsToTheFirstUserSendingToItself(t *testing.T) {
 }
 
 func TestCanaryStuckBehindASlowEngineFails(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	// Every engine takes an hour over the canary (its payload carries the
 	// run ID); other mail is scanned at once.
@@ -83,6 +86,7 @@ func TestCanaryStuckBehindASlowEngineFails(t *testing.T) {
 }
 
 func TestCanarySMTPErrorFails(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "nobody@example.test"})
 	sample := measure(p, waitFor)
@@ -91,7 +95,7 @@ func TestCanarySMTPErrorFails(t *testing.T) {
 	require.Contains(t, sample.Err, "no such user")
 	require.Empty(t, p.(probes.Canary).Sent(), "a rejected canary was not sent")
 
-	target.Endpoints["smtp"] = closedAddr(t)
+	target.Endpoints["smtp"] = testnet.FreeAddr(t)
 	p = newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	sample = measure(p, waitFor)
 	require.True(t, sample.Failed)
@@ -99,6 +103,7 @@ func TestCanarySMTPErrorFails(t *testing.T) {
 }
 
 func TestCanaryReportsIMAPErrors(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"password": "wrong"})
 	sample := measure(p, 2*time.Second)
@@ -108,6 +113,7 @@ func TestCanaryReportsIMAPErrors(t *testing.T) {
 }
 
 func TestCanaryConcurrentMeasures(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test"})
 	const n = 10
@@ -140,6 +146,7 @@ func TestCanaryConcurrentMeasures(t *testing.T) {
 }
 
 func TestCanaryCloseStopsWaitingMeasures(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	for i := range cfg.Engines {
 		cfg.Engines[i].Delay = time.Hour
@@ -164,72 +171,21 @@ func TestCanaryCloseStopsWaitingMeasures(t *testing.T) {
 	require.Contains(t, sample.Err, "closed")
 }
 
-// cutter is a loopback TCP forwarder whose connections the test can cut.
-type cutter struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// newCutter forwards a new loopback port to upstream until the test ends.
-func newCutter(t testing.TB, upstream string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	c := &cutter{ln: ln}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				_ = down.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, down, up)
-			c.mu.Unlock()
-			c.wg.Add(2)
-			go func() { defer c.wg.Done(); _, _ = io.Copy(up, down); _ = up.Close() }()
-			go func() { defer c.wg.Done(); _, _ = io.Copy(down, up); _ = down.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		c.cut()
-		c.wg.Wait()
-	})
-	return c
-}
-
-// cut closes every forwarded connection.
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		_ = conn.Close()
-	}
-	c.conns = nil
-}
-
 func TestCanaryReconnectsToIMAP(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
-	proxy := newCutter(t, target.Endpoints["imap"])
-	target.Endpoints["imap"] = proxy.ln.Addr().String()
+	proxy := testnet.Forward(t, target.Endpoints["imap"])
+	target.Endpoints["imap"] = proxy.Addr
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})
 	requireOK(t, measure(p, waitFor))
-	proxy.cut()
+	proxy.CloseConns()
 	requireOK(t, measure(p, waitFor))
-	proxy.cut()
+	proxy.CloseConns()
 	requireOK(t, measure(p, waitFor))
 }
 
 func TestCanaryAmongOtherMail(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	var ids []string
 	for i := range 20 {
@@ -309,6 +265,7 @@ func flagDeleted(t testing.TB, addr, login, password string) {
 }
 
 func TestCanaryDeletesTheCanariesItSaw(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	imapAddr := target.Endpoints["imap"]
 	// Bob's mail: one message he has flagged \Deleted but not expunged,
@@ -335,6 +292,7 @@ func TestCanaryDeletesTheCanariesItSaw(t *testing.T) {
 }
 
 func TestCanaryKeepLeavesTheCanaries(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{"to": "bob@example.test", "keep": "true"})
 	for range 3 {
@@ -398,7 +356,7 @@ func startLazyIMAP(t testing.TB, uidPlus, refuseStore bool, users ...faults.User
 		InsecureAuth: true,
 		Logger:       log.New(io.Discard, "", 0),
 	})
-	s.addr = serveLoopback(t, srv)
+	s.addr = testnet.Run(t, srv)
 	return s
 }
 
@@ -561,7 +519,7 @@ func startDeliveringSMTP(t testing.TB, deliver func(rcpt string, msg []byte) err
 	}))
 	srv.Domain = "localhost"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	d.addr = serveLoopback(t, srv)
+	d.addr = testnet.Run(t, srv)
 	return d
 }
 
@@ -668,6 +626,7 @@ func TestCanarySeesNewMailOnAServerThatReportsItOnlyOnNoop(t *testing.T) {
 }
 
 func TestCanaryWithoutUIDPlusLeavesOthersDeletedMessagesAlone(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	imapSrv, _, target := lazyTarget(t, false, false)
 	// tester has flagged a message \Deleted and not expunged it: EXPUNGE
@@ -688,6 +647,7 @@ func TestCanaryWithoutUIDPlusLeavesOthersDeletedMessagesAlone(t *testing.T) {
 }
 
 func TestCanaryFailedDeleteDoesNotFailSamples(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	imapSrv, _, target := lazyTarget(t, true, true)
 	p := newProbe(t, probes.CanaryKind(), target, faults.Params{})

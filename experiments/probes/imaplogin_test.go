@@ -7,9 +7,11 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestIMAPLoginLatency(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.IMAPLoginKind(), target, faults.Params{})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -31,6 +33,7 @@ func TestIMAPLoginLatency(t *testing.T) {
 }
 
 func TestIMAPLoginSuccess(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.IMAPLoginKind(), target, faults.Params{"measure": "success"})
 	require.Equal(t, "ratio", p.(probes.Uniter).Unit())
@@ -45,7 +48,7 @@ func TestIMAPLoginSuccess(t *testing.T) {
 	require.Equal(t, 0.0, s.Value)
 	require.Contains(t, s.Err, "log in to", "Err still says why")
 
-	target.Endpoints["imap"] = closedAddr(t)
+	target.Endpoints["imap"] = testnet.FreeAddr(t)
 	p = newProbe(t, probes.IMAPLoginKind(), target, faults.Params{"measure": "success"})
 	s = measure(p, waitFor)
 	require.False(t, s.Failed)
@@ -54,6 +57,7 @@ func TestIMAPLoginSuccess(t *testing.T) {
 }
 
 func TestIMAPLoginUsesTheTargetUsersLogin(t *testing.T) {
+	t.Parallel()
 	tester := testerUser()
 	// tester logs in by a short name, as on a real server; the in-memory
 	// server knows no user by the address.

@@ -63,6 +63,7 @@ func snapshot(elapsed, offered, accepted, tempfail float64, lat time.Duration) l
 }
 
 func TestLoadProbeWindows(t *testing.T) {
+	t.Parallel()
 	loads := &fakeLoads{}
 	rate := newLoadProbe(t, loads, faults.Params{"step": "surge", "over": "2s"})
 	require.Equal(t, "/s", rate.(probes.Uniter).Unit())
@@ -147,6 +148,7 @@ func TestLoadProbeWindows(t *testing.T) {
 }
 
 func TestLoadProbeNeedsAnExperiment(t *testing.T) {
+	t.Parallel()
 	_, err := probes.LoadKind().New(probes.Config{Name: "sli", Params: faults.Params{}})
 	require.ErrorContains(t, err, "reads a load-surge step of the experiment")
 	_, err = probes.LoadKind().New(probes.Config{Name: "sli", Params: faults.Params{"measure": "p95"}, Loads: &fakeLoads{}})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -67,31 +66,6 @@ func newProbe(t testing.TB, kind probes.Kind, target faults.Target, params fault
 	return p
 }
 
-// server is a protocol server that serves a listener until closed: a
-// go-smtp or go-imap server.
-type server interface {
-	Serve(net.Listener) error
-	Close() error
-}
-
-// serveLoopback serves srv on 127.0.0.1:0 until the test ends and returns
-// its address.
-func serveLoopback(t testing.TB, srv server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 // measure takes one sample with the given deadline.
 func measure(p probes.Probe, timeout time.Duration) probes.Sample {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -133,16 +107,6 @@ func waitDelivered(t testing.TB, s *mailstack.Stack, ids ...string) {
 	}, waitFor, 5*time.Millisecond, "messages were not delivered")
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // requireOK checks that a sample is a valid, positive measurement.
 func requireOK(t testing.TB, s probes.Sample) {
 	t.Helper()
@@ -152,6 +116,7 @@ func requireOK(t testing.TB, s probes.Sample) {
 }
 
 func TestBuiltinKinds(t *testing.T) {
+	t.Parallel()
 	r := probes.NewRegistry(probes.Builtin()...)
 	require.Equal(t, []string{"banner", "imap-login", "load", "metric", "smtp-canary", "smtp-transaction", "tcp"}, r.Names())
 	_, err := r.Get("smtp-canery")
@@ -172,6 +137,7 @@ func TestBuiltinKinds(t *testing.T) {
 }
 
 func TestNewRejectsBadParameters(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Endpoints: map[string]string{"smtp": "127.0.0.1:1", "imap": "127.0.0.1:2", "metrics": "127.0.0.1:3"},
 		Users: []faults.User{{Address: "alice@example.test"}}}
 	for _, tt := range []struct {
@@ -202,6 +168,7 @@ func TestNewRejectsBadParameters(t *testing.T) {
 }
 
 func TestEndpointMayBeAnAddress(t *testing.T) {
+	t.Parallel()
 	p, err := probes.TCPKind().New(probes.Config{Params: faults.Params{"endpoint": "127.0.0.1:25"}})
 	require.NoError(t, err)
 	require.NoError(t, p.Close())

@@ -12,6 +12,7 @@ import (
 )
 
 func TestMetricRatio(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{
 		"metric": "mailstack_delivered_total", "kind": "ratio", "per": "mailstack_accepted_total"})

@@ -12,10 +12,12 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 func TestMetricGaugeFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricQueueDepth})
 	require.Equal(t, "", p.(probes.Uniter).Unit())
@@ -50,6 +52,7 @@ func TestMetricGaugeFromTheStack(t *testing.T) {
 }
 
 func TestMetricRateFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricAccepted, "kind": "rate"})
 	first := measure(p, waitFor)
@@ -68,6 +71,7 @@ func TestMetricRateFromTheStack(t *testing.T) {
 }
 
 func TestMetricQuantileFromTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": mailstack.MetricDeliveryLatency,
 		"kind": "quantile", "quantile": "0.99", "unit": "s"})
@@ -89,6 +93,7 @@ func TestMetricQuantileFromTheStack(t *testing.T) {
 }
 
 func TestMetricMissingOrUnmatched(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "mailstack_queue_dept"})
 	s := measure(p, waitFor)
@@ -122,7 +127,7 @@ func TestMetricMissingOrUnmatched(t *testing.T) {
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "404")
 
-	p = newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "up", "endpoint": closedAddr(t)})
+	p = newProbe(t, probes.MetricKind(), target, faults.Params{"metric": "up", "endpoint": testnet.FreeAddr(t)})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "scrape")
@@ -154,6 +159,7 @@ lat_count %d
 }
 
 func TestMetricRateAndQuantileArithmetic(t *testing.T) {
+	t.Parallel()
 	e := &exposition{bodies: []string{
 		scrapeBody(10, 5, [4]int{0, 0, 0, 0}),
 		scrapeBody(20, 5, [4]int{2, 6, 10, 10}), // 10 observations

@@ -187,6 +187,7 @@ func TestCanaryAccuracyOnDovecot(t *testing.T) {
 // TestProbesOnARealStack runs the sender's-side and log-in probes against
 // Debian's Postfix (with clamav-milter and clamd) and Dovecot.
 func TestProbesOnARealStack(t *testing.T) {
+	t.Parallel()
 	stack := realstack.Start(t, realstack.Options{Profile: realstack.ProfileIncident})
 	target := realTarget(stack)
 

@@ -13,9 +13,11 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestSMTPTransactionAgainstTheStack(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.SMTPTransactionKind(), target, faults.Params{"size": "2KiB"})
 	require.Equal(t, "s", p.(probes.Uniter).Unit())
@@ -51,6 +53,7 @@ func TestSMTPTransactionAgainstTheStack(t *testing.T) {
 }
 
 func TestSMTPTransactionRefusedRecipient(t *testing.T) {
+	t.Parallel()
 	s, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.SMTPTransactionKind(), target, faults.Params{"to": "nobody@example.test"})
 	sample := measure(p, waitFor)
@@ -67,7 +70,7 @@ func replyServer(t *testing.T, data func() error) string {
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &replySession{data: data}, nil }))
 	srv.Domain = "reply.test"
 	srv.ErrorLog = log.New(io.Discard, "", 0)
-	return serveLoopback(t, srv)
+	return testnet.Run(t, srv)
 }
 
 type replySession struct{ data func() error }
@@ -79,6 +82,7 @@ func (s *replySession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (s *replySession) Data(r io.Reader) error               { _, _ = io.Copy(io.Discard, r); return s.data() }
 
 func TestSMTPTransactionClasses(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var once sync.Once
 	hang := replyServer(t, func() error { <-release; return nil })
@@ -91,7 +95,7 @@ func TestSMTPTransactionClasses(t *testing.T) {
 			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "virus found"}
 		}),
 		"hang":    hang,
-		"refused": closedAddr(t),
+		"refused": testnet.FreeAddr(t),
 		"ok":      replyServer(t, func() error { return nil }),
 	}
 	for _, tc := range []struct {
@@ -135,6 +139,7 @@ func TestSMTPTransactionClasses(t *testing.T) {
 }
 
 func TestSMTPTransactionRejectsBadParameters(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Endpoints: map[string]string{"smtp": "127.0.0.1:1"}}
 	for _, tc := range []struct {
 		params faults.Params

@@ -9,22 +9,25 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 func TestTCPConnect(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	p := newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": "smtp"})
 	s := measure(p, waitFor)
 	requireOK(t, s)
 	require.Greater(t, s.Value, 0.0)
 
-	p = newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": closedAddr(t)})
+	p = newProbe(t, probes.TCPKind(), target, faults.Params{"endpoint": testnet.FreeAddr(t)})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "connect to 127.0.0.1:")
 }
 
 func TestBanner(t *testing.T) {
+	t.Parallel()
 	_, target := startStack(t, testConfig(t))
 	for _, tt := range []struct{ endpoint, expect string }{{"smtp", "220"}, {"imap", "* OK"}, {"smtp", ""}} {
 		p := newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": tt.endpoint, "expect": tt.expect})
@@ -38,13 +41,14 @@ func TestBanner(t *testing.T) {
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, `does not start with "* OK"`)
 
-	p = newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": closedAddr(t), "expect": "220"})
+	p = newProbe(t, probes.BannerKind(), target, faults.Params{"endpoint": testnet.FreeAddr(t), "expect": "220"})
 	s = measure(p, waitFor)
 	require.True(t, s.Failed)
 	require.Contains(t, s.Err, "connect to")
 }
 
 func TestBannerSilentServerTimesOut(t *testing.T) {
+	t.Parallel()
 	// The kernel completes the handshake for the listener's backlog, but
 	// nothing ever writes.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -35,6 +35,7 @@ func (g *gate) wait() {
 func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
 func TestOfferedRateIsOverThePlannedDuration(t *testing.T) {
+	t.Parallel()
 	// Every message takes 300 ms, so the run lasts its 500 ms and then
 	// waits up to 300 ms for the last replies: the offered rate is the
 	// schedule's, not the count over the whole run.
@@ -71,6 +72,7 @@ func TestOfferedRateWhileRunningAndStopped(t *testing.T) {
 }
 
 func TestCutAtTheHardEnd(t *testing.T) {
+	t.Parallel()
 	// The server holds every message either at RCPT (before its end of
 	// DATA was sent) or after reading it (at the end of DATA, before
 	// answering). The run is cut off with all of them in flight: they are
@@ -118,6 +120,7 @@ func TestCutAtTheHardEnd(t *testing.T) {
 }
 
 func TestTimeoutBeforeTheHardEndIsATimeout(t *testing.T) {
+	t.Parallel()
 	// A reply that does not come within the timeout is a timeout even when
 	// the run ends soon after.
 	addr := silentServer(t)
@@ -187,6 +190,7 @@ func TestStatusFiguresGiveTheWindow(t *testing.T) {
 }
 
 func TestStatusLatencyHistogramMatchesTheRun(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Count: 300, Concurrency: 4})
 	res := wait(t, r)

@@ -3,7 +3,6 @@ package loadsurge_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
@@ -146,18 +146,7 @@ func startMem(t testing.TB, o memOpts) *memServer {
 		InsecureAuth: true,
 		Logger:       log.New(io.Discard, "", 0),
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s.addr = ln.Addr().String()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-served
-	})
+	s.addr = testnet.Run(t, srv)
 	return s
 }
 
@@ -210,6 +199,7 @@ func (r *recSession) Close() error {
 }
 
 func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 3)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Count: 60, Concurrency: 4,
 		Users: st.Target.Addresses(), RunID: "closed-imap"})
@@ -222,6 +212,7 @@ func TestIMAPClosedLoopAgainstMailstack(t *testing.T) {
 }
 
 func TestIMAPOpenLoopCountsAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 0)
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: st.Target.Endpoints["imap"], Schedule: loadsurge.Constant(100),
 		Duration: time.Second, Concurrency: 8, Users: st.Target.Addresses(),
@@ -237,6 +228,7 @@ func TestIMAPOpenLoopCountsAgainstMailstack(t *testing.T) {
 }
 
 func TestIMAPSessionSteps(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		messages, fetch int
 		want            string // the sequence set fetched
@@ -273,6 +265,7 @@ func TestIMAPSessionSteps(t *testing.T) {
 }
 
 func TestIMAPFailureKinds(t *testing.T) {
+	t.Parallel()
 	st := stack(t, 1)
 	imapAddr := st.Target.Endpoints["imap"]
 	for _, tc := range []struct {
@@ -286,9 +279,9 @@ func TestIMAPFailureKinds(t *testing.T) {
 		{"no such mailbox", func(*testing.T) string { return imapAddr }, loadsurge.IMAPConfig{Mailbox: "Nope"}, loadsurge.IMAPSelect},
 		{"fetch refused", func(t *testing.T) string { return startMem(t, memOpts{Messages: 3, FailFetch: true}).addr },
 			loadsurge.IMAPConfig{}, loadsurge.IMAPFetch},
-		{"nothing listens", func(t *testing.T) string { return closedPort(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPConnect},
+		{"nothing listens", func(t *testing.T) string { return testnet.FreeAddr(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPConnect},
 		{"greeted with BYE", func(t *testing.T) string { return startMem(t, memOpts{Bye: true}).addr }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
-		{"hung up at once", func(t *testing.T) string { return hangUpServer(t) }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
+		{"hung up at once", func(t *testing.T) string { return testnet.Serve(t, func(context.Context, net.Conn) {}).Addr }, loadsurge.IMAPConfig{}, loadsurge.IMAPGreeting},
 		{"never greets", func(t *testing.T) string { return silentServer(t) },
 			loadsurge.IMAPConfig{Timeout: 100 * time.Millisecond}, loadsurge.IMAPTimeout},
 	} {
@@ -307,6 +300,7 @@ func TestIMAPFailureKinds(t *testing.T) {
 }
 
 func TestIMAPMixedOutcomesAddUp(t *testing.T) {
+	t.Parallel()
 	// One user in three cannot log in; the others fetch from the stack.
 	st := stack(t, 2)
 	users := []string{"alice@example.test", "nobody@example.test", "bob@example.test"}
@@ -320,6 +314,7 @@ func TestIMAPMixedOutcomesAddUp(t *testing.T) {
 }
 
 func TestIMAPStopIsGraceful(t *testing.T) {
+	t.Parallel()
 	s := startMem(t, memOpts{Messages: 1})
 	r := startIMAP(t, loadsurge.IMAPConfig{Addr: s.addr, Schedule: loadsurge.Constant(100), Duration: time.Hour})
 	require.Eventually(t, func() bool { return r.Snapshot().Succeeded >= 10 }, waitFor, time.Millisecond)
@@ -333,6 +328,7 @@ func TestIMAPStopIsGraceful(t *testing.T) {
 }
 
 func TestStartIMAPRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []loadsurge.IMAPConfig{
 		{},
 		{Addr: "nowhere"},
@@ -349,6 +345,7 @@ func TestStartIMAPRejectsBadConfig(t *testing.T) {
 }
 
 func TestIMAPOutcomeNames(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for o := loadsurge.IMAPSucceeded; o <= loadsurge.IMAPUnsent; o++ {
 		require.NotContains(t, o.String(), "outcome(")
@@ -358,6 +355,7 @@ func TestIMAPOutcomeNames(t *testing.T) {
 }
 
 func TestInjectIMAPAgainstMailstack(t *testing.T) {
+	t.Parallel()
 	// The defaults reach the embedded stack: its imap endpoint, its users
 	// and their password.
 	st := stack(t, 2)
@@ -391,29 +389,4 @@ func TestInjectIMAPAgainstMailstack(t *testing.T) {
 	require.Equal(t, f["attempted"], f["succeeded"], s.Detail)
 	require.Equal(t, f["scheduled"], f["attempted"]+f["unsent"], s.Detail)
 	require.Nil(t, inj.Accepted("imap-1"), "an IMAP run accepts no messages")
-}
-
-// hangUpServer accepts TCP connections and closes them at once.
-func hangUpServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err == nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
 }

@@ -42,6 +42,7 @@ func paramErrors(err error) []string {
 }
 
 func TestInjectorDescribe(t *testing.T) {
+	t.Parallel()
 	spec, err := loadsurge.New().Describe(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "load-surge", spec.Name)
@@ -58,6 +59,7 @@ func TestInjectorDescribe(t *testing.T) {
 }
 
 func TestInjectorValidate(t *testing.T) {
+	t.Parallel()
 	inj := loadsurge.New()
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -124,6 +126,7 @@ func TestInjectorValidate(t *testing.T) {
 }
 
 func TestInjectStatusRemove(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	inj := loadsurge.New()
 	ctx := context.Background()
@@ -175,6 +178,7 @@ func TestInjectStatusRemove(t *testing.T) {
 }
 
 func TestRemoveAndStatusOfUnknownHandle(t *testing.T) {
+	t.Parallel()
 	inj := loadsurge.New()
 	h := faults.Handle{ID: "never", Fault: loadsurge.Name}
 	require.NoError(t, inj.Remove(context.Background(), h))
@@ -185,6 +189,7 @@ func TestRemoveAndStatusOfUnknownHandle(t *testing.T) {
 }
 
 func TestInjectEndsByItselfAtTTL(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	inj := loadsurge.New()
 	ctx := context.Background()
@@ -201,6 +206,7 @@ func TestInjectEndsByItselfAtTTL(t *testing.T) {
 }
 
 func TestInjectSchedulesOverThePlannedDuration(t *testing.T) {
+	t.Parallel()
 	// A ramp reaches rate-to, and a step list plays out, at the end of the
 	// planned duration, not of the TTL (which adds a grace for a dead
 	// injector): the run then ends by itself with exactly what the
@@ -236,6 +242,7 @@ func TestInjectSchedulesOverThePlannedDuration(t *testing.T) {
 }
 
 func TestInjectWithoutPlannedDurationRampsOverTheTTL(t *testing.T) {
+	t.Parallel()
 	// With no planned duration (until removed), the TTL less a grace is
 	// the run: a 2 s TTL leaves 1.5 s for a 0 → 200/s ramp, 150 messages.
 	s := sinktest.Start(t, sinktest.Options{})
@@ -251,6 +258,7 @@ func TestInjectWithoutPlannedDurationRampsOverTheTTL(t *testing.T) {
 }
 
 func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
 	for _, protocol := range []string{"smtp", "imap"} {
 		t.Run(protocol, func(t *testing.T) {
 			addr := silentServer(t)
@@ -279,6 +287,7 @@ func TestRemoveAbortsWhenItsContextEnds(t *testing.T) {
 }
 
 func TestInjectorConcurrentUse(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	inj := loadsurge.New()
 	ctx := context.Background()
@@ -313,6 +322,7 @@ func TestInjectorConcurrentUse(t *testing.T) {
 // at the end it planned, a moment before the load, started a moment after
 // that plan, reaches its own: the last messages due are still offered.
 func TestRemoveAtThePlannedEndOffersTheWholeSchedule(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	inj := loadsurge.New()
 	ctx := context.Background()

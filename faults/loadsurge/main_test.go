@@ -2,7 +2,6 @@ package loadsurge_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -99,15 +98,5 @@ func requireBalanced(t testing.TB, res loadsurge.Result) {
 // silentServer accepts TCP connections and never writes a byte.
 func silentServer(t testing.TB) string {
 	addr, _ := sinktest.Silent(t)
-	return addr
-}
-
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
 	return addr
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 )
 
 // scriptOpts say how a scripted server answers. The zero value advertises
@@ -48,8 +49,6 @@ type scriptOpts struct {
 type scripted struct {
 	addr string
 	opts scriptOpts
-	ln   net.Listener
-	wg   sync.WaitGroup
 
 	mu        sync.Mutex
 	open      []net.Conn
@@ -66,39 +65,11 @@ type scripted struct {
 
 func startScripted(t testing.TB, opts scriptOpts) *scripted {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &scripted{addr: ln.Addr().String(), opts: opts, ln: ln,
-		ids: map[string]int{}, rcpts: map[string]int{}, eods: map[string]int{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.open = append(s.open, c)
-			s.conns++
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				s.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		s.mu.Lock()
-		for _, c := range s.open {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
+	s := &scripted{opts: opts, ids: map[string]int{}, rcpts: map[string]int{}, eods: map[string]int{}}
+	s.addr = testnet.Serve(t, func(_ context.Context, c net.Conn) {
+		s.locked(func() { s.conns++ })
+		s.serve(c)
+	}).Addr
 	return s
 }
 
@@ -279,6 +250,7 @@ func requireScriptedIDs(t *testing.T, r *loadsurge.Run, s *scripted) {
 }
 
 func TestSinkAdvertisesPipelining(t *testing.T) {
+	t.Parallel()
 	// The other tests against sinktest exercise the pipelined path only if
 	// go-smtp's server advertises it.
 	s := sinktest.Start(t, sinktest.Options{})
@@ -292,6 +264,7 @@ func TestSinkAdvertisesPipelining(t *testing.T) {
 }
 
 func TestPipelining(t *testing.T) {
+	t.Parallel()
 	// The strict server answers MAIL and RCPT only once DATA has come, so
 	// a client that waits for each reply gets nowhere; every end of data
 	// must come with the next message's MAIL or with QUIT. Replies are
@@ -311,6 +284,7 @@ func TestPipelining(t *testing.T) {
 }
 
 func TestPipelinedRefusalsCountByFirstRefusal(t *testing.T) {
+	t.Parallel()
 	s := startScripted(t, scriptOpts{
 		Strict: true,
 		Rcpt: func(to string) string {
@@ -365,6 +339,7 @@ func TestPipelinedRefusalsCountByFirstRefusal(t *testing.T) {
 }
 
 func TestDataAcceptedDespiteRefusal(t *testing.T) {
+	t.Parallel()
 	// A server that answers DATA with 354 although the only RCPT was
 	// refused must not get a body: the client hangs up instead.
 	s := startScripted(t, scriptOpts{
@@ -390,6 +365,7 @@ func TestDataAcceptedDespiteRefusal(t *testing.T) {
 }
 
 func TestServerWithoutPipelining(t *testing.T) {
+	t.Parallel()
 	s := startScripted(t, scriptOpts{
 		NoPipelining: true,
 		MultiLine:    true,
@@ -423,6 +399,7 @@ func TestServerWithoutPipelining(t *testing.T) {
 }
 
 func TestServerHangsAfterMail(t *testing.T) {
+	t.Parallel()
 	s := startScripted(t, scriptOpts{HangAfterMail: true})
 	r := start(t, loadsurge.Config{Addr: s.addr, Count: 3, Concurrency: 1, Timeout: 100 * time.Millisecond})
 	res := wait(t, r)
@@ -432,6 +409,7 @@ func TestServerHangsAfterMail(t *testing.T) {
 }
 
 func TestSessionClosedAfterEndOfData(t *testing.T) {
+	t.Parallel()
 	// The server answers some ends of data with 421 and hangs up, after
 	// the next message's commands were pipelined with the body: that next
 	// message starts again on a new session and counts once.
@@ -459,6 +437,7 @@ func TestSessionClosedAfterEndOfData(t *testing.T) {
 }
 
 func TestStopWithPipelinedMessage(t *testing.T) {
+	t.Parallel()
 	// Stop while every session has a message pipelined behind another:
 	// both finish, and the figures add up.
 	s := sinktest.Start(t, sinktest.Options{})

@@ -19,6 +19,7 @@ import (
 // log-in sessions by the users' short names and their own passwords. Every
 // outcome is counted exactly.
 func TestLoadOnARealStack(t *testing.T) {
+	t.Parallel()
 	stack := realstack.Start(t, realstack.Options{Profile: realstack.ProfileIncident})
 	target := faults.Target{Endpoints: map[string]string{"smtp": stack.SMTP, "imap": stack.IMAP}}
 	for _, u := range stack.Users {

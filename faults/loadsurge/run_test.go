@@ -17,6 +17,7 @@ import (
 	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults/loadsurge"
 	"github.com/mailchaos/mailchaos/faults/loadsurge/sinktest"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
@@ -39,10 +40,12 @@ func requireSameIDs(t *testing.T, r *loadsurge.Run, s *sinktest.Sink) {
 }
 
 func TestHeaderMatchesMailstack(t *testing.T) {
+	t.Parallel()
 	require.Equal(t, mailstack.HeaderMailchaosID, loadsurge.HeaderID)
 }
 
 func TestClosedLoopAccountingMatchesSink(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Count: 500, Concurrency: 8, PerSession: 7, RunID: "closed"})
 	res := wait(t, r)
@@ -56,6 +59,7 @@ func TestClosedLoopAccountingMatchesSink(t *testing.T) {
 }
 
 func TestOpenLoopAccountingMatchesSink(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(200), Duration: time.Second, Concurrency: 4, PerSession: 3,
 		Grace: waitFor}) // however busy the machine, every due message is sent
@@ -72,6 +76,7 @@ func TestOpenLoopAccountingMatchesSink(t *testing.T) {
 }
 
 func TestCountEndsOpenLoop(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(1000), Count: 50, Duration: time.Hour, Grace: waitFor})
 	res := wait(t, r)
@@ -80,6 +85,7 @@ func TestCountEndsOpenLoop(t *testing.T) {
 }
 
 func TestOutcomes(t *testing.T) {
+	t.Parallel()
 	var rcptTemp, rcptBad, dataTemp, dataBad atomic.Int64
 	s := sinktest.Start(t, sinktest.Options{
 		Rcpt: func(to string) error {
@@ -122,6 +128,7 @@ func TestOutcomes(t *testing.T) {
 }
 
 func TestTimeoutOutcome(t *testing.T) {
+	t.Parallel()
 	addr := silentServer(t)
 	r := start(t, loadsurge.Config{Addr: addr, Count: 3, Concurrency: 1, Timeout: 100 * time.Millisecond})
 	res := wait(t, r)
@@ -130,7 +137,8 @@ func TestTimeoutOutcome(t *testing.T) {
 }
 
 func TestConnErrorOutcome(t *testing.T) {
-	r := start(t, loadsurge.Config{Addr: closedPort(t), Count: 5, Concurrency: 2})
+	t.Parallel()
+	r := start(t, loadsurge.Config{Addr: testnet.FreeAddr(t), Count: 5, Concurrency: 2})
 	res := wait(t, r)
 	requireBalanced(t, res)
 	require.EqualValues(t, 5, res.ConnError, res.String())
@@ -138,6 +146,7 @@ func TestConnErrorOutcome(t *testing.T) {
 }
 
 func TestSlowServerShowsAsLatencyAndBacklog(t *testing.T) {
+	t.Parallel()
 	// One session against a server that never answers: due messages pile
 	// up behind it; beyond the backlog they are unsent. Nothing is lost.
 	addr := silentServer(t)
@@ -157,6 +166,7 @@ func TestSlowServerShowsAsLatencyAndBacklog(t *testing.T) {
 }
 
 func TestStopIsGracefulAndPrompt(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(100), Duration: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -171,6 +181,7 @@ func TestStopIsGracefulAndPrompt(t *testing.T) {
 }
 
 func TestContextCancelAborts(t *testing.T) {
+	t.Parallel()
 	for _, protocol := range []string{loadsurge.ProtocolSMTP, loadsurge.ProtocolIMAP} {
 		t.Run(protocol, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -201,6 +212,7 @@ func TestContextCancelAborts(t *testing.T) {
 }
 
 func TestInfectedShareAndSize(t *testing.T) {
+	t.Parallel()
 	const n, p = 400, 0.5
 	s := sinktest.Start(t, sinktest.Options{Keep: true})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Count: n, Infected: p, Size: loadsurge.SizeRange{Min: 8000, Max: 8000}})
@@ -226,6 +238,7 @@ func TestInfectedShareAndSize(t *testing.T) {
 }
 
 func TestMessageSizes(t *testing.T) {
+	t.Parallel()
 	for _, size := range []string{"1KB", "4KB", "64KB", "1MiB"} {
 		t.Run(size, func(t *testing.T) {
 			want, err := loadsurge.ParseSizeRange(size)
@@ -272,6 +285,7 @@ func TestMessageSizes(t *testing.T) {
 }
 
 func TestSameRunIDSameMessages(t *testing.T) {
+	t.Parallel()
 	sizes := func() []int {
 		s := sinktest.Start(t, sinktest.Options{})
 		r := start(t, loadsurge.Config{Addr: s.Addr, Count: 30, Concurrency: 1, RunID: "repeat", Size: loadsurge.SizeRange{Min: 1000, Max: 9000}})
@@ -286,6 +300,7 @@ func TestSameRunIDSameMessages(t *testing.T) {
 }
 
 func TestParseSizeRange(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]loadsurge.SizeRange{
 		"4KB": {Min: 4000, Max: 4000}, "4KiB": {Min: 4096, Max: 4096}, "1KB-64KB": {Min: 1000, Max: 64000}, "512": {Min: 512, Max: 512},
 	} {
@@ -300,6 +315,7 @@ func TestParseSizeRange(t *testing.T) {
 }
 
 func TestStartRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []loadsurge.Config{
 		{},
 		{Addr: "nowhere"},
@@ -318,6 +334,7 @@ func TestStartRejectsBadConfig(t *testing.T) {
 }
 
 func TestResultJSONAndString(t *testing.T) {
+	t.Parallel()
 	s := sinktest.Start(t, sinktest.Options{})
 	r := start(t, loadsurge.Config{Addr: s.Addr, Count: 20, RunID: "sum"})
 	res := wait(t, r)

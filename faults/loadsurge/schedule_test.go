@@ -30,6 +30,7 @@ func due(t *testing.T, s loadsurge.Schedule, from, to time.Duration) int64 {
 }
 
 func TestScheduleCounts(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		s        loadsurge.Schedule
@@ -63,6 +64,7 @@ func TestScheduleCounts(t *testing.T) {
 }
 
 func TestScheduleTimes(t *testing.T) {
+	t.Parallel()
 	c := loadsurge.Constant(200)
 	for i, want := range map[int64]time.Duration{0: 0, 1: 5 * time.Millisecond, 200: time.Second, 1999: 9995 * time.Millisecond} {
 		got, ok := c.At(i)
@@ -87,6 +89,7 @@ func TestScheduleTimes(t *testing.T) {
 }
 
 func TestParseSteps(t *testing.T) {
+	t.Parallel()
 	steps, err := loadsurge.ParseSteps("100@0s, 300/s@10s,18000/m@20s")
 	require.NoError(t, err)
 	require.Equal(t, []loadsurge.Step{{Rate: 100}, {Rate: 300, At: 10 * time.Second}, {Rate: 300, At: 20 * time.Second}}, steps)

@@ -19,6 +19,7 @@ func realUsers() []faults.User {
 }
 
 func TestParseParamsTakesTheTargetUsersAccounts(t *testing.T) {
+	t.Parallel()
 	l, err := loadsurge.ParseParams(faults.Params{"protocol": "imap"}, realUsers(), time.Second)
 	require.NoError(t, err)
 	require.Equal(t, []string{"tester", "other"}, l.IMAP.Users, "sessions log in by the log-in names")
@@ -36,6 +37,7 @@ func TestParseParamsTakesTheTargetUsersAccounts(t *testing.T) {
 }
 
 func TestIMAPLogsInWithEachUsersPassword(t *testing.T) {
+	t.Parallel()
 	srv := startMem(t, memOpts{Plain: true, Users: realUsers()})
 	l, err := loadsurge.ParseParams(faults.Params{"protocol": "imap", "concurrency": "2"}, realUsers(), time.Second)
 	require.NoError(t, err)

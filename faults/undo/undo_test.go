@@ -14,6 +14,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/faults/undo"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -113,11 +114,8 @@ func TestUndoRestoreOffLoopbackIsRefused(t *testing.T) {
 // TestUndoRefusedServerIsExplained: a server that refuses the connection
 // is named, with what that means for a run's in-process server.
 func TestUndoRefusedServerIsExplained(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	url := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
-	_, err = undo.Undo(context.Background(), faults.Handle{ID: "s0", Owner: "run1", Toxiproxy: url}, undo.Options{Named: true})
+	url := "http://" + testnet.FreeAddr(t)
+	_, err := undo.Undo(context.Background(), faults.Handle{ID: "s0", Owner: "run1", Toxiproxy: url}, undo.Options{Named: true})
 	require.ErrorContains(t, err, "could not reach "+url+" (connection refused)")
 	require.ErrorContains(t, err, "in-process server")
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func TestProfiles(t *testing.T) {
+	t.Parallel()
 	rem := mailstack.DefaultConfig()
 	require.Equal(t, mailstack.ProfileRemediated, rem.Profile)
 	require.True(t, rem.Scan.Defer.Enabled)
@@ -31,6 +32,7 @@ func TestProfiles(t *testing.T) {
 }
 
 func TestParseConfigOverridesTheProfile(t *testing.T) {
+	t.Parallel()
 	cfg, err := mailstack.ParseConfig("c.yaml", []byte(`
 profile: incident
 scan:
@@ -64,6 +66,7 @@ engines:
 // TestInvalidConfigFiles checks the exact error for every file in
 // testdata/invalid: the file, line, column and field, and a suggestion.
 func TestInvalidConfigFiles(t *testing.T) {
+	t.Parallel()
 	want := map[string]string{
 		"unknown-field.yaml":   `testdata/invalid/unknown-field.yaml:3:3: scan.wrokers: unknown field "wrokers"; valid fields here: workers, timeout, retries, defer, interceptor, on-unscannable; did you mean "workers"?`,
 		"bad-duration.yaml":    `testdata/invalid/bad-duration.yaml:2:12: scan.timeout: "fast" is not a duration; use a number with a unit, such as 500ms, 30s or 2m`,
@@ -102,6 +105,7 @@ func TestInvalidConfigFiles(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
+	t.Parallel()
 	_, err := mailstack.LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"), "")
 	var ce *mailstack.ConfigError
 	require.ErrorAs(t, err, &ce)
@@ -109,6 +113,7 @@ func TestLoadConfigMissingFile(t *testing.T) {
 }
 
 func TestNewRejectsAnInvalidConfig(t *testing.T) {
+	t.Parallel()
 	cfg := mailstack.DefaultConfig()
 	cfg.Scan.Workers = 0
 	cfg.Engines = nil
@@ -142,6 +147,7 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 func TestFullConfigFileIsTheDefault(t *testing.T) {
+	t.Parallel()
 	cfg, err := mailstack.LoadConfig("testdata/valid/full.yaml", "")
 	require.NoError(t, err)
 	require.Empty(t, cfg.Scan.Interceptor.Block)

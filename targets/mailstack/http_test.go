@@ -56,6 +56,7 @@ func adminCall(t *testing.T, s *mailstack.Stack, method, path string, headers ..
 }
 
 func TestAdminRefusesBrowserRequests(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	quietAccess(&cfg)
 	s := startStack(t, cfg)
@@ -98,6 +99,7 @@ func TestAdminRefusesBrowserRequests(t *testing.T) {
 }
 
 func TestAdminToken(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	quietAccess(&cfg)
 	s := startStackWith(t, cfg, mailstack.Options{APIToken: "s3cret"})

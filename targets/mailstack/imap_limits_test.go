@@ -14,6 +14,7 @@ import (
 )
 
 func TestParseConfigAccessLimits(t *testing.T) {
+	t.Parallel()
 	cfg, err := mailstack.ParseConfig("c.yaml", []byte("access:\n  max-connections: 20\n"), "")
 	require.NoError(t, err)
 	require.Equal(t, 20, cfg.Access.MaxConnections)
@@ -27,6 +28,7 @@ func TestParseConfigAccessLimits(t *testing.T) {
 }
 
 func TestIMAPAppendLimitIsTheMessageSizeLimit(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	cfg.SMTP.MaxMessageBytes = 2000
 	s := startStack(t, cfg)

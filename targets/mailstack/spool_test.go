@@ -52,6 +52,7 @@ func delivered(s *mailstack.Stack) map[string]int {
 }
 
 func TestShutdownSpoolsQueuedMailAndARestartDeliversItOnce(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "spool")
 	s1 := startStack(t, spoolConfig(t, dir, 10*time.Second))
 	const n = 20
@@ -111,6 +112,7 @@ func TestShutdownSpoolsQueuedMailAndARestartDeliversItOnce(t *testing.T) {
 }
 
 func TestShutdownLetsTheQueueFinish(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, spoolConfig(t, "", 50*time.Millisecond))
 	var ids []string
 	for i := 0; i < 5; i++ {
@@ -129,6 +131,7 @@ func TestShutdownLetsTheQueueFinish(t *testing.T) {
 }
 
 func TestShutdownWithoutSpoolCountsWhatIsLost(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, spoolConfig(t, "", 10*time.Second))
 	for i := 0; i < 3; i++ {
 		sendMail(t, s.Endpoint("smtp"), "alice@example.test", []string{"bob@example.test"}, fmt.Sprintf("lost %d", i), "x")
@@ -143,6 +146,7 @@ func TestShutdownWithoutSpoolCountsWhatIsLost(t *testing.T) {
 }
 
 func TestUnsafeOrCorruptSpoolIsRefused(t *testing.T) {
+	t.Parallel()
 	start := func(t *testing.T, dir string) error {
 		t.Helper()
 		s, err := mailstack.New(spoolConfig(t, dir, 0), mailstack.Options{})
@@ -197,6 +201,7 @@ func greet(t testing.TB, addr string) (net.Conn, string) {
 }
 
 func TestSMTPConnectionCapAnswers421(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	cfg.SMTP.MaxConnections = 2
 	s := startStack(t, cfg)

@@ -175,6 +175,7 @@ func waitFinal(t testing.TB, s *mailstack.Stack, ids ...string) []mailstack.Reco
 }
 
 func TestDeliveredMailIsReadableOverIMAP(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	id := sendMail(t, s.Endpoint("smtp"), "alice@example.test", []string{"bob@example.test"}, "hello bob", "clean body")
 	recs := waitFinal(t, s, id)
@@ -206,6 +207,7 @@ func TestDeliveredMailIsReadableOverIMAP(t *testing.T) {
 }
 
 func TestSMTPRejections(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	cfg.SMTP.MaxMessageBytes = 1024
 	s := startStack(t, cfg)
@@ -235,6 +237,7 @@ func TestSMTPRejections(t *testing.T) {
 }
 
 func TestEICARIsQuarantinedNeverDelivered(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	id := sendMail(t, s.Endpoint("smtp"), "alice@example.test", []string{"bob@example.test"}, "infected", eicar)
 	recs := waitFinal(t, s, id)
@@ -253,6 +256,7 @@ func TestEICARIsQuarantinedNeverDelivered(t *testing.T) {
 }
 
 func TestInterceptorQuarantinesWithoutScanning(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	cfg.Scan.Interceptor.Block = []string{"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"}
 	s := startStack(t, cfg)
@@ -276,6 +280,7 @@ func slowEngineConfig(t testing.TB, profile string, delay time.Duration) mailsta
 }
 
 func TestIncidentProfileLetsTheQueueGrowBehindASlowEngine(t *testing.T) {
+	t.Parallel()
 	// The slow engine answers after 30 s, within the incident profile's
 	// timeout: each infected message holds a worker all that time.
 	s := startStack(t, slowEngineConfig(t, mailstack.ProfileIncident, 30*time.Second))
@@ -307,6 +312,7 @@ func TestIncidentProfileLetsTheQueueGrowBehindASlowEngine(t *testing.T) {
 }
 
 func TestRemediatedProfileKeepsCleanMailFlowingPastASlowEngine(t *testing.T) {
+	t.Parallel()
 	cfg := slowEngineConfig(t, mailstack.ProfileRemediated, 30*time.Second)
 	cfg.Scan.Timeout = 300 * time.Millisecond
 	s := startStack(t, cfg)
@@ -338,6 +344,7 @@ func TestRemediatedProfileKeepsCleanMailFlowingPastASlowEngine(t *testing.T) {
 }
 
 func TestRemediatedProfileDefersWhatNoEngineCanScan(t *testing.T) {
+	t.Parallel()
 	// av-engine-2 is slow on a marker no engine calls a virus: with no
 	// verdict from it, the message is deferred with back-off, then
 	// quarantined as unscannable once the deferrals are spent.
@@ -364,6 +371,7 @@ func TestRemediatedProfileDefersWhatNoEngineCanScan(t *testing.T) {
 }
 
 func TestUnscannableBounceGoesBackToALocalSender(t *testing.T) {
+	t.Parallel()
 	const marker = "SLOW-SCAN-MARKER"
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	cfg.Engines[0].Delay = 30 * time.Second
@@ -387,6 +395,7 @@ func TestUnscannableBounceGoesBackToALocalSender(t *testing.T) {
 }
 
 func TestEveryAcceptedMessageIsAccountedFor(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	c, err := smtp.Dial(s.Endpoint("smtp"))
 	require.NoError(t, err)
@@ -428,6 +437,7 @@ func TestEveryAcceptedMessageIsAccountedFor(t *testing.T) {
 }
 
 func TestMessageWithoutMessageIDGetsOne(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	require.NoError(t, plainSendMail(s.Endpoint("smtp"), nil, "alice@example.test", []string{"bob@example.test"},
 		strings.NewReader("Subject: no id\r\n\r\nbody\r\n")))
@@ -439,6 +449,7 @@ func TestMessageWithoutMessageIDGetsOne(t *testing.T) {
 }
 
 func TestSMTPAuthPlain(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	c, err := smtp.Dial(s.Endpoint("smtp"))
 	require.NoError(t, err)
@@ -449,6 +460,7 @@ func TestSMTPAuthPlain(t *testing.T) {
 }
 
 func TestShutdownWaitsForScansInProgress(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileIncident)
 	cfg.Engines[0].Delay = 500 * time.Millisecond
 	s, err := mailstack.New(cfg, mailstack.Options{})
@@ -466,6 +478,7 @@ func TestShutdownWaitsForScansInProgress(t *testing.T) {
 }
 
 func TestShutdownDeadlineAccountsForAbandonedScans(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileIncident)
 	cfg.Engines[0].Delay = time.Hour
 	s, err := mailstack.New(cfg, mailstack.Options{})
@@ -483,6 +496,7 @@ func TestShutdownDeadlineAccountsForAbandonedScans(t *testing.T) {
 }
 
 func TestCloseIsImmediateAndIdempotent(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t, mailstack.ProfileIncident)
 	cfg.Engines[0].Delay = time.Hour
 	s, err := mailstack.New(cfg, mailstack.Options{})
@@ -496,6 +510,7 @@ func TestCloseIsImmediateAndIdempotent(t *testing.T) {
 }
 
 func TestInterposeRoutesScansThroughTheGivenAddress(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	cfg := testConfig(t, mailstack.ProfileRemediated)
 	var links []mailstack.Link
@@ -526,6 +541,7 @@ func TestInterposeRoutesScansThroughTheGivenAddress(t *testing.T) {
 }
 
 func TestInterposeErrorStopsStart(t *testing.T) {
+	t.Parallel()
 	s, err := mailstack.New(testConfig(t, mailstack.ProfileRemediated), mailstack.Options{
 		Interpose: func(context.Context, mailstack.Link) (string, error) { return "", errors.New("no proxy") },
 	})
@@ -536,6 +552,7 @@ func TestInterposeErrorStopsStart(t *testing.T) {
 }
 
 func TestLedgerOverHTTP(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, testConfig(t, mailstack.ProfileRemediated))
 	id := sendMail(t, s.Endpoint("smtp"), "alice@example.test", []string{"bob@example.test"}, "hi", "hello")
 	waitFinal(t, s, id)

@@ -5,38 +5,20 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // benchServer runs fn on every connection accepted on a loopback port.
 func benchServer(b *testing.B, fn func(net.Conn)) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); fn(c) }()
-		}
-	}()
-	b.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	return testnet.Serve(b, func(_ context.Context, c net.Conn) { fn(c) }).Addr
 }
 
 // benchPath returns the address to dial for one variant: direct, through

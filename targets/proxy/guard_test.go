@@ -63,11 +63,12 @@ func proxyNames(t *testing.T, srv *proxy.Server) []string {
 }
 
 func TestAPIRefusesBrowserRequests(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	srv := startGuarded(t, proxy.ServerOptions{})
 	u, err := url.Parse(srv.URL())
 	require.NoError(t, err)
-	create := `{"name":"smtp","listen":"127.0.0.1:0","upstream":"` + g.ln.Addr().String() + `"}`
+	create := `{"name":"smtp","listen":"127.0.0.1:0","upstream":"` + g.Addr + `"}`
 	const js = "application/json"
 
 	for _, c := range []struct {
@@ -97,8 +98,9 @@ func TestAPIRefusesBrowserRequests(t *testing.T) {
 }
 
 func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	up := g.ln.Addr().String()
+	up := g.Addr
 	srv := startGuarded(t, proxy.ServerOptions{})
 	const js = "application/json"
 
@@ -139,6 +141,7 @@ func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
 }
 
 func TestAPIAllowRemoteLetsProxiesOffLoopbackThrough(t *testing.T) {
+	t.Parallel()
 	srv := startGuarded(t, proxy.ServerOptions{AllowRemote: true})
 	// 192.0.2.1 (TEST-NET-1) is on no interface: the request passes the
 	// guard and toxiproxy itself fails to listen, nothing is published.
@@ -154,7 +157,7 @@ func TestAPIToken(t *testing.T) {
 	ctx := context.Background()
 
 	// The server's own client carries the token.
-	_, err := srv.Link(ctx, "smtp", "127.0.0.1:0", g.ln.Addr().String())
+	_, err := srv.Link(ctx, "smtp", "127.0.0.1:0", g.Addr)
 	require.NoError(t, err)
 
 	var ae *network.APIError
@@ -196,13 +199,14 @@ func TestAPIToken(t *testing.T) {
 // TestAPIClientSendsJSONOnEveryWrite drives every write of mailchaos'
 // client through the guard.
 func TestAPIClientSendsJSONOnEveryWrite(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	srv := startGuarded(t, proxy.ServerOptions{})
 	c := srv.Client()
 	ctx := context.Background()
-	_, err := c.CreateProxy(ctx, "smtp", "127.0.0.1:0", g.ln.Addr().String())
+	_, err := c.CreateProxy(ctx, "smtp", "127.0.0.1:0", g.Addr)
 	require.NoError(t, err)
-	_, err = c.SetUpstream(ctx, "smtp", g.ln.Addr().String())
+	_, err = c.SetUpstream(ctx, "smtp", g.Addr)
 	require.NoError(t, err)
 	require.NoError(t, c.AddToxic(ctx, "smtp", network.Toxic{Name: "lat", Type: "latency", Stream: network.Downstream,
 		Attributes: map[string]any{"latency": 1}}))

@@ -104,6 +104,7 @@ func observe(addr string) (connect, greeting, transaction observation) {
 // TCP connect check, a greeting check and a full transaction see. The table
 // is the one in docs/faults.md.
 func TestGrayModeObservations(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		params                         faults.Params
 		connect, greeting, transaction observation
@@ -128,8 +129,9 @@ func TestGrayModeObservations(t *testing.T) {
 			}
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			g := startGreeter(t)
-			e := startEnv(t, "smtp", g.ln.Addr().String())
+			e := startEnv(t, "smtp", g.Addr)
 			if tt.params != nil {
 				e.inject(t, grayfailure.New(), tt.params, "smtp")
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults/avlatency"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -47,60 +48,31 @@ const waitFor = 20 * time.Second
 // greeter is a line server like SMTP: it greets, then answers each line
 // with "250 <line>". It records what it received.
 type greeter struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	got  []string
-	conn []net.Conn
+	*testnet.Server
+	mu  sync.Mutex
+	got []string
 }
 
 func startGreeter(t *testing.T) *greeter {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	g := &greeter{ln: ln}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
+	g := &greeter{}
+	g.Server = testnet.Serve(t, func(_ context.Context, c net.Conn) {
+		if _, err := io.WriteString(c, "220 greeter ready\r\n"); err != nil {
+			return
+		}
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
 			g.mu.Lock()
-			g.conn = append(g.conn, c)
+			g.got = append(g.got, line)
 			g.mu.Unlock()
-			g.wg.Add(1)
-			go func() {
-				defer g.wg.Done()
-				defer c.Close()
-				if _, err := io.WriteString(c, "220 greeter ready\r\n"); err != nil {
-					return
-				}
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					g.mu.Lock()
-					g.got = append(g.got, line)
-					g.mu.Unlock()
-					if _, err := io.WriteString(c, "250 "+line); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, "250 "+line); err != nil {
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		g.mu.Lock()
-		for _, c := range g.conn {
-			_ = c.Close()
-		}
-		g.mu.Unlock()
-		g.wg.Wait()
 	})
 	return g
 }
@@ -164,8 +136,9 @@ func silent(t *testing.T, c net.Conn, r *bufio.Reader, d time.Duration) {
 }
 
 func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
 	h := e.inject(t, inj, faults.Params{"mode": "stall-after"}, "smtp")
 
@@ -202,8 +175,9 @@ func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
 }
 
 func TestStallAfterBytes(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "stall-after", "after": "4"}, "smtp")
 	c, err := net.Dial("tcp", e.listen)
 	require.NoError(t, err)
@@ -217,8 +191,9 @@ func TestStallAfterBytes(t *testing.T) {
 }
 
 func TestBlackholeSwallowsSilently(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
 	h := e.inject(t, inj, faults.Params{"mode": "blackhole"}, "smtp")
 	c, err := net.Dial("tcp", e.listen) // the TCP connect succeeds
@@ -243,8 +218,9 @@ func TestBlackholeSwallowsSilently(t *testing.T) {
 }
 
 func TestHalfOpenKillsOneDirection(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "half-open"}, "smtp")
 	c, r := dialGreeted(t, e.listen) // server to client still works
 	_, err := io.WriteString(c, "EHLO x\r\n")
@@ -254,8 +230,9 @@ func TestHalfOpenKillsOneDirection(t *testing.T) {
 }
 
 func TestSlowDrip(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "slow-drip", "rate": "40"}, "smtp")
 	c, err := net.Dial("tcp", e.listen)
 	require.NoError(t, err)
@@ -270,8 +247,9 @@ func TestSlowDrip(t *testing.T) {
 }
 
 func TestResetIsLoud(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "reset"}, "smtp")
 	c, err := net.Dial("tcp", e.listen)
 	if errors.Is(err, syscall.ECONNRESET) {
@@ -290,8 +268,9 @@ func TestResetIsLoud(t *testing.T) {
 // connections is affected: with p = 0.3 over 200 connections the count of
 // stalled ones must fall within 4.5 standard deviations of 60.
 func TestFractionIsPerConnection(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole", "fraction": "30%", "direction": "downstream"}, "smtp")
 	const n, p = 200, 0.3
 	var mu sync.Mutex
@@ -322,13 +301,7 @@ func TestFractionIsPerConnection(t *testing.T) {
 // clamdEnv runs a bundled clamd engine behind a link.
 func clamdEnv(t *testing.T) (*env, *clamd.Client) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &clamd.Server{}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done })
-	e := startEnv(t, "av-engine-1", ln.Addr().String())
+	e := startEnv(t, "av-engine-1", testnet.Run(t, &clamd.Server{}))
 	return e, &clamd.Client{Addr: e.listen}
 }
 
@@ -348,6 +321,7 @@ func timedScan(t *testing.T, c *clamd.Client, payload string) (clamd.Result, tim
 }
 
 func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"latency": "700ms"})
@@ -367,6 +341,7 @@ func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
 }
 
 func TestAVLatencyEveryScan(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "latency", "latency": "400ms"}, "av-engine-1")
 	_, d := timedScan(t, c, "clean")
@@ -374,6 +349,7 @@ func TestAVLatencyEveryScan(t *testing.T) {
 }
 
 func TestAVLatencyErrorReplies(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"mode": "error"}, "av-engine-1")
@@ -388,6 +364,7 @@ func TestAVLatencyErrorReplies(t *testing.T) {
 }
 
 func TestAVLatencyCloseAfter(t *testing.T) {
+	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "close-after", "bytes": "20"}, "av-engine-1")
 	_, err := c.Scan(context.Background(), []byte("a payload longer than twenty bytes"))
@@ -395,6 +372,7 @@ func TestAVLatencyCloseAfter(t *testing.T) {
 }
 
 func TestBadParametersAreNamed(t *testing.T) {
+	t.Parallel()
 	target := faults.Target{Toxiproxy: "http://127.0.0.1:1", Links: []faults.Link{{Name: "smtp"}, {Name: "av-engine-1"}}}
 	tests := []struct {
 		inj    faults.Injector
@@ -423,8 +401,9 @@ func TestBadParametersAreNamed(t *testing.T) {
 }
 
 func TestReaperRemovesExpiredToxics(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	h, err := grayfailure.New().Inject(context.Background(), faults.Request{ID: "short", Owner: "test", Target: e.target,
 		Links: []string{"smtp"}, Params: faults.Params{"mode": "blackhole"}, TTL: 300 * time.Millisecond})
 	require.NoError(t, err)
@@ -437,8 +416,9 @@ func TestReaperRemovesExpiredToxics(t *testing.T) {
 }
 
 func TestRemoveOwned(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole"}, "smtp")
 	n, err := network.RemoveOwned(context.Background(), e.srv.Client(), "other", "")
 	require.NoError(t, err)
@@ -454,8 +434,9 @@ func TestRemoveOwned(t *testing.T) {
 // does not wait for ever for a removal: the client sees the end after the
 // grace, and no goroutine is stranded.
 func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
 	h := e.inject(t, inj, faults.Params{"mode": "stall-after"}, "smtp")
 	c, r := dialGreeted(t, e.listen)
@@ -463,11 +444,7 @@ func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
 	require.NoError(t, err)
 	silent(t, c, r, 200*time.Millisecond)
 	require.Eventually(t, func() bool { return len(g.received()) == 1 }, waitFor, 5*time.Millisecond)
-	g.mu.Lock()
-	for _, sc := range g.conn {
-		_ = sc.Close()
-	}
-	g.mu.Unlock()
+	g.CloseConns()
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
 	_, err = io.ReadAll(r)
 	require.NoError(t, err, "the connection ends (EOF), it does not hang")
@@ -475,10 +452,11 @@ func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
 }
 
 func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
-	listen, err := srv.Link(context.Background(), "smtp", "127.0.0.1:0", g.ln.Addr().String())
+	listen, err := srv.Link(context.Background(), "smtp", "127.0.0.1:0", g.Addr)
 	require.NoError(t, err)
 	target := faults.Target{Toxiproxy: srv.URL(), Links: []faults.Link{{Name: "smtp", Listen: listen}}}
 	_, err = grayfailure.New().Inject(context.Background(), faults.Request{ID: "x", Owner: "test", Target: target,
@@ -496,8 +474,9 @@ func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
 }
 
 func TestApplyRollsBackOnFailure(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	_, err := network.Apply(context.Background(), faults.Request{ID: "x", Owner: "test", Target: e.target, TTL: time.Hour},
 		[]network.ToxicOn{
 			{Link: "smtp", Type: network.ToxicBlackhole, Stream: network.Downstream},
@@ -512,8 +491,9 @@ func TestApplyRollsBackOnFailure(t *testing.T) {
 // TestAddToxicRejectsUnknownAttributes: toxiproxy ignores an attribute its
 // toxic type lacks; mailchaos refuses it, naming it, and leaves nothing.
 func TestAddToxicRejectsUnknownAttributes(t *testing.T) {
+	t.Parallel()
 	g := startGreeter(t)
-	e := startEnv(t, "smtp", g.ln.Addr().String())
+	e := startEnv(t, "smtp", g.Addr)
 	c := e.srv.Client()
 	err := c.AddToxic(context.Background(), "smtp", network.Toxic{Name: "t", Type: "latency", Stream: network.Downstream,
 		Attributes: map[string]any{"latencyy": 100}})

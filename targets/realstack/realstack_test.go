@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,6 +25,7 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 	"github.com/mailchaos/mailchaos/targets/realstack"
@@ -206,6 +205,7 @@ func ctx(t *testing.T) context.Context {
 // TestStack runs one stack with the incident profile through mail flow,
 // idempotent up, the remediated interceptor and down.
 func TestStack(t *testing.T) {
+	t.Parallel()
 	s := realstack.Start(t, realstack.Options{})
 	require.Equal(t, realstack.ProfileIncident, s.Profile)
 	require.Equal(t, s.Clamd, s.ClamdLink, "no link: the milter talks to clamd directly")
@@ -379,110 +379,30 @@ func TestStack(t *testing.T) {
 	})
 }
 
-// forwarder is a plain TCP forwarder: a link in front of clamd.
-type forwarder struct {
-	ln       net.Listener
-	upstream string
-	accepted atomic.Int64
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-}
-
-func startForwarder(t *testing.T, upstream string) *forwarder {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f := &forwarder{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
-	f.wg.Add(1)
-	go f.serve()
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *forwarder) Addr() string { return f.ln.Addr().String() }
-
-func (f *forwarder) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.conns == nil {
-		return false
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *forwarder) serve() {
-	defer f.wg.Done()
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		f.accepted.Add(1)
-		if !f.track(c) {
-			c.Close()
-			return
-		}
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer c.Close()
-			u, err := net.DialTimeout("tcp", f.upstream, 5*time.Second)
-			if err != nil {
-				return
-			}
-			defer u.Close()
-			if !f.track(u) {
-				return
-			}
-			done := make(chan struct{}, 2)
-			go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-			go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
-			<-done
-			c.Close()
-			u.Close()
-			<-done
-		}()
-	}
-}
-
-// Close breaks the link: no new connections, live ones cut.
-func (f *forwarder) Close() {
-	f.once.Do(func() {
-		f.ln.Close()
-		f.mu.Lock()
-		for c := range f.conns {
-			c.Close()
-		}
-		f.conns = nil
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
-}
-
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, port, err := net.SplitHostPort(testnet.FreeAddr(t))
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	return p
 }
 
 // TestClamdVia points clamav-milter at clamd through a forwarder run by the
 // test: mail is scanned through it, and with the link broken clean mail is
 // deferred (OnFail Defer), not accepted unscanned.
 func TestClamdVia(t *testing.T) {
+	t.Parallel()
 	clamdPort := freePort(t)
-	fwd := startForwarder(t, "127.0.0.1:"+strconv.Itoa(clamdPort))
-	s := realstack.Start(t, realstack.Options{ClamdVia: fwd.Addr(), Ports: realstack.Ports{Clamd: clamdPort}})
-	require.Equal(t, fwd.Addr(), s.ClamdLink)
+	fwd := testnet.Forward(t, "127.0.0.1:"+strconv.Itoa(clamdPort))
+	s := realstack.Start(t, realstack.Options{ClamdVia: fwd.Addr, Ports: realstack.Ports{Clamd: clamdPort}})
+	require.Equal(t, fwd.Addr, s.ClamdLink)
 	require.Equal(t, "127.0.0.1:"+strconv.Itoa(clamdPort), s.Clamd)
 
-	before := fwd.accepted.Load()
+	before := fwd.Accepted()
 	subj := subject(t, "clean")
 	require.NoError(t, send(t, s.SMTP, subj, "through the link"))
 	waitDelivered(t, s.Maildir("tester"), subj)
-	require.Greater(t, fwd.accepted.Load(), before, "the milter reached clamd through the link")
+	require.Greater(t, fwd.Accepted(), before, "the milter reached clamd through the link")
 
 	err := send(t, s.SMTP, subject(t, "virus"), eicar)
 	require.Equal(t, 5, code(err)/100, "infected mail is still rejected through the link: %v", err)
@@ -490,10 +410,10 @@ func TestClamdVia(t *testing.T) {
 	// The remediated interceptor: the milter does not even connect to
 	// clamd for a message body_checks rejected.
 	s.Apply(t, realstack.ProfileRemediated)
-	before = fwd.accepted.Load()
+	before = fwd.Accepted()
 	err = send(t, s.SMTP, subject(t, "virus"), eicar)
 	require.ErrorContains(t, err, "body_checks")
-	require.Equal(t, before, fwd.accepted.Load(), "no connection to clamd for an intercepted message")
+	require.Equal(t, before, fwd.Accepted(), "no connection to clamd for an intercepted message")
 
 	fwd.Close()
 	scanned := scans(t, s)
@@ -509,6 +429,7 @@ func TestClamdVia(t *testing.T) {
 // stands in for the mailchaos binary) and the remediated profile: a black
 // hole on the clamd link defers clean mail within seconds.
 func TestMailchaosProxy(t *testing.T) {
+	t.Parallel()
 	self, err := os.Executable()
 	require.NoError(t, err)
 	s := realstack.Start(t, realstack.Options{Mailchaos: self, Profile: realstack.ProfileRemediated})
@@ -562,6 +483,7 @@ func TestMailchaosProxy(t *testing.T) {
 
 // TestAvailable checks that Available explains itself.
 func TestAvailable(t *testing.T) {
+	t.Parallel()
 	err := realstack.Available()
 	if err == nil {
 		return
@@ -571,6 +493,7 @@ func TestAvailable(t *testing.T) {
 
 // TestLoad reads an env file as the script writes it.
 func TestLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	env := "DIR=" + dir + "\nPROFILE=remediated\nSMTP=127.0.0.1:2001\nIMAP=127.0.0.1:2002\nCLAMD=127.0.0.1:2003\n" +
 		"MILTER=127.0.0.1:2004\nCLAMD_LINK=127.0.0.1:2005\nPROXY=http://127.0.0.1:2006\nDOMAIN=realstack.test\n" +
@@ -598,6 +521,7 @@ func TestLoad(t *testing.T) {
 
 // TestUpRefusesSymlink: nothing is written through a symlinked folder.
 func TestUpRefusesSymlink(t *testing.T) {
+	t.Parallel()
 	real := t.TempDir()
 	link := filepath.Join(t.TempDir(), "link")
 	require.NoError(t, os.Symlink(real, link))
@@ -613,6 +537,7 @@ func TestUpRefusesSymlink(t *testing.T) {
 // can write: never in /etc, where the script would rewrite the system's own
 // configuration.
 func TestCheckDirRefusesFoldersThatAreNotAStacks(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("realstack: folders are checked for root ownership; run as root")
 	}
@@ -647,6 +572,7 @@ func TestCheckDirRefusesFoldersThatAreNotAStacks(t *testing.T) {
 // TestScriptRefusesAFolderItDidNotMake: the script itself, run by hand on a
 // folder that holds something else, writes nothing there.
 func TestScriptRefusesAFolderItDidNotMake(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("realstack: the script runs as root only; run as root")
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets/mailstack/access"
 )
 
@@ -126,6 +126,7 @@ func sessionsPerSite(tier *access.Tier) map[string]int {
 }
 
 func TestLeastConnectionsSpreadsSessions(t *testing.T) {
+	t.Parallel()
 	tier, _ := startTier(t, quietConfig(), nil)
 	for i := 0; i < 6; i++ {
 		login(t, tier.Addr())
@@ -134,6 +135,7 @@ func TestLeastConnectionsSpreadsSessions(t *testing.T) {
 }
 
 func TestRoundRobinTakesSitesInTurn(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Placement = access.PlacementRoundRobin
 	tier, _ := startTier(t, cfg, nil)
@@ -148,6 +150,7 @@ func TestRoundRobinTakesSitesInTurn(t *testing.T) {
 }
 
 func TestDrainEndsSessionsWithBYEAndRestoreBringsTheSiteBack(t *testing.T) {
+	t.Parallel()
 	tier, reg := startTier(t, quietConfig(), nil)
 	var held []*rawSession
 	for i := 0; i < 6; i++ {
@@ -195,6 +198,7 @@ func TestDrainEndsSessionsWithBYEAndRestoreBringsTheSiteBack(t *testing.T) {
 }
 
 func TestEverySiteDrainedRefusesWithBYE(t *testing.T) {
+	t.Parallel()
 	tier, reg := startTier(t, quietConfig(), nil)
 	for _, n := range tier.SiteNames() {
 		require.NoError(t, tier.Drain(context.Background(), n))
@@ -210,6 +214,7 @@ func TestEverySiteDrainedRefusesWithBYE(t *testing.T) {
 }
 
 func TestUnknownSiteNamesTheValidOnes(t *testing.T) {
+	t.Parallel()
 	tier, _ := startTier(t, quietConfig(), nil)
 	for _, err := range []error{tier.Drain(context.Background(), "site-x"), tier.Restore("site-x")} {
 		var ue *access.UnknownSiteError
@@ -220,46 +225,10 @@ func TestUnknownSiteNamesTheValidOnes(t *testing.T) {
 	require.EqualError(t, err, `access: unknown site "siteb"; did you mean "site-b"? (sites: site-a, site-b, site-c)`)
 }
 
-// deadAddr returns a loopback address where nothing listens.
-func deadAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // silentAddr returns the address of a server that accepts connections and
 // never says anything, like a site behind a black hole.
 func silentAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
+	return testnet.Serve(t, testnet.Hold).Addr
 }
 
 // routeSite sends the balancer's traffic for one site to addr.
@@ -273,10 +242,11 @@ func routeSite(site, addr string) access.Interpose {
 }
 
 func TestShallowChecksMarkARefusingSiteUnhealthyAndSessionsGoElsewhere(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Health = access.HealthConfig{Mode: access.HealthShallow, Interval: 20 * time.Millisecond,
 		Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2}
-	tier, reg := startTier(t, cfg, routeSite("site-c", deadAddr(t)))
+	tier, reg := startTier(t, cfg, routeSite("site-c", testnet.FreeAddr(t)))
 	// Before the checks notice, a session placed on site-c fails to
 	// connect and is placed on another site: every log-in succeeds.
 	for i := 0; i < 6; i++ {
@@ -294,6 +264,7 @@ func TestShallowChecksMarkARefusingSiteUnhealthyAndSessionsGoElsewhere(t *testin
 }
 
 func TestDeepChecksMarkASilentSiteUnhealthy(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Health = access.HealthConfig{Mode: access.HealthDeep, Interval: 20 * time.Millisecond,
 		Timeout: 200 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 2,
@@ -309,6 +280,7 @@ func TestDeepChecksMarkASilentSiteUnhealthy(t *testing.T) {
 }
 
 func TestPassiveEjectsASilentSiteRetriesItAndNeverLosesASession(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Passive = access.PassiveConfig{Enabled: true, Failures: 2, Slow: 500 * time.Millisecond,
 		Ejection: 300 * time.Millisecond, MaxEjection: time.Second}
@@ -336,6 +308,7 @@ func TestPassiveEjectsASilentSiteRetriesItAndNeverLosesASession(t *testing.T) {
 }
 
 func TestPassiveNeverEjectsTheLastUsableSite(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Sites = []access.SiteConfig{{Name: "one"}, {Name: "two"}}
 	cfg.Passive = access.PassiveConfig{Enabled: true, Failures: 1, Slow: 300 * time.Millisecond,
@@ -362,6 +335,7 @@ func TestPassiveNeverEjectsTheLastUsableSite(t *testing.T) {
 }
 
 func TestCloseEndsSessionsAndStopsEverything(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	cfg := access.DefaultConfig()
 	cfg.Health.Interval = 10 * time.Millisecond
@@ -382,6 +356,7 @@ func TestCloseEndsSessionsAndStopsEverything(t *testing.T) {
 }
 
 func TestInvalidConfig(t *testing.T) {
+	t.Parallel()
 	cfg := access.DefaultConfig()
 	cfg.Sites = append(cfg.Sites, access.SiteConfig{Name: "site-a", Listen: "nowhere"})
 	cfg.Placement = "least-conections"

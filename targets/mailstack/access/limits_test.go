@@ -93,6 +93,7 @@ func holdIdle(t testing.TB, addr string, n int) (held, refused int) {
 }
 
 func TestBalancerCapHoldsIdleConnectionsAndANormalClientStillLogsIn(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.MaxConnections = 50
 	tier, reg := startTier(t, cfg, nil)
@@ -137,6 +138,7 @@ func TestBalancerCapHoldsIdleConnectionsAndANormalClientStillLogsIn(t *testing.T
 }
 
 func TestHealthChecksPassWhileTheBalancerIsAtItsCap(t *testing.T) {
+	t.Parallel()
 	cfg := quietConfig()
 	cfg.Sites = []access.SiteConfig{{Name: "only"}}
 	cfg.MaxConnections = 5
@@ -177,6 +179,7 @@ func startSite(t testing.TB, lim access.SiteLimits) *access.Site {
 }
 
 func TestSiteCapLeavesHeadroomThenRefuses(t *testing.T) {
+	t.Parallel()
 	refused := 0
 	var mu sync.Mutex
 	s := startSite(t, access.SiteLimits{MaxConnections: 4, OnRefused: func() { mu.Lock(); refused++; mu.Unlock() }})
@@ -213,6 +216,7 @@ func requireClosed(t testing.TB, c net.Conn, r *bufio.Reader) {
 }
 
 func TestFailedLoginsEndTheConnection(t *testing.T) {
+	t.Parallel()
 	var locked atomic.Int32
 	s := startSite(t, access.SiteLimits{MaxLoginFailures: 3, OnLockout: func() { locked.Add(1) }})
 	c, r, _ := dialGreeting(t, s.Addr())
@@ -231,6 +235,7 @@ func TestFailedLoginsEndTheConnection(t *testing.T) {
 }
 
 func TestLiteralsOverTheLimitGetBAD(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	reasons := map[string]int{}
 	s := startSite(t, access.SiteLimits{MaxAppendBytes: 1000, OnRejected: func(r string) { mu.Lock(); reasons[r]++; mu.Unlock() }})
@@ -259,6 +264,7 @@ func TestLiteralsOverTheLimitGetBAD(t *testing.T) {
 }
 
 func TestHugeRangesAndDeepSearchesGetBAD(t *testing.T) {
+	t.Parallel()
 	s := startSite(t, access.SiteLimits{})
 	c, r, _ := dialGreeting(t, s.Addr())
 	defer c.Close()
@@ -295,6 +301,7 @@ func TestHugeRangesAndDeepSearchesGetBAD(t *testing.T) {
 }
 
 func TestInvalidLimits(t *testing.T) {
+	t.Parallel()
 	cfg := access.DefaultConfig()
 	cfg.MaxConnections = 0
 	cfg.MaxLoginFailures = -1
