@@ -20,15 +20,17 @@ import (
 // incident settings fail (clean senders wait for seconds while clamd is slow
 // on the virus flood), the remediated ones pass. Both run on one stack, one
 // after the other (the profile is applied in between): run side by side on
-// two cores they would measure each other. The pair runs alongside the
-// other tests, with the mailchaos binary (built without the race detector,
-// as users run it) in processes of its own.
+// two cores they would measure each other. The pair runs in the heavy lane
+// (after the AV pair, which asks first while this stack starts), with the
+// mailchaos binary (built without the race detector, as users run it) in
+// processes of its own.
 func TestRealStackCatalogPair(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs two experiments of about 40 s on a real mail stack")
 	}
 	stack := realstack.Start(t, realstack.Options{Mailchaos: mailchaosBinary(t), Profile: realstack.ProfileIncident})
+	heavyLane.take(t)
 	proxy := network.NewClient(stack.Proxy)
 	for _, tt := range []struct {
 		profile, file string
