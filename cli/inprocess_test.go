@@ -44,6 +44,14 @@ func (tu *turn) take(t *testing.T) {
 	tu.mu.Unlock()
 }
 
+// hold takes t's turn for the rest of t: for a test that times its command
+// lines, so that the time does not count the wait for the turn.
+func (tu *turn) hold(t *testing.T) {
+	t.Helper()
+	tu.take(t)
+	t.Cleanup(tu.done)
+}
+
 // done ends one command line; the turn passes on after the last.
 func (tu *turn) done() {
 	tu.mu.Lock()

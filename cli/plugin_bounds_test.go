@@ -53,14 +53,13 @@ func readPid(t *testing.T, path string) int {
 // costs validate the start timeout, not the child's lifetime, and the child
 // does not outlive it.
 func TestValidateBoundedByPluginChildHoldingStdout(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin and waits for the start timeout")
 	}
-	dir := misbehaveDir(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	t.Setenv("MISBEHAVE_PIDFILE", pidfile)
-	t.Setenv("MISBEHAVE_CHILD", "60s")
-	t.Setenv("MISBEHAVE_HANG", "start")
+	dir := misbehaveDir(t, "MISBEHAVE_PIDFILE="+pidfile, "MISBEHAVE_CHILD=60s", "MISBEHAVE_HANG=start")
+	inProcess.hold(t)
 	start := time.Now()
 	code, out, errb := runIn(t, dir, "--log-level", "warn", "validate", "../experiments/catalog/av-latency-remediated.yaml")
 	took := time.Since(start)

@@ -11,13 +11,12 @@ import (
 	"github.com/mailchaos/mailchaos/cli"
 )
 
-// markerPlugin builds the test plugin into a new directory; the marker
+// markerPlugin puts the test plugin into a new directory; the marker
 // file it returns appears once the plugin has been started.
 func markerPlugin(t *testing.T) (dir, marker string) {
 	t.Helper()
-	dir = misbehaveDir(t)
 	marker = filepath.Join(t.TempDir(), "started")
-	t.Setenv("MISBEHAVE_PIDFILE", marker)
+	dir = misbehaveDir(t, "MISBEHAVE_PIDFILE="+marker)
 	return dir, marker
 }
 
@@ -30,6 +29,7 @@ func started(marker string) bool {
 // started, with an error naming the file, its mode and owner and the fix;
 // the other faults still work.
 func TestUnsafePluginsAreRefused(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
@@ -84,6 +84,7 @@ func TestUnsafePluginsAreRefused(t *testing.T) {
 // TestSafePluginRuns: a plugin owned by root (or the user), not writable by
 // others, in a directory alike, is started.
 func TestSafePluginRuns(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
@@ -97,6 +98,7 @@ func TestSafePluginRuns(t *testing.T) {
 // TestCommandsWithoutFaultsStartNoPlugin: commands that do not use faults
 // start no plugin.
 func TestCommandsWithoutFaultsStartNoPlugin(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}

@@ -136,10 +136,23 @@ safety: { max-duration: 60s }
 	require.Equal(t, cli.ExitOK, code, errb)
 }
 
-// misbehaveDir puts the misbehaving test plugin into a new directory.
-func misbehaveDir(t *testing.T) string {
+// misbehaveDir puts the misbehaving test plugin into a new directory. Its
+// MISBEHAVE_* settings (NAME=VALUE) are given by a script in its place that
+// sets them and execs the plugin (the same process), not through the
+// environment of the test process, which tests running side by side share.
+func misbehaveDir(t *testing.T, env ...string) string {
 	t.Helper()
-	return pluginDir(t, "misbehave", "../plugins/internal/misbehave")
+	if len(env) == 0 {
+		return pluginDir(t, "misbehave", "../plugins/internal/misbehave")
+	}
+	script := "#!/bin/sh\nexec env"
+	for _, s := range append(env, binary(t, "mailchaos-fault-misbehave", "../plugins/internal/misbehave")) {
+		script += " '" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	script += ` "$@"` + "\n"
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mailchaos-fault-misbehave"), []byte(script), 0o755))
+	return dir
 }
 
 // externalExperiment writes an experiment on an external target: a link
@@ -196,12 +209,12 @@ func greetingFast(t *testing.T, srv *proxy.Server) {
 }
 
 func TestPluginKilledMidRun(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
-	dir := misbehaveDir(t)
 	pidfile := filepath.Join(t.TempDir(), "pid")
-	t.Setenv("MISBEHAVE_PIDFILE", pidfile)
+	dir := misbehaveDir(t, "MISBEHAVE_PIDFILE="+pidfile)
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
@@ -226,11 +239,11 @@ func TestPluginKilledMidRun(t *testing.T) {
 }
 
 func TestPluginHungMidRun(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
-	dir := misbehaveDir(t)
-	t.Setenv("MISBEHAVE_HANG", "remove")
+	dir := misbehaveDir(t, "MISBEHAVE_HANG=remove")
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer srv.Close()
@@ -245,11 +258,11 @@ func TestPluginHungMidRun(t *testing.T) {
 }
 
 func TestPluginVersionMismatchIsClear(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a plugin")
 	}
-	dir := misbehaveDir(t)
-	t.Setenv("MISBEHAVE_PROTOCOL", "7")
+	dir := misbehaveDir(t, "MISBEHAVE_PROTOCOL=7")
 	code, _, errb := runIn(t, dir, "inject", "misbehave", "--upstream", "127.0.0.1:1", "--for", "1s")
 	require.Equal(t, cli.ExitAborted, code)
 	require.Contains(t, errb, "plugin misbehave")
