@@ -8,11 +8,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/stretchr/testify/require"
 )
 
@@ -92,35 +92,7 @@ func TestClientCustomDial(t *testing.T) {
 // handle in a goroutine it waits for at cleanup.
 func fakeClamd(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
-	ln := listen(t)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() { _ = c.Close() }()
-				handle(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testnet.Serve(t, func(_ context.Context, c net.Conn) { handle(c) }).Addr
 }
 
 // replyWith returns a fake clamd handler that reads the command and stream,
