@@ -436,7 +436,9 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 	}
 	sg := &surge{run: run, cancel: cancel}
 	if req.Duration > 0 {
-		sg.plannedEnd = now.Add(req.Duration)
+		// The load's own end: its schedule counts from when it started,
+		// which a busy machine may make a while after now.
+		sg.plannedEnd = time.Now().Add(req.Duration)
 	}
 	i.runs[req.ID] = sg
 	return h, nil
