@@ -31,24 +31,39 @@ func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Ha
 	h := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: c.URL(),
 		Injected: now, Expires: now.Add(req.TTL)}
 	for i, t := range toxics {
+		if ctx.Err() != nil {
+			return faults.Handle{}, rollback(ctx, h, fmt.Errorf("add the toxics of %s: %w", req.ID, context.Cause(ctx)))
+		}
 		name := ToxicName(req.Owner, req.ID, h.Expires, i)
-		// Noted before the call: a call that fails on our side (a deadline)
+		// Noted before the call: a call that fails on our side (a time-out)
 		// may still have added the toxic on the server's.
 		h.Toxics = append(h.Toxics, faults.ToxicRef{Proxy: t.Link, Name: name})
-		err := c.AddToxic(ctx, t.Link, Toxic{Name: name, Type: t.Type, Stream: t.Stream,
+		// A call under way is not cut short by ctx: the server would go on
+		// and add the toxic after the rollback below had looked for it,
+		// leaving it in place. ctx is checked between calls instead.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
+		err := c.AddToxic(actx, t.Link, Toxic{Name: name, Type: t.Type, Stream: t.Stream,
 			Toxicity: t.Toxicity, Attributes: t.Attributes})
+		cancel()
+		if err == nil && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
 		if err != nil {
-			err = fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
-			rerr := Remove(rctx, h)
-			cancel()
-			if rerr != nil {
-				return faults.Handle{}, &faults.RollbackError{Handle: h, Err: errors.Join(err, rerr)}
-			}
-			return faults.Handle{}, err
+			return faults.Handle{}, rollback(ctx, h, fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err))
 		}
 	}
 	return h, nil
+}
+
+// rollback removes the toxics h lists after err ended their application,
+// and returns err, or a [*faults.RollbackError] when some may be left.
+func rollback(ctx context.Context, h faults.Handle, err error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
+	defer cancel()
+	if rerr := Remove(rctx, h); rerr != nil {
+		return &faults.RollbackError{Handle: h, Err: errors.Join(err, rerr)}
+	}
+	return err
 }
 
 // Remove removes the toxics of a handle. It is idempotent: toxics or proxies

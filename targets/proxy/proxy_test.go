@@ -7,8 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -486,6 +491,56 @@ func TestApplyRollsBackOnFailure(t *testing.T) {
 	ts, err := e.srv.Client().Toxics(context.Background(), "smtp")
 	require.NoError(t, err)
 	require.Empty(t, ts, "the first toxic was left behind")
+}
+
+// TestApplyCancelledMidCallLeavesNothing: a request cancelled while an
+// add is on its way to the server (a first Ctrl-C) must not leave that
+// toxic behind: the server would add it after the rollback had looked.
+// The API is reached through a front that holds the second add until the
+// caller has given up.
+func TestApplyCancelledMidCallLeavesNothing(t *testing.T) {
+	t.Parallel()
+	g := startGreeter(t)
+	e := startEnv(t, "smtp", g.Addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api, err := url.Parse(e.srv.URL())
+	require.NoError(t, err)
+	var posts atomic.Int32
+	later := make(chan struct{}) // closed by the first request after the held add
+	var laterOnce sync.Once
+	upstream := httputil.NewSingleHostReverseProxy(api)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := r.Method == http.MethodPost && posts.Add(1) == 2
+		switch {
+		case held:
+			cancel()
+			// The server gets the add late, as a slow server or network
+			// would have it: after whatever the caller sends next, or
+			// after a while if it sends nothing.
+			r = r.WithContext(context.WithoutCancel(r.Context()))
+			select {
+			case <-later:
+			case <-time.After(300 * time.Millisecond):
+			}
+		case posts.Load() >= 2:
+			laterOnce.Do(func() { close(later) })
+		}
+		r.Host = api.Host // the API's Host guard knows the server by its own name
+		upstream.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	target := e.target
+	target.Toxiproxy = front.URL
+	_, err = network.Apply(ctx, faults.Request{ID: "x", Owner: "test", Target: target, TTL: time.Hour},
+		[]network.ToxicOn{
+			{Link: "smtp", Type: network.ToxicBlackhole, Stream: network.Downstream},
+			{Link: "smtp", Type: network.ToxicBlackhole, Stream: network.Upstream},
+		})
+	require.ErrorIs(t, err, context.Canceled)
+	ts, err := e.srv.Client().Toxics(context.Background(), "smtp")
+	require.NoError(t, err)
+	require.Empty(t, ts, "a toxic was left behind")
 }
 
 // TestAddToxicRejectsUnknownAttributes: toxiproxy ignores an attribute its
