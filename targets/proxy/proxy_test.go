@@ -95,6 +95,14 @@ type env struct {
 	listen string
 }
 
+// requireNoToxics fails t unless the link has no toxic left.
+func (e *env) requireNoToxics(t *testing.T, link, msg string) {
+	t.Helper()
+	ts, err := e.srv.Client().Toxics(context.Background(), link)
+	require.NoError(t, err)
+	require.Empty(t, ts, msg)
+}
+
 func startEnv(t *testing.T, link, upstream string) *env {
 	t.Helper()
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
@@ -488,9 +496,7 @@ func TestApplyRollsBackOnFailure(t *testing.T) {
 			{Link: "smtp", Type: "no_such_toxic", Stream: network.Downstream},
 		})
 	require.ErrorContains(t, err, "no_such_toxic")
-	ts, err := e.srv.Client().Toxics(context.Background(), "smtp")
-	require.NoError(t, err)
-	require.Empty(t, ts, "the first toxic was left behind")
+	e.requireNoToxics(t, "smtp", "the first toxic was left behind")
 }
 
 // TestApplyCancelledMidCallLeavesNothing: a request cancelled while an
@@ -538,9 +544,7 @@ func TestApplyCancelledMidCallLeavesNothing(t *testing.T) {
 			{Link: "smtp", Type: network.ToxicBlackhole, Stream: network.Upstream},
 		})
 	require.ErrorIs(t, err, context.Canceled)
-	ts, err := e.srv.Client().Toxics(context.Background(), "smtp")
-	require.NoError(t, err)
-	require.Empty(t, ts, "a toxic was left behind")
+	e.requireNoToxics(t, "smtp", "a toxic was left behind")
 }
 
 // TestAddToxicRejectsUnknownAttributes: toxiproxy ignores an attribute its
@@ -553,9 +557,7 @@ func TestAddToxicRejectsUnknownAttributes(t *testing.T) {
 	err := c.AddToxic(context.Background(), "smtp", network.Toxic{Name: "t", Type: "latency", Stream: network.Downstream,
 		Attributes: map[string]any{"latencyy": 100}})
 	require.ErrorContains(t, err, "toxic type latency has no attribute latencyy (it has: jitter, latency)")
-	ts, err := c.Toxics(context.Background(), "smtp")
-	require.NoError(t, err)
-	require.Empty(t, ts)
+	e.requireNoToxics(t, "smtp", "the refused toxic was left behind")
 	require.NoError(t, c.AddToxic(context.Background(), "smtp", network.Toxic{Name: "t", Type: "latency", Stream: network.Downstream,
 		Attributes: map[string]any{"latency": 100}}))
 }
