@@ -63,7 +63,6 @@ func proxyNames(t *testing.T, srv *proxy.Server) []string {
 }
 
 func TestAPIRefusesBrowserRequests(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	srv := startGuarded(t, proxy.ServerOptions{})
 	u, err := url.Parse(srv.URL())
@@ -98,7 +97,6 @@ func TestAPIRefusesBrowserRequests(t *testing.T) {
 }
 
 func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	up := g.Addr
 	srv := startGuarded(t, proxy.ServerOptions{})
@@ -141,7 +139,6 @@ func TestAPIRefusesProxiesOffLoopback(t *testing.T) {
 }
 
 func TestAPIAllowRemoteLetsProxiesOffLoopbackThrough(t *testing.T) {
-	t.Parallel()
 	srv := startGuarded(t, proxy.ServerOptions{AllowRemote: true})
 	// 192.0.2.1 (TEST-NET-1) is on no interface: the request passes the
 	// guard and toxiproxy itself fails to listen, nothing is published.
@@ -199,7 +196,6 @@ func TestAPIToken(t *testing.T) {
 // TestAPIClientSendsJSONOnEveryWrite drives every write of mailchaos'
 // client through the guard.
 func TestAPIClientSendsJSONOnEveryWrite(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	srv := startGuarded(t, proxy.ServerOptions{})
 	c := srv.Client()

@@ -104,7 +104,6 @@ func observe(addr string) (connect, greeting, transaction observation) {
 // TCP connect check, a greeting check and a full transaction see. The table
 // is the one in docs/faults.md.
 func TestGrayModeObservations(t *testing.T) {
-	t.Parallel()
 	for _, tt := range []struct {
 		params                         faults.Params
 		connect, greeting, transaction observation
@@ -129,7 +128,6 @@ func TestGrayModeObservations(t *testing.T) {
 			}
 		}
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
 			g := startGreeter(t)
 			e := startEnv(t, "smtp", g.Addr)
 			if tt.params != nil {

@@ -149,7 +149,6 @@ func silent(t *testing.T, c net.Conn, r *bufio.Reader, d time.Duration) {
 }
 
 func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -188,7 +187,6 @@ func TestStallAfterGreetingHoldsThenReleases(t *testing.T) {
 }
 
 func TestStallAfterBytes(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "stall-after", "after": "4"}, "smtp")
@@ -204,7 +202,6 @@ func TestStallAfterBytes(t *testing.T) {
 }
 
 func TestBlackholeSwallowsSilently(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -231,7 +228,6 @@ func TestBlackholeSwallowsSilently(t *testing.T) {
 }
 
 func TestHalfOpenKillsOneDirection(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "half-open"}, "smtp")
@@ -243,7 +239,6 @@ func TestHalfOpenKillsOneDirection(t *testing.T) {
 }
 
 func TestSlowDrip(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "slow-drip", "rate": "40"}, "smtp")
@@ -260,7 +255,6 @@ func TestSlowDrip(t *testing.T) {
 }
 
 func TestResetIsLoud(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "reset"}, "smtp")
@@ -281,7 +275,6 @@ func TestResetIsLoud(t *testing.T) {
 // connections is affected: with p = 0.3 over 200 connections the count of
 // stalled ones must fall within 4.5 standard deviations of 60.
 func TestFractionIsPerConnection(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole", "fraction": "30%", "direction": "downstream"}, "smtp")
@@ -334,7 +327,6 @@ func timedScan(t *testing.T, c *clamd.Client, payload string) (clamd.Result, tim
 }
 
 func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
-	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"latency": "700ms"})
@@ -354,7 +346,6 @@ func TestAVLatencySlowsOnlyMatchingScans(t *testing.T) {
 }
 
 func TestAVLatencyEveryScan(t *testing.T) {
-	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "latency", "latency": "400ms"}, "av-engine-1")
 	_, d := timedScan(t, c, "clean")
@@ -362,7 +353,6 @@ func TestAVLatencyEveryScan(t *testing.T) {
 }
 
 func TestAVLatencyErrorReplies(t *testing.T) {
-	t.Parallel()
 	e, c := clamdEnv(t)
 	inj := avlatency.New()
 	h := e.inject(t, inj, faults.Params{"mode": "error"}, "av-engine-1")
@@ -377,7 +367,6 @@ func TestAVLatencyErrorReplies(t *testing.T) {
 }
 
 func TestAVLatencyCloseAfter(t *testing.T) {
-	t.Parallel()
 	e, c := clamdEnv(t)
 	e.inject(t, avlatency.New(), faults.Params{"mode": "close-after", "bytes": "20"}, "av-engine-1")
 	_, err := c.Scan(context.Background(), []byte("a payload longer than twenty bytes"))
@@ -385,7 +374,6 @@ func TestAVLatencyCloseAfter(t *testing.T) {
 }
 
 func TestBadParametersAreNamed(t *testing.T) {
-	t.Parallel()
 	target := faults.Target{Toxiproxy: "http://127.0.0.1:1", Links: []faults.Link{{Name: "smtp"}, {Name: "av-engine-1"}}}
 	tests := []struct {
 		inj    faults.Injector
@@ -414,7 +402,6 @@ func TestBadParametersAreNamed(t *testing.T) {
 }
 
 func TestReaperRemovesExpiredToxics(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	h, err := grayfailure.New().Inject(context.Background(), faults.Request{ID: "short", Owner: "test", Target: e.target,
@@ -429,7 +416,6 @@ func TestReaperRemovesExpiredToxics(t *testing.T) {
 }
 
 func TestRemoveOwned(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	e.inject(t, grayfailure.New(), faults.Params{"mode": "blackhole"}, "smtp")
@@ -447,7 +433,6 @@ func TestRemoveOwned(t *testing.T) {
 // does not wait for ever for a removal: the client sees the end after the
 // grace, and no goroutine is stranded.
 func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	inj := grayfailure.New()
@@ -465,7 +450,6 @@ func TestStalledConnectionWhoseServerLeftEnds(t *testing.T) {
 }
 
 func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	srv, err := proxy.StartServer(context.Background(), "127.0.0.1:0", nil)
 	require.NoError(t, err)
@@ -487,7 +471,6 @@ func TestCloseWithStalledConnectionsLeaksNothing(t *testing.T) {
 }
 
 func TestApplyRollsBackOnFailure(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	_, err := network.Apply(context.Background(), faults.Request{ID: "x", Owner: "test", Target: e.target, TTL: time.Hour},
@@ -505,7 +488,6 @@ func TestApplyRollsBackOnFailure(t *testing.T) {
 // The API is reached through a front that holds the second add until the
 // caller has given up.
 func TestApplyCancelledMidCallLeavesNothing(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -550,7 +532,6 @@ func TestApplyCancelledMidCallLeavesNothing(t *testing.T) {
 // TestAddToxicRejectsUnknownAttributes: toxiproxy ignores an attribute its
 // toxic type lacks; mailchaos refuses it, naming it, and leaves nothing.
 func TestAddToxicRejectsUnknownAttributes(t *testing.T) {
-	t.Parallel()
 	g := startGreeter(t)
 	e := startEnv(t, "smtp", g.Addr)
 	c := e.srv.Client()
