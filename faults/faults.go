@@ -151,6 +151,41 @@ type Link struct {
 	Name     string
 	Listen   string
 	Upstream string
+	// Toxiproxy is the API of the toxiproxy server that owns this link's
+	// proxy, when it is not the target's ([Target.Toxiproxy]): links may
+	// live on many hosts, each with its own server.
+	Toxiproxy string
+}
+
+// Server returns the API of the toxiproxy server that owns the named link:
+// the link's own, else the target's.
+func (t Target) Server(link string) string {
+	if l, ok := t.Link(link); ok && l.Toxiproxy != "" {
+		return l.Toxiproxy
+	}
+	return t.Toxiproxy
+}
+
+// Servers lists the toxiproxy servers of t without repeats: the target's
+// first (if any), then those its links name, in order.
+func (t Target) Servers() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range append([]string{t.Toxiproxy}, linkServers(t.Links)...) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func linkServers(links []Link) []string {
+	out := make([]string, 0, len(links))
+	for _, l := range links {
+		out = append(out, l.Toxiproxy)
+	}
+	return out
 }
 
 // Link returns the named link.

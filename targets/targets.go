@@ -113,6 +113,10 @@ type FileLink struct {
 	Name     string `yaml:"name"`
 	Listen   string `yaml:"listen"`
 	Upstream string `yaml:"upstream"`
+	// Toxiproxy is the API of the toxiproxy server that owns this link's
+	// proxy, when it is another than the file's: one target's links may
+	// live on many hosts, each with its own `mailchaos proxy serve`.
+	Toxiproxy string `yaml:"toxiproxy"`
 }
 
 // LoadFile reads and validates a target file. Off-loopback addresses are
@@ -159,13 +163,16 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 			add(field, "%v", &faults.RemoteError{Addr: addr})
 		}
 	}
-	if f.Toxiproxy != "" {
-		u, err := url.Parse(f.Toxiproxy)
-		if err != nil || u.Host == "" {
-			add("toxiproxy", "%q is not a URL such as http://127.0.0.1:8474", f.Toxiproxy)
+	checkURL := func(field, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			add(field, "%q is not a URL such as http://127.0.0.1:8474", raw)
 		} else {
-			check("toxiproxy", u.Host)
+			check(field, u.Host)
 		}
+	}
+	if f.Toxiproxy != "" {
+		checkURL("toxiproxy", f.Toxiproxy)
 	}
 	names := make([]string, 0, len(f.Endpoints))
 	for n := range f.Endpoints {
@@ -187,7 +194,10 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 			add(field+".name", "link %q is defined twice", l.Name)
 		}
 		seen[l.Name] = true
-		if l.Listen == "" && f.Toxiproxy == "" {
+		if l.Toxiproxy != "" {
+			checkURL(field+".toxiproxy", l.Toxiproxy)
+		}
+		if l.Listen == "" && f.Toxiproxy == "" && l.Toxiproxy == "" {
 			add(field+".listen", "required: the address the stack is pointed at")
 		} else if l.Listen != "" {
 			check(field+".listen", l.Listen)
@@ -229,7 +239,7 @@ func (f File) Target() faults.Target {
 		t.Endpoints[k] = v
 	}
 	for _, l := range f.Links {
-		t.Links = append(t.Links, faults.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream})
+		t.Links = append(t.Links, faults.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream, Toxiproxy: l.Toxiproxy})
 	}
 	return t
 }
