@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -278,3 +279,26 @@ func breakMailbox(u imapUser, prefix string) (string, error) {
 // waitForDelivery bounds how long the test waits for the load's first
 // messages to be delivered.
 const waitForDelivery = 30 * time.Second
+
+// TestInvariantsOnATargetFileNameWhatItLacks: a target file without an
+// imap endpoint or users cannot have its mailboxes read: the error is at
+// the invariants and names the file and what to add.
+func TestInvariantsOnATargetFileNameWhatItLacks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := dir + "/target.yaml"
+	require.NoError(t, os.WriteFile(file, []byte("endpoints: { smtp: \"127.0.0.1:25\" }\n"), 0o600))
+	src := `version: 1
+title: t
+target: { kind: external, file: ` + file + ` }
+steady-state:
+  - { name: up, probe: tcp, params: { endpoint: smtp }, tolerance: { max: 1s } }
+method:
+  - { fault: load-surge, for: 3s }
+recovery: { within: 1s }
+invariants: [no-mail-lost]
+`
+	_, err := experiments.Parse(context.Background(), "t.yaml", []byte(src), builtinCatalog(t))
+	require.ErrorContains(t, err, "t.yaml:9:1: invariants: the target file "+file+" has no endpoints.imap: invariants on an external target read the users' mailboxes back over IMAP")
+	require.ErrorContains(t, err, "t.yaml:9:1: invariants: the target file "+file+" has no users: ")
+}
