@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -12,11 +13,15 @@ import (
 
 	"github.com/mailchaos/mailchaos/clamd"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/loadsurge"
+	"github.com/mailchaos/mailchaos/faults/loadsurge/loadfig"
+	"github.com/mailchaos/mailchaos/internal/yamlfile"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
-// drainTimeout bounds how long accounting waits for the target's queue to
-// empty (deferred messages come back after their back-off).
+// drainTimeout bounds how long accounting waits, by default, for the
+// embedded stack's queue to empty (deferred messages come back after their
+// back-off); accounting.wait overrides it.
 const drainTimeout = 90 * time.Second
 
 // accounting checks the invariants and journals one assertion each. It
@@ -24,14 +29,10 @@ const drainTimeout = 90 * time.Second
 func (r *runner) accounting(ctx context.Context) bool {
 	stack := r.run.Stack
 	if stack == nil {
-		for _, inv := range r.exp.Invariants {
-			r.assert("invariant: "+inv, false, "not checkable", "the embedded mailstack's ledger",
-				"invariants need the embedded stack")
-		}
-		return false
+		return r.externalAccounting(ctx)
 	}
 	// Let the queue drain: every accepted message must reach a final state.
-	deadline := time.Now().Add(drainTimeout)
+	deadline := time.Now().Add(cmp.Or(r.exp.Accounting.Wait, drainTimeout))
 	for stack.Counts().Queued > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
@@ -163,4 +164,81 @@ func seqRange(n uint32) []uint32 {
 		out[i] = uint32(i + 1)
 	}
 	return out
+}
+
+// maxAccountingWait bounds accounting.wait.
+const maxAccountingWait = time.Hour
+
+// validateAccounting checks the accounting field and what the invariants
+// need on an external target: an imap endpoint and users to read the
+// mailboxes with, a load-surge step (protocol smtp) whose messages they
+// account for, and recipients among those users.
+func (e *Experiment) validateAccounting(target faults.Target) []yamlfile.FieldError {
+	var errs []yamlfile.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if w := e.Accounting.Wait; w < 0 || w > maxAccountingWait {
+		add("accounting.wait", "must be from 0s (the default, %s) to %s, got %s", DefaultAccountingWait, maxAccountingWait, w)
+	}
+	if len(e.Invariants) == 0 {
+		if e.Accounting != (Accounting{}) {
+			add("accounting", "configures the check of the invariants, and none are declared: add invariants: [no-mail-lost, ...] or remove it")
+		}
+		return errs
+	}
+	if e.Target.kind() != TargetExternal {
+		return errs
+	}
+	// Where to say what the target lacks: its inline field, or the
+	// invariants when a file describes it.
+	where := func(field string) (string, string) {
+		if e.Target.File != "" {
+			return "invariants", fmt.Sprintf("the target file %s has no %s", e.Target.File, field)
+		}
+		return "target." + field, "the target has no " + field
+	}
+	if target.Endpoints == nil {
+		return errs // the target itself is invalid; that is reported
+	}
+	if _, ok := target.Endpoints["imap"]; !ok {
+		f, lack := where("endpoints")
+		add(f, "%s.imap: invariants on an external target read the users' mailboxes back over IMAP; add the imap endpoint (host:port)", lack)
+	}
+	if len(target.Users) == 0 {
+		f, lack := where("users")
+		add(f, "%s: invariants on an external target log in as the users the load sends to and read their mailboxes; list them with their log-in and password", lack)
+	}
+	users := map[string]bool{}
+	var addrs []string
+	for _, u := range target.Users {
+		users[strings.ToLower(u.Address)] = true
+		addrs = append(addrs, u.Address)
+	}
+	loads := 0
+	for i, st := range e.Method {
+		if st.Fault != loadfig.FaultName {
+			continue
+		}
+		l, err := loadsurge.ParseParams(faults.Params(st.Params), target.Users, st.For)
+		if err != nil || l.Protocol != loadsurge.ProtocolSMTP {
+			continue // its own errors are reported with the step
+		}
+		loads++
+		if len(target.Users) == 0 {
+			continue
+		}
+		for _, rcpt := range l.SMTP.Rcpts {
+			if !users[strings.ToLower(rcpt)] {
+				add(fmt.Sprintf("method[%d].params.to", i), "%s is not a user of the target: accounting could not read its mailbox (users: %s)",
+					rcpt, strings.Join(addrs, ", "))
+				break
+			}
+		}
+	}
+	if loads == 0 {
+		add("invariants", "on an external target the invariants account for the messages of the method's %s steps (protocol smtp), and the method has none: add one, or check the invariants on the embedded stack",
+			loadfig.FaultName)
+	}
+	return errs
 }

@@ -253,9 +253,7 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 				suggest.Hint(inv, Invariants()), strings.Join(Invariants(), ", "))
 		}
 	}
-	if len(e.Invariants) > 0 && e.Target.kind() != TargetMailstack {
-		add("invariants", "invariants are checked against the embedded mailstack's message ledger and mailboxes; an external target has neither")
-	}
+	errs = append(errs, e.validateAccounting(target)...)
 
 	// Safety.
 	keys := make([]string, 0, len(e.Safety.AbortWhen))
@@ -467,7 +465,8 @@ func (t *Target) spec(allowRemote bool) (targets.Spec, error) {
 
 // file is the inline external target as a target file.
 func (t *Target) file() targets.File {
-	return targets.File{Toxiproxy: t.Toxiproxy, AllowRemote: t.AllowRemote, Endpoints: t.Endpoints, Users: t.Users, Links: t.Links}
+	return targets.File{Toxiproxy: t.Toxiproxy, AllowRemote: t.AllowRemote, Endpoints: t.Endpoints, Users: t.Users, Links: t.Links,
+		Quarantine: t.Quarantine}
 }
 
 func (tol *Tolerance) validate(f string) []yamlfile.FieldError {

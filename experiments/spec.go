@@ -42,6 +42,10 @@ type Experiment struct {
 	// Invariants must hold at the end: no-mail-lost,
 	// infected-never-delivered, no-duplicates.
 	Invariants []string `yaml:"invariants" json:"invariants,omitempty"`
+	// Accounting says how the invariants are checked on an external
+	// target: how long to wait for delivery, and whether to remove the
+	// run's messages afterwards.
+	Accounting Accounting `yaml:"accounting" json:"accounting,omitzero"`
 	// Safety stops the run early.
 	Safety Safety `yaml:"safety" json:"safety"`
 	// Rollbacks says when faults are removed.
@@ -74,6 +78,24 @@ type Target struct {
 	Endpoints   map[string]string  `yaml:"endpoints" json:"endpoints,omitempty"`
 	Users       []targets.FileUser `yaml:"users" json:"users,omitempty"`
 	Links       []targets.FileLink `yaml:"links" json:"links,omitempty"`
+	Quarantine  string             `yaml:"quarantine" json:"quarantine,omitempty"`
+}
+
+// DefaultAccountingWait is how long accounting waits, by default, for
+// every accepted message to show up in a mailbox of an external target.
+const DefaultAccountingWait = time.Minute
+
+// Accounting configures the invariants' check on an external target,
+// which reads the users' mailboxes back over IMAP.
+type Accounting struct {
+	// Wait bounds how long, after the method, accounting waits for every
+	// message the target accepted to be delivered (default
+	// DefaultAccountingWait). What is still missing then is lost.
+	Wait time.Duration `yaml:"wait" json:"wait,omitempty"`
+	// Cleanup removes the run's messages (those whose X-Mailchaos-Id
+	// starts with the run's ID) from the users' mailboxes once counted,
+	// and nothing else.
+	Cleanup bool `yaml:"cleanup" json:"cleanup,omitempty"`
 }
 
 // SLI is one service-level indicator of the steady-state hypothesis.

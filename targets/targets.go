@@ -45,6 +45,11 @@ type File struct {
 	Users []FileUser `yaml:"users"`
 	// Links are the proxied hops.
 	Links []FileLink `yaml:"links"`
+	// Quarantine is the mailbox, in each user's account, where the stack
+	// files the mail it quarantines (a Junk or Quarantine folder), if it
+	// keeps any: accounting counts a message found there as quarantined,
+	// not lost. Empty: the stack quarantines nothing a user can read.
+	Quarantine string `yaml:"quarantine"`
 }
 
 // FileUser is one of a target's users. A file gives either its address
@@ -216,6 +221,9 @@ func (f *File) Validate(allowRemote bool) []yamlfile.FieldError {
 			add(field+".address", "user %s is listed twice", u.Address)
 		}
 		users[strings.ToLower(u.Address)] = true
+	}
+	if strings.ContainsFunc(f.Quarantine, func(r rune) bool { return r < ' ' || r == 0x7f }) || strings.EqualFold(f.Quarantine, "INBOX") {
+		add("quarantine", "%q is not a mailbox name other than INBOX, such as Quarantine or Junk", f.Quarantine)
 	}
 	if len(f.Endpoints) == 0 && len(f.Links) == 0 {
 		add("endpoints", "a target needs endpoints or links")

@@ -374,7 +374,7 @@ func TestInjectIMAPAgainstMailstack(t *testing.T) {
 	s, err := inj.Status(ctx, h)
 	require.NoError(t, err)
 	require.True(t, s.Active)
-	require.Contains(t, s.Detail, "load-surge imap-1 (imap, open loop, running)")
+	require.Contains(t, s.Detail, "load-surge test-imap-1 (imap, open loop, running)")
 	for _, k := range []string{"scheduled", "attempted", "succeeded", "failed", "connect", "greeting", "login", "select", "fetch",
 		"logout", "timeout", "unsent", "in_flight", "backlog", "rate", "p50_ms", "p99_ms", "lag_p99_ms"} {
 		require.Contains(t, s.Figures, k)
@@ -388,5 +388,5 @@ func TestInjectIMAPAgainstMailstack(t *testing.T) {
 	require.Zero(t, f["failed"], s.Detail)
 	require.Equal(t, f["attempted"], f["succeeded"], s.Detail)
 	require.Equal(t, f["scheduled"], f["attempted"]+f["unsent"], s.Detail)
-	require.Nil(t, inj.Accepted("imap-1"), "an IMAP run accepts no messages")
+	require.Nil(t, inj.Accepted(h), "an IMAP run accepts no messages")
 }

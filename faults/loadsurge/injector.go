@@ -388,10 +388,11 @@ func (i *Injector) config(req faults.Request) (Load, error) {
 		errs = append(errs, &faults.ParamError{Fault: Name, Param: "endpoint", Value: endpoint,
 			Msg: "the target has no such endpoint" + faults.Suggest(endpoint, names), Allowed: "one of " + strings.Join(names, ", ")})
 	}
-	if err := CheckRunID(req.ID); err != nil {
-		errs = append(errs, fmt.Errorf("%s: request ID: %w", Name, err))
+	runID := RunIDOf(req.Owner, req.ID)
+	if err := CheckRunID(runID); err != nil {
+		errs = append(errs, fmt.Errorf("%s: the run ID (the request's owner and ID): %w", Name, err))
 	}
-	l.Addr, l.Duration, l.Grace, l.RunID = addr, duration, grace, req.ID
+	l.Addr, l.Duration, l.Grace, l.RunID = addr, duration, grace, runID
 	return l, errors.Join(errs...)
 }
 
@@ -415,11 +416,11 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if s, ok := i.runs[req.ID]; ok {
+	if s, ok := i.runs[l.RunID]; ok {
 		select {
 		case <-s.run.Done():
 		default:
-			return faults.Handle{}, fmt.Errorf("%s: a run with ID %q is already active", Name, req.ID)
+			return faults.Handle{}, fmt.Errorf("%s: a run with ID %q is already active", Name, l.RunID)
 		}
 	}
 	now := time.Now()
@@ -431,7 +432,7 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 		cancel()
 		return faults.Handle{}, fmt.Errorf("%s: start: %w", Name, err)
 	}
-	if old, ok := i.runs[req.ID]; ok {
+	if old, ok := i.runs[l.RunID]; ok {
 		old.cancel()
 	}
 	sg := &surge{run: run, cancel: cancel}
@@ -440,22 +441,22 @@ func (i *Injector) Inject(ctx context.Context, req faults.Request) (faults.Handl
 		// which a busy machine may make a while after now.
 		sg.plannedEnd = time.Now().Add(req.Duration)
 	}
-	i.runs[req.ID] = sg
+	i.runs[l.RunID] = sg
 	return h, nil
 }
 
-// get returns the run of a handle ID, or nil.
-func (i *Injector) get(id string) *surge {
+// get returns the run of a handle, or nil.
+func (i *Injector) get(h faults.Handle) *surge {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.runs[id]
+	return i.runs[RunIDOf(h.Owner, h.ID)]
 }
 
 // Remove stops the load gracefully and waits for it, aborting in-flight
 // transactions and sessions if ctx ends first. Removing a finished or
 // unknown run is not an error.
 func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
-	s := i.get(h.ID)
+	s := i.get(h)
 	if s == nil {
 		return nil
 	}
@@ -481,21 +482,30 @@ func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
 
 // Status reports whether the load still runs, its figures (see
 // [Result.StatusFigures] and [IMAPResult.StatusFigures]) and its summary
-// as Detail. An unknown handle is reported inactive.
+// as Detail. An unknown handle is reported inactive. A handle whose Data
+// holds [DataQuery] [QueryAccounting] gets the run's [Accounting] as JSON
+// in Detail instead of the summary ("" for an unknown or IMAP run).
 func (i *Injector) Status(_ context.Context, h faults.Handle) (faults.Status, error) {
-	s := i.get(h.ID)
+	s := i.get(h)
+	query := h.Data[DataQuery] == QueryAccounting
 	if s == nil {
+		if query {
+			return faults.Status{}, nil
+		}
 		return faults.Status{Detail: "no such load run in this process"}, nil
 	}
 	res := s.run.Report()
+	if query {
+		return faults.Status{Active: !res.Over(), Detail: accountingStatus(s.run)}, nil
+	}
 	return faults.Status{Active: !res.Over(), Figures: res.StatusFigures(), Detail: res.String()}, nil
 }
 
 // Accepted returns the X-Mailchaos-Ids the server accepted in the SMTP run
-// of handle ID id (so far, if it still runs), or nil for an unknown ID or
+// of handle h (so far, if it still runs), or nil for an unknown handle or
 // an IMAP run.
-func (i *Injector) Accepted(id string) []string {
-	if s := i.get(id); s != nil {
+func (i *Injector) Accepted(h faults.Handle) []string {
+	if s := i.get(h); s != nil {
 		if r, ok := s.run.(*Run); ok {
 			return r.Accepted()
 		}
@@ -505,7 +515,8 @@ func (i *Injector) Accepted(id string) []string {
 
 // Forget drops the record of a finished run. It returns false, and keeps
 // the record, if the run is still active or unknown.
-func (i *Injector) Forget(id string) bool {
+func (i *Injector) Forget(h faults.Handle) bool {
+	id := RunIDOf(h.Owner, h.ID)
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	s, ok := i.runs[id]

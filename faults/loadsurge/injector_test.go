@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,7 +152,7 @@ func TestInjectStatusRemove(t *testing.T) {
 	for _, k := range []string{"sent", "accepted", "tempfail", "rejected", "conn_error", "timeout", "unsent", "rate", "p50_ms", "p99_ms", "lag_p99_ms"} {
 		require.Contains(t, st.Figures, k)
 	}
-	require.Contains(t, st.Detail, "load-surge surge-1 (open loop, running)")
+	require.Contains(t, st.Detail, "load-surge test-surge-1 (open loop, running)", "the run ID is the owner's and the request's")
 
 	require.NoError(t, inj.Remove(ctx, h))
 	st, err = inj.Status(ctx, h)
@@ -160,21 +161,21 @@ func TestInjectStatusRemove(t *testing.T) {
 	require.Equal(t, float64(s.Count()), st.Figures["accepted"])
 	require.NoError(t, inj.Remove(ctx, h), "Remove is idempotent")
 
-	ids := inj.Accepted("surge-1")
+	ids := inj.Accepted(h)
 	require.Len(t, ids, int(s.Count()))
 	for id := range s.IDs() {
 		require.Contains(t, ids, id)
 	}
 	for _, m := range s.Messages() {
-		require.Contains(t, m.ID, "surge-1-")
+		require.True(t, strings.HasPrefix(m.ID, "test-surge-1-"), m.ID)
 	}
 
 	// The ID can be used again once the run is over.
 	h2, err := inj.Inject(ctx, request("surge-1", s.Addr, faults.Params{"rate": "10"}))
 	require.NoError(t, err)
 	require.NoError(t, inj.Remove(ctx, h2))
-	require.True(t, inj.Forget("surge-1"))
-	require.Nil(t, inj.Accepted("surge-1"))
+	require.True(t, inj.Forget(h))
+	require.Nil(t, inj.Accepted(h))
 }
 
 func TestRemoveAndStatusOfUnknownHandle(t *testing.T) {
@@ -185,7 +186,7 @@ func TestRemoveAndStatusOfUnknownHandle(t *testing.T) {
 	st, err := inj.Status(context.Background(), h)
 	require.NoError(t, err)
 	require.False(t, st.Active)
-	require.False(t, inj.Forget("never"))
+	require.False(t, inj.Forget(h))
 }
 
 func TestInjectEndsByItselfAtTTL(t *testing.T) {
@@ -305,7 +306,7 @@ func TestInjectorConcurrentUse(t *testing.T) {
 			if _, err := inj.Status(ctx, h); err != nil {
 				errs <- err
 			}
-			_ = inj.Accepted(h.ID)
+			_ = inj.Accepted(h)
 			if err := inj.Remove(ctx, h); err != nil {
 				errs <- err
 			}

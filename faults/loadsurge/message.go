@@ -16,7 +16,10 @@ import (
 
 // HeaderID is the header every generated message carries, with the value
 // "<run ID>-<sequence number>", so that what a server received can be
-// compared with what the generator saw accepted.
+// compared with what the generator saw accepted. Its Message-ID is
+// "<run ID>-<sequence number>@<the sender's domain>". Within an experiment
+// run the run ID is "<the run's ID>-<the step's ID>" ([RunIDOf]), so the
+// ids of two runs never meet.
 const HeaderID = "X-Mailchaos-Id"
 
 // SizeRange is a message size in bytes, headers included: fixed when Min ==
@@ -87,39 +90,57 @@ const (
 		"--" + boundary + "--\r\n"
 )
 
-// composer builds the messages of one run. It is read-only once made and
-// shared by all workers; each worker brings its own header buffer.
-type composer struct {
+// plan draws what each message of a run is: its size, its recipient and
+// whether it is infected, from the run ID and the sequence number alone.
+// It is read-only once made.
+type plan struct {
 	runID    string
-	from     string
-	domain   string
 	rcpts    []string
 	size     SizeRange
 	infected float64
 	seed     uint64
-	filler   []byte // CRLF-terminated text lines, at least size.Max long
-	tail     []byte // the EICAR attachment and the closing boundary
-	crlf     []byte
+}
+
+func newPlan(runID string, rcpts []string, size SizeRange, infected float64) plan {
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, runID)
+	return plan{runID: runID, rcpts: rcpts, size: size, infected: infected, seed: h.Sum64()}
+}
+
+// draw returns message seq's size, recipient and whether it is infected.
+func (p *plan) draw(seq int64) (size int, rcpt string, infected bool) {
+	rnd := seqRand{state: p.seed ^ (uint64(seq) * 0x9e3779b97f4a7c15)}
+	infected = p.infected > 0 && rnd.float() < p.infected
+	size = p.size.Min
+	if span := p.size.Max - p.size.Min; span > 0 {
+		size += int(rnd.next() % uint64(span+1))
+	}
+	return size, p.rcpts[rnd.next()%uint64(len(p.rcpts))], infected
+}
+
+// composer builds the messages of one run. It is read-only once made and
+// shared by all workers; each worker brings its own header buffer.
+type composer struct {
+	plan
+	from   string
+	domain string
+	filler []byte // CRLF-terminated text lines, at least size.Max long
+	tail   []byte // the EICAR attachment and the closing boundary
+	crlf   []byte
 }
 
 func newComposer(cfg *Config) *composer {
-	h := fnv.New64a()
-	_, _ = io.WriteString(h, cfg.RunID)
 	domain := "mailchaos.invalid"
 	if _, d, ok := strings.Cut(cfg.From, "@"); ok && d != "" {
 		domain = d
 	}
 	return &composer{
-		runID:    cfg.RunID,
-		from:     cfg.From,
-		domain:   domain,
-		rcpts:    cfg.Rcpts,
-		size:     cfg.Size,
-		infected: cfg.Infected,
-		seed:     h.Sum64(),
-		filler:   filler(cfg.Size.Max),
-		crlf:     []byte("\r\n"),
-		tail:     fmt.Appendf(nil, infectedTailFmt, base64.StdEncoding.EncodeToString([]byte(clamd.EICAR))),
+		plan:   newPlan(cfg.RunID, cfg.Rcpts, cfg.Size, cfg.Infected),
+		from:   cfg.From,
+		domain: domain,
+		filler: filler(cfg.Size.Max),
+		crlf:   []byte("\r\n"),
+		tail:   fmt.Appendf(nil, infectedTailFmt, base64.StdEncoding.EncodeToString([]byte(clamd.EICAR))),
 	}
 }
 
@@ -172,13 +193,7 @@ func (m *message) appendParts(bufs net.Buffers) net.Buffers {
 // checked addresses, the run ID has no CR or LF), filler lines with
 // "mailchaos filler", MIME lines with "--", a header name or base64.
 func (c *composer) compose(seq int64, now time.Time, buf []byte) message {
-	rnd := seqRand{state: c.seed ^ (uint64(seq) * 0x9e3779b97f4a7c15)}
-	infected := c.infected > 0 && rnd.float() < c.infected
-	size := c.size.Min
-	if span := c.size.Max - c.size.Min; span > 0 {
-		size += int(rnd.next() % uint64(span+1))
-	}
-	rcpt := c.rcpts[rnd.next()%uint64(len(c.rcpts))]
+	size, rcpt, infected := c.draw(seq)
 
 	b := append(buf[:0], "Message-ID: <"...)
 	b = c.appendID(b, seq)
@@ -219,8 +234,8 @@ func (c *composer) compose(seq int64, now time.Time, buf []byte) message {
 }
 
 // appendID appends "<run ID>-<seq>".
-func (c *composer) appendID(b []byte, seq int64) []byte {
-	b = append(b, c.runID...)
+func (p *plan) appendID(b []byte, seq int64) []byte {
+	b = append(b, p.runID...)
 	b = append(b, '-')
 	return strconv.AppendInt(b, seq, 10)
 }

@@ -166,6 +166,18 @@ func CheckAddress(a string) error {
 	return nil
 }
 
+// RunIDOf returns the run ID of the load a request asks for:
+// "<owner>-<id>" (in an experiment run, "<the run's ID>-<the step's ID>"),
+// so that no two runs send the same X-Mailchaos-Id or Message-ID; id alone
+// when there is no owner or id already starts with "<owner>-" (`mailchaos
+// inject` names its requests inject-<time>, owned by inject).
+func RunIDOf(owner, id string) string {
+	if owner == "" || strings.HasPrefix(id, owner+"-") {
+		return id
+	}
+	return owner + "-" + id
+}
+
 // CheckRunID checks that id can be a run ID: 1 to 64 letters, digits, '.',
 // '_' or '-', so that it fits in headers and Message-IDs as it is.
 func CheckRunID(id string) error {
