@@ -73,13 +73,14 @@ func (r *runner) startSamplers(ctx context.Context) *samplers {
 	return smp
 }
 
-// drain stops taking samples and waits for those in flight, for one more
-// interval at most (or until ctx ends): those still out then are recorded
-// as failed. It returns once every sampler has ended.
-func (smp *samplers) drain(ctx context.Context) {
+// drain stops taking samples and waits for those in flight, for wait
+// (a run waits one more interval) and a quarter of a second at most, or
+// until ctx ends: those still out then are recorded as failed. It returns
+// once every sampler has ended.
+func (smp *samplers) drain(ctx context.Context, wait time.Duration) {
 	end := time.Now()
 	smp.stop()
-	smp.r.awaitInflight(ctx, end.Add(smp.r.maxInterval()+250*time.Millisecond))
+	smp.r.awaitInflight(ctx, end.Add(wait+250*time.Millisecond))
 	smp.r.cutoff.Store(true)
 	smp.cancel()
 	smp.wg.Wait()
