@@ -108,19 +108,7 @@ func TestRunWithAnEmptyMethodPointsAtCheck(t *testing.T) {
 func TestCheckInvalidInput(t *testing.T) {
 	t.Parallel()
 	bad := writeFile(t, "bad.yaml", strings.Replace(steadyStateOnly, "interval: 500ms", "intreval: 500ms", 1))
-	loadOnly := writeFile(t, "load.yaml", `version: 1
-title: the load alone
-steady-state:
-  - name: rate
-    probe: load
-    params: { measure: accepted-rate }
-    tolerance: { min: 1 }
-method:
-  - fault: load-surge
-    at: 0s
-    for: 10s
-recovery: { within: 5s }
-`)
+	loadOnly := "../experiments/testdata/check/load-only.yaml"
 	steady := writeFile(t, "steady.yaml", steadyStateOnly)
 	for _, tt := range []struct {
 		args []string

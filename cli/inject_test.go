@@ -381,6 +381,25 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 // keptLine is what inject --keep prints once the fault is removed.
 const keptLine = "the fault is removed; the embedded stack is still up (--keep) until "
 
+// waitKept waits until inject --keep says the stack stays up until the
+// given signal.
+func waitKept(t *testing.T, out, errb *syncBuffer, until string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), keptLine+until+":\n") },
+		waitFor, 10*time.Millisecond, "the stack was not kept: %s %s", out.String(), errb.String())
+	require.Contains(t, out.String(), "removed gray-failure")
+}
+
+// stillRunning fails the test if the command line has ended.
+func stillRunning(t *testing.T, done <-chan int, errb *syncBuffer) {
+	t.Helper()
+	select {
+	case code := <-done:
+		t.Fatalf("inject --keep ended (exit %d) before its signal: %s", code, errb.String())
+	default:
+	}
+}
+
 // greets reports whether a server at addr greets a new connection with a
 // line that starts with prefix.
 func greets(t *testing.T, addr, prefix string) bool {
@@ -403,15 +422,13 @@ func TestInjectKeepOnGivenPorts(t *testing.T) {
 	smtpAddr, imapAddr, metricsAddr := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	out, errb, signal, done := startCLI(t, "--log-level", "warn", "inject", "gray-failure", "--link", "av-engine-1",
 		"--param", "mode=blackhole", "--for", "200ms", "--keep", "--smtp", smtpAddr, "--imap", imapAddr, "--metrics", metricsAddr)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), keptLine+"Ctrl-C/SIGTERM:\n") },
-		waitFor, 10*time.Millisecond, "the stack was not kept: %s %s", out.String(), errb.String())
+	waitKept(t, out, errb, "Ctrl-C/SIGTERM")
 	eps := endpoints(t, out, "smtp", "imap", "metrics")
 	require.Equal(t, imapAddr, eps["imap"])
 	require.Equal(t, metricsAddr, eps["metrics"])
 	// The smtp endpoint is the smtp-ingress link (a free port) in front of
 	// the SMTP server on the port given.
 	require.Contains(t, out.String(), "link smtp-ingress: "+eps["smtp"]+" -> "+smtpAddr+"\n")
-	require.Contains(t, out.String(), "removed gray-failure")
 
 	// The fault is gone and the stack still answers, for as long as one
 	// cares to look.
@@ -422,11 +439,7 @@ func TestInjectKeepOnGivenPorts(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	select {
-	case code := <-done:
-		t.Fatalf("inject --keep ended (exit %d) before a signal: %s", code, errb.String())
-	default:
-	}
+	stillRunning(t, done, errb)
 
 	signal(syscall.SIGTERM)
 	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
@@ -445,16 +458,10 @@ func TestInjectKeepAfterAnEarlySignal(t *testing.T) {
 		"--param", "mode=blackhole", "--for", "10m", "--keep")
 	smtpAddr := linkAddr(t, out, "smtp-ingress")
 	signal(os.Interrupt)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), keptLine+"a second Ctrl-C/SIGTERM:\n") },
-		waitFor, 10*time.Millisecond, "the stack was not kept: %s %s", out.String(), errb.String())
-	require.Contains(t, out.String(), "removed gray-failure")
+	waitKept(t, out, errb, "a second Ctrl-C/SIGTERM")
 	// The black hole on the ingress is gone: the stack greets through it.
 	require.True(t, greets(t, smtpAddr, "220 "), "no SMTP greeting through the ingress link once the fault was removed")
-	select {
-	case code := <-done:
-		t.Fatalf("inject --keep ended (exit %d) at the first signal: %s", code, errb.String())
-	default:
-	}
+	stillRunning(t, done, errb)
 	signal(os.Interrupt)
 	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
 	require.Contains(t, errb.String(), "interrupted; every fault was removed")

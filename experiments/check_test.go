@@ -124,19 +124,7 @@ func TestCheckStopsOnASignal(t *testing.T) {
 func TestCheckNeedsAnSLIItCanMeasure(t *testing.T) {
 	cat := builtinCatalog(t)
 	cat.SteadyStateOnly = true
-	e, err := experiments.Parse(context.Background(), "load.yaml", []byte(`version: 1
-title: load alone
-steady-state:
-  - name: rate
-    probe: load
-    params: { measure: accepted-rate }
-    tolerance: { min: 1 }
-method:
-  - fault: load-surge
-    at: 0s
-    for: 5s
-recovery: { within: 1s }
-`), cat)
+	e, err := experiments.Load(context.Background(), "testdata/check/load-only.yaml", cat)
 	require.NoError(t, err)
 	_, err = experiments.Check(context.Background(), e, experiments.CheckOptions{Catalog: cat, For: time.Second})
 	require.Error(t, err)
