@@ -131,3 +131,10 @@ func TestCheckNeedsAnSLIItCanMeasure(t *testing.T) {
 	require.Equal(t, exitcode.Invalid, exitcode.Of(err))
 	require.Contains(t, err.Error(), "nothing to measure")
 }
+
+func TestCheckDurationIsTheBaselineAndAtLeastThirtySeconds(t *testing.T) {
+	l := newLab(t)
+	require.Equal(t, experiments.MinCheckDuration, l.checkExperiment(t, banner).CheckDuration(),
+		"the default baseline (three intervals) is shorter")
+	require.Equal(t, 45*time.Second, l.checkExperiment(t, banner+"baseline: 45s\n").CheckDuration())
+}
