@@ -158,6 +158,7 @@ func newApp(st *state) *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			runCommand(st),
+			checkCommand(st),
 			validateCommand(st),
 			reportCommand(st),
 			recoverCommand(st),

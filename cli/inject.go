@@ -15,7 +15,9 @@ import (
 
 	"github.com/mailchaos/mailchaos/experiments"
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/targets"
+	"github.com/mailchaos/mailchaos/targets/mailstack"
 	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
@@ -31,7 +33,46 @@ func targetFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "ad hoc target: where the link listens"},
 		&ucli.StringFlag{Name: "toxiproxy", Usage: "drive the toxiproxy server at this `URL` instead of an in-process one"},
 		&ucli.BoolFlag{Name: "allow-remote", Usage: "allow addresses off loopback (the target file must allow them too)"},
+		&ucli.StringFlag{Name: "smtp", Usage: "embedded stack: its SMTP server's listen `ADDR` on loopback (default a free port; the smtp endpoint is the smtp-ingress link in front of it)"},
+		&ucli.StringFlag{Name: "imap", Usage: "embedded stack: its IMAP listen `ADDR` on loopback (default a free port)"},
+		&ucli.StringFlag{Name: "metrics", Usage: "embedded stack: its metrics listen `ADDR` on loopback (default a free port)"},
 	}
+}
+
+// stackListenFlags are the flags that set where the embedded stack listens.
+var stackListenFlags = []string{"smtp", "imap", "metrics"}
+
+// embeddedTarget reports whether the flags name the embedded stack, and
+// otherwise which target they name, for messages.
+func embeddedTarget(c *ucli.Context) (bool, string) {
+	switch {
+	case c.String("upstream") != "":
+		return false, "an ad hoc link to " + c.String("upstream")
+	case c.String("target") != "mailstack":
+		return false, "the external target " + c.String("target")
+	}
+	return true, "the embedded stack"
+}
+
+// stackListens sets the embedded stack's listen addresses that the flags
+// give: loopback only, whatever --allow-remote says (it is for target
+// files).
+func stackListens(c *ucli.Context, cfg *mailstack.Config) error {
+	dst := map[string]*string{"smtp": &cfg.SMTP.Listen, "imap": &cfg.IMAP.Listen, "metrics": &cfg.Metrics.Listen}
+	for _, name := range stackListenFlags {
+		if !c.IsSet(name) {
+			continue
+		}
+		addr := c.String(name)
+		if err := checkAddr(addr); err != nil {
+			return &usageError{fmt.Errorf("flag --%s: %w", name, err)}
+		}
+		if host, _, _ := net.SplitHostPort(addr); host == "" || !targets.IsLoopback(host) {
+			return &usageError{fmt.Errorf("flag --%s: %s is not a loopback address: the embedded stack listens on loopback only", name, addr)}
+		}
+		*dst[name] = addr
+	}
+	return nil
 }
 
 // targetAllowsRemote reports whether the target the flags name allows
@@ -61,6 +102,13 @@ func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, 
 // target file, or the embedded stack with its --profile.
 func flagTarget(c *ucli.Context, linkName string) (targets.Spec, error) {
 	allowRemote := c.Bool("allow-remote")
+	if embedded, what := embeddedTarget(c); !embedded {
+		for _, name := range stackListenFlags {
+			if c.IsSet(name) {
+				return targets.Spec{}, &usageError{fmt.Errorf("flag --%s: sets where the embedded stack listens, but the target is %s", name, what)}
+			}
+		}
+	}
 	if up := c.String("upstream"); up != "" {
 		if linkName == "" {
 			linkName = "link"
@@ -95,6 +143,9 @@ func flagTarget(c *ucli.Context, linkName string) (targets.Spec, error) {
 	cfg, err := targets.MailstackConfig(c.String("profile"))
 	if err != nil {
 		return targets.Spec{}, &usageError{fmt.Errorf("flag --profile: %w", err)}
+	}
+	if err := stackListens(c, &cfg); err != nil {
+		return targets.Spec{}, err
 	}
 	return targets.Spec{Mailstack: &cfg}, nil
 }
@@ -134,12 +185,16 @@ func injectCommand(st *state) *ucli.Command {
 			"  mailchaos inject av-latency --param latency=8s --for 1m          # the embedded stack, every AV engine link\n" +
 			"  mailchaos inject gray-failure --link av-engine-2 --param mode=stall-after --for 30s\n" +
 			"  mailchaos inject gray-failure --upstream 127.0.0.1:25 --param mode=blackhole --for 30s\n" +
-			"  mailchaos inject gray-failure --target stack.yaml --link imap --param mode=half-open --for 2m",
+			"  mailchaos inject gray-failure --target stack.yaml --link imap --param mode=half-open --for 2m\n" +
+			"  mailchaos inject av-latency --param latency=8s --for 1m --keep --imap 127.0.0.1:1143   # watch recovery by hand\n" +
+			"With --keep the embedded stack stays up once the fault is removed, until Ctrl-C/SIGTERM (a second one " +
+			"when a first one removed the fault early); an external stack runs on its own, so --keep is refused there.",
 		Flags: append(targetFlags(),
 			&ucli.StringSliceFlag{Name: "link", Usage: "a link the fault sits on (repeat for more)"},
 			&ucli.StringSliceFlag{Name: "param", Usage: "a fault parameter as `NAME=VALUE` (repeat for more)"},
 			&ucli.DurationFlag{Name: "for", Value: 30 * time.Second, Usage: "how long the fault stays"},
 			&ucli.DurationFlag{Name: "grace", Value: faults.DefaultTTLGrace, Usage: "if mailchaos dies, the fault still ends this long after --for at the latest (on servers mailchaos runs)"},
+			&ucli.BoolFlag{Name: "keep", Usage: "embedded stack: keep it running once the fault is removed, until Ctrl-C/SIGTERM, to watch it recover"},
 		),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -150,6 +205,10 @@ func injectCommand(st *state) *ucli.Command {
 			}
 			if c.Duration("grace") < 0 {
 				return &usageError{fmt.Errorf("flag --grace: must not be negative")}
+			}
+			if embedded, what := embeddedTarget(c); c.Bool("keep") && !embedded {
+				return &usageError{fmt.Errorf("flag --keep: keeps the embedded stack running after the fault, but the target is %s, "+
+					"which runs on its own: watch it directly", what)}
 			}
 			params, err := parseParams(c.StringSlice("param"))
 			if err != nil {
@@ -182,14 +241,52 @@ func injectCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			// The target stops within the rollback timeout, or at once on
+			// a second signal (unless --keep waited for that one).
+			closeBase := st.kill
 			defer func() {
-				ctx, cancel := context.WithTimeout(st.kill, rollbackTimeout)
+				ctx, cancel := context.WithTimeout(closeBase, rollbackTimeout)
 				defer cancel()
 				_ = run.Close(ctx)
 			}()
-			return injectFor(c, st, inj, spec, run.Target, links, params)
+			err = injectFor(c, st, inj, spec, run.Target, links, params)
+			if c.Bool("keep") && keepable(err, st) {
+				closeBase = keepUp(st, run.Target)
+			}
+			return err
 		},
 	}
+}
+
+// keepable reports whether the embedded stack may stay up for --keep once
+// its fault's hold ended with err: the fault held its time, or a signal
+// removed it early; not when it may still be in place or could not be
+// held.
+func keepable(err error, st *state) bool {
+	if err == nil {
+		return true
+	}
+	return st.stop.Err() != nil && st.kill.Err() == nil && exitcode.Of(err) == exitcode.Aborted
+}
+
+// keepUp keeps the embedded stack running, its fault removed, until the
+// next signal: the first one when the fault held its time, the second when
+// a first one removed it early. It returns the context the stack's
+// shutdown is to be based on: after a second signal, a fresh one, so that
+// the stack still stops gracefully (a third signal ends the process).
+func keepUp(st *state, t faults.Target) context.Context {
+	wait, next := st.stop, "Ctrl-C/SIGTERM"
+	if st.stop.Err() != nil {
+		wait, next = st.kill, "a second Ctrl-C/SIGTERM"
+	}
+	fmt.Fprintf(st.env.Stdout, "the fault is removed; the embedded stack is still up (--keep) until %s:\n", next)
+	printEndpoints(st.env.Stdout, t)
+	<-wait.Done()
+	fmt.Fprintln(st.env.Stdout, "stopping the embedded stack")
+	if wait == st.kill {
+		return context.WithoutCancel(st.kill)
+	}
+	return st.kill
 }
 
 // injectFor injects one fault, holds it for --for or until a signal, and

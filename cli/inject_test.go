@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,19 @@ func TestInjectInvalidInput(t *testing.T) {
 		{[]string{"inject", "gray-failure", "--target", remote, "--param", "mode=blackhole"}, remote + ":4:5: links[0].upstream: 192.0.2.10:25 is not a loopback address"},
 		{[]string{"inject", "gray-failure", "--for", "-1s", "--param", "mode=blackhole"}, "flag --for: must be positive"},
 		{[]string{"inject"}, "inject needs exactly one FAULT"},
+		{[]string{"inject", "gray-failure", "--upstream", "127.0.0.1:9", "--param", "mode=blackhole", "--keep"},
+			"flag --keep: keeps the embedded stack running after the fault, but the target is an ad hoc link to 127.0.0.1:9"},
+		{[]string{"inject", "gray-failure", "--target", remote, "--param", "mode=blackhole", "--keep"}, "flag --keep: "},
+		{[]string{"inject", "gray-failure", "--param", "mode=blackhole", "--link", "av-engine-1", "--smtp", "0.0.0.0:2525"},
+			"flag --smtp: 0.0.0.0:2525 is not a loopback address: the embedded stack listens on loopback only"},
+		{[]string{"inject", "gray-failure", "--param", "mode=blackhole", "--link", "av-engine-1", "--smtp", ":2525"},
+			"flag --smtp: :2525 is not a loopback address"},
+		{[]string{"inject", "gray-failure", "--param", "mode=blackhole", "--link", "av-engine-1", "--imap", "127.0.0.1"},
+			`flag --imap: "127.0.0.1" is not a host:port address`},
+		{[]string{"inject", "gray-failure", "--param", "mode=blackhole", "--link", "av-engine-1", "--metrics", "127.0.0.1:99999"},
+			"flag --metrics: \"127.0.0.1:99999\": the port must be a number from 0 to 65535"},
+		{[]string{"inject", "gray-failure", "--upstream", "127.0.0.1:9", "--param", "mode=blackhole", "--imap", "127.0.0.1:1143"},
+			"flag --imap: sets where the embedded stack listens, but the target is an ad hoc link to 127.0.0.1:9"},
 		{[]string{"proxy", "serve", "--listen", "0.0.0.0:8474"}, "not a loopback address"},
 	} {
 		code, _, stderr := run(t, tt.args...)
@@ -362,4 +376,94 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 	require.Positive(t, toxicsOn(t, c), "the fault should outlive its killed injector for a while")
 	require.Eventually(t, func() bool { return toxicsOn(t, c) == 0 }, waitFor, 50*time.Millisecond,
 		"the fault outlived its time-to-live")
+}
+
+// keptLine is what inject --keep prints once the fault is removed.
+const keptLine = "the fault is removed; the embedded stack is still up (--keep) until "
+
+// waitKept waits until inject --keep says the stack stays up until the
+// given signal.
+func waitKept(t *testing.T, out, errb *syncBuffer, until string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), keptLine+until+":\n") },
+		waitFor, 10*time.Millisecond, "the stack was not kept: %s %s", out.String(), errb.String())
+	require.Contains(t, out.String(), "removed gray-failure")
+}
+
+// stillRunning fails the test if the command line has ended.
+func stillRunning(t *testing.T, done <-chan int, errb *syncBuffer) {
+	t.Helper()
+	select {
+	case code := <-done:
+		t.Fatalf("inject --keep ended (exit %d) before its signal: %s", code, errb.String())
+	default:
+	}
+}
+
+// greets reports whether a server at addr greets a new connection with a
+// line that starts with prefix.
+func greets(t *testing.T, addr, prefix string) bool {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, prefix)
+}
+
+// TestInjectKeepOnGivenPorts puts the embedded stack on given ports, and
+// with --keep leaves it answering there once the fault is removed, until
+// a signal stops it.
+func TestInjectKeepOnGivenPorts(t *testing.T) {
+	t.Parallel()
+	smtpAddr, imapAddr, metricsAddr := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
+	out, errb, signal, done := startCLI(t, "--log-level", "warn", "inject", "gray-failure", "--link", "av-engine-1",
+		"--param", "mode=blackhole", "--for", "200ms", "--keep", "--smtp", smtpAddr, "--imap", imapAddr, "--metrics", metricsAddr)
+	waitKept(t, out, errb, "Ctrl-C/SIGTERM")
+	eps := endpoints(t, out, "smtp", "imap", "metrics")
+	require.Equal(t, imapAddr, eps["imap"])
+	require.Equal(t, metricsAddr, eps["metrics"])
+	// The smtp endpoint is the smtp-ingress link (a free port) in front of
+	// the SMTP server on the port given.
+	require.Contains(t, out.String(), "link smtp-ingress: "+eps["smtp"]+" -> "+smtpAddr+"\n")
+
+	// The fault is gone and the stack still answers, for as long as one
+	// cares to look.
+	require.True(t, greets(t, smtpAddr, "220 "), "no SMTP greeting on the port given")
+	require.True(t, greets(t, eps["smtp"], "220 "), "no SMTP greeting through the ingress link")
+	require.True(t, greets(t, imapAddr, "* OK"), "no IMAP greeting on the port given")
+	resp, err := http.Get("http://" + metricsAddr + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	stillRunning(t, done, errb)
+
+	signal(syscall.SIGTERM)
+	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
+	require.Contains(t, out.String(), "stopping the embedded stack")
+	for _, addr := range []string{smtpAddr, eps["smtp"], imapAddr, metricsAddr} {
+		require.True(t, refused(addr), "%s still answers", addr)
+	}
+}
+
+// TestInjectKeepAfterAnEarlySignal removes the fault with a first signal;
+// --keep leaves the stack up until a second one, which still stops it
+// cleanly.
+func TestInjectKeepAfterAnEarlySignal(t *testing.T) {
+	t.Parallel()
+	out, errb, signal, done := startCLI(t, "--log-level", "warn", "inject", "gray-failure", "--link", "smtp-ingress",
+		"--param", "mode=blackhole", "--for", "10m", "--keep")
+	smtpAddr := linkAddr(t, out, "smtp-ingress")
+	signal(os.Interrupt)
+	waitKept(t, out, errb, "a second Ctrl-C/SIGTERM")
+	// The black hole on the ingress is gone: the stack greets through it.
+	require.True(t, greets(t, smtpAddr, "220 "), "no SMTP greeting through the ingress link once the fault was removed")
+	stillRunning(t, done, errb)
+	signal(os.Interrupt)
+	require.Equal(t, cli.ExitAborted, waitExit(t, done), errb.String())
+	require.Contains(t, errb.String(), "interrupted; every fault was removed")
+	require.True(t, refused(smtpAddr), "the stack still answers")
 }

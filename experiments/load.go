@@ -36,6 +36,9 @@ type Catalog struct {
 	// experiment's own target: the same experiment run against another
 	// stack (a laptop's, staging's) without editing it.
 	TargetFile string
+	// SteadyStateOnly reads files for [Check]: a file with no method (and
+	// then no recovery bound) is valid.
+	SteadyStateOnly bool
 }
 
 // Load reads, decodes and validates an experiment file. Every problem is
@@ -170,8 +173,8 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	}
 
 	// Method.
-	if len(e.Method) == 0 {
-		add("method", "at least one fault is needed")
+	if len(e.Method) == 0 && !cat.SteadyStateOnly {
+		add("method", "no fault: a run needs at least one; to measure the steady state alone, use mailchaos check")
 	}
 	stepNames := map[string]bool{}
 	for i, st := range e.Method {
@@ -216,7 +219,8 @@ func (e *Experiment) validate(ctx context.Context, cat Catalog) []yamlfile.Field
 	errs = append(errs, e.validateLoadProbes()...)
 
 	// Recovery.
-	if e.Recovery.Within <= 0 {
+	// With no method there is nothing to recover from.
+	if e.Recovery.Within <= 0 && len(e.Method) > 0 {
 		add("recovery.within", "required and positive: how soon after the last fault every SLI must be back within tolerance")
 	}
 	if e.Recovery.Hold < 0 {

@@ -32,7 +32,8 @@ const (
 type Options struct {
 	// Catalog names the faults and probes.
 	Catalog Catalog
-	// Journal receives every event; required.
+	// Journal receives every event; required by [Run]. [Check] writes
+	// none.
 	Journal *journal.Writer
 	// Log receives operational messages; nil discards them.
 	Log *slog.Logger
@@ -98,6 +99,7 @@ type runner struct {
 	mu        sync.Mutex
 	phaseName string    // guarded by mu
 	started   time.Time // when the run started
+	planned   time.Duration
 
 	abort chan string // safety conditions and probe failures, first one wins
 	once  sync.Once
@@ -109,21 +111,7 @@ type runner struct {
 // every fault is then rolled back and the run ends as interrupted. Faults
 // are removed on every exit path, panics included.
 func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
-	if opts.RunID == "" {
-		opts.RunID = fmt.Sprintf("run-%d", time.Now().UnixMilli())
-	}
-	if opts.Kill == nil {
-		opts.Kill = context.WithoutCancel(ctx)
-	}
-	if opts.View == nil {
-		opts.View = noView{}
-	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, abort: make(chan string, 1), started: time.Now()}
-	r.lifecycle = NewLifecycle(exp.Rollbacks.Timeout, r.removed)
+	r := newRunner(ctx, exp, opts, exp.plannedDuration())
 	start := r.started
 	sig := ctx
 	if d := exp.Safety.MaxDuration; d > 0 {
@@ -150,6 +138,27 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 		r.verdict(res, time.Since(start))
 	}()
 	return r.execute(ctx, sig)
+}
+
+// newRunner returns the state of a run of exp planned to take planned,
+// with the defaults of opts filled in; ctx is the run's.
+func newRunner(ctx context.Context, exp *Experiment, opts Options, planned time.Duration) *runner {
+	if opts.RunID == "" {
+		opts.RunID = fmt.Sprintf("run-%d", time.Now().UnixMilli())
+	}
+	if opts.Kill == nil {
+		opts.Kill = context.WithoutCancel(ctx)
+	}
+	if opts.View == nil {
+		opts.View = noView{}
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &runner{exp: exp, opts: opts, log: log, j: opts.Journal, abort: make(chan string, 1), started: time.Now(), planned: planned}
+	r.lifecycle = NewLifecycle(exp.Rollbacks.Timeout, r.removed)
+	return r
 }
 
 // execute runs the phases; Run's deferred code rolls back and writes the
@@ -187,7 +196,7 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	}
 	// Let the samples in flight land (a slow one decides whether the hold
 	// held); those still out after one more interval are recorded as failed.
-	smp.drain(ctx)
+	smp.drain(ctx, r.maxInterval())
 	summary, deviated := r.recoverySummary(t0, recoveryStart, methodEnd, time.Now())
 
 	// Accounting: the invariants. It runs past the hard time limit (it
@@ -448,8 +457,11 @@ func (r *runner) phase(name string) {
 	r.progress("phase %s", name)
 }
 
-// write journals an event of this run.
+// write journals an event of this run, when it has a journal.
 func (r *runner) write(e journal.Event) error {
+	if r.j == nil {
+		return nil
+	}
 	e.Run = r.opts.RunID
 	return r.j.Write(e)
 }

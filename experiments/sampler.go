@@ -53,6 +53,8 @@ type samplers struct {
 	// stop ends the taking of samples; cancel ends the samples in flight.
 	stop, cancel context.CancelFunc
 	wg           sync.WaitGroup
+	// loops ends when no sampler takes new samples any more.
+	loops sync.WaitGroup
 }
 
 // startSamplers starts taking every SLI's samples, until ctx ends or the
@@ -65,21 +67,25 @@ func (r *runner) startSamplers(ctx context.Context) *samplers {
 	smp := &samplers{r: r, stop: stop, cancel: cancel}
 	for _, s := range r.slis {
 		smp.wg.Add(1)
+		smp.loops.Add(1)
 		go func() {
 			defer smp.wg.Done()
-			r.sample(sctx, mctx, s)
+			r.sample(sctx, mctx, s, smp.loops.Done)
 		}()
 	}
 	return smp
 }
 
-// drain stops taking samples and waits for those in flight, for one more
-// interval at most (or until ctx ends): those still out then are recorded
-// as failed. It returns once every sampler has ended.
-func (smp *samplers) drain(ctx context.Context) {
+// drain stops taking samples and waits for those in flight, for wait
+// (a run waits one more interval) and a quarter of a second at most, or
+// until ctx ends: those still out then are recorded as failed. It returns
+// once every sampler has ended.
+func (smp *samplers) drain(ctx context.Context, wait time.Duration) {
 	end := time.Now()
 	smp.stop()
-	smp.r.awaitInflight(ctx, end.Add(smp.r.maxInterval()+250*time.Millisecond))
+	// Every sample taken is in flight (or in) once the samplers stopped.
+	smp.loops.Wait()
+	smp.r.awaitInflight(ctx, end.Add(wait+250*time.Millisecond))
 	smp.r.cutoff.Store(true)
 	smp.cancel()
 	smp.wg.Wait()
@@ -97,23 +103,28 @@ func (smp *samplers) close() {
 	}
 }
 
-// sample takes an SLI's samples on its interval until ctx ends. Each sample
-// runs in its own goroutine on mctx, so a slow one does not delay the next;
-// at most timeout/interval+2 are in flight.
-func (r *runner) sample(ctx, mctx context.Context, s *sliState) {
+// sample takes an SLI's samples on its interval until ctx ends; stopped is
+// called once it takes no more (before the samples in flight are in).
+// Each sample runs in its own goroutine on mctx, so a slow one does not
+// delay the next; at most timeout/interval+2 are in flight.
+func (r *runner) sample(ctx, mctx context.Context, s *sliState, stopped func()) {
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	defer stopped()
 	slots := make(chan struct{}, int(s.spec.Timeout/s.spec.Interval)+2)
 	tick := time.NewTicker(s.spec.Interval)
 	defer tick.Stop()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
 			inflight.Add(1)
+			// In flight from now on, so that a drain waits for it.
+			start := time.Now()
+			id := s.series.begin(start)
 			go func() {
 				defer inflight.Done()
 				defer func() { <-slots }()
-				r.measure(mctx, s)
+				r.measure(mctx, s, start, id)
 			}()
 		default:
 			r.raise(fmt.Sprintf("probe %s of SLI %s cannot keep up: %d samples in flight", s.spec.Probe, s.spec.Name, cap(slots)))
@@ -126,18 +137,17 @@ func (r *runner) sample(ctx, mctx context.Context, s *sliState) {
 	}
 }
 
-// measure takes one sample, journals it and checks the abort condition. A
-// panicking probe aborts the run. A sample cut off at the end of the run is
-// recorded as failed; one cut off by a signal or an abort is dropped.
-func (r *runner) measure(ctx context.Context, s *sliState) {
+// measure takes one sample, begun at start with ticket id, journals it and
+// checks the abort condition. A panicking probe aborts the run. A sample
+// cut off at the end of the run is recorded as failed; one cut off by a
+// signal or an abort is dropped.
+func (r *runner) measure(ctx context.Context, s *sliState, start time.Time, id uint64) {
+	defer s.series.finish(id)
 	defer func() {
 		if p := recover(); p != nil {
 			r.raise(fmt.Sprintf("probe %s of SLI %s panicked: %v", s.spec.Probe, s.spec.Name, p))
 		}
 	}()
-	start := time.Now()
-	id := s.series.begin(start)
-	defer s.series.finish(id)
 	mctx, cancel := context.WithTimeout(ctx, s.spec.Timeout)
 	defer cancel()
 	smp := s.probe.Measure(mctx)

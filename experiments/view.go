@@ -119,7 +119,7 @@ func (r *runner) statusLine() string {
 	sort.Strings(active)
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s/%s", phase, time.Since(r.started).Round(100*time.Millisecond),
-		r.exp.plannedDuration().Round(time.Second))
+		r.planned.Round(time.Second))
 	for _, s := range r.slis {
 		last, ok := s.series.last()
 		if !ok {
