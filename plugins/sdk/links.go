@@ -33,8 +33,15 @@ const (
 	Downstream = network.Downstream
 )
 
-// Toxiproxy returns a client of the target's toxiproxy API.
+// Toxiproxy returns a client of the target's toxiproxy API: that of the
+// links that name none of their own.
 func Toxiproxy(t Target) *ToxiproxyClient { return network.NewClient(t.Toxiproxy) }
+
+// LinkToxiproxy returns a client of the toxiproxy API that owns the named
+// link: a target's links may live on many servers ([Target.Server]).
+func LinkToxiproxy(t Target, link string) *ToxiproxyClient {
+	return network.NewClient(t.Server(link))
+}
 
 // AddToxics adds toxics for req, named after its owner, ID and expiry,
 // and returns the handle that removes them. If one cannot be added, those
