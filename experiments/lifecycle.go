@@ -230,8 +230,7 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	if err != nil {
 		return "", err
 	}
-	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
-		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
+	req := r.request(step)
 	// The intent goes into the journal before anything is created: a run
 	// killed in the middle of this injection leaves toxics named after
 	// its owner and ID, which `recover` finds by them.
@@ -252,6 +251,13 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 		Message: fmt.Sprintf("onset %s after plan", onset.Round(time.Microsecond))})
 	r.progress("inject %s (method[%d]) for %s", st.Fault, step, st.For)
 	return h.ID, nil
+}
+
+// request is the request of one step's fault.
+func (r *runner) request(step int) faults.Request {
+	st := r.exp.Method[step]
+	return faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
+		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
 }
 
 // sweepFailedInject removes whatever a failed injection left (toxics

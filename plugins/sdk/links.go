@@ -25,6 +25,12 @@ type (
 	ToxiproxyClient = network.Client
 )
 
+// ToxicDivert is the type of the toxic an [Interceptor] records a diverted
+// link with: a fault that intercepts links says so in [Spec].Toxics, so
+// that a run on a server without mailchaos' toxics (stock toxiproxy) is
+// refused before it starts.
+const ToxicDivert = network.ToxicDivert
+
 // Streams a toxic can sit on.
 const (
 	// Upstream is the client-to-server direction.

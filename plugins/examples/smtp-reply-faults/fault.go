@@ -29,6 +29,8 @@ func spec() sdk.Spec {
 		Name:      Name,
 		Summary:   "SMTP-aware: answer a share of one SMTP command with a chosen 4xx/5xx reply in the server's place, or tarpit the greeting",
 		NeedsLink: true,
+		// The relay diverts the link: a toxic of mailchaos' own.
+		Toxics: []string{sdk.ToxicDivert},
 		Params: []sdk.Param{
 			{Name: "command", Type: sdk.TypeEnum, Enum: commands, Default: "rcpt",
 				Doc: "the command to answer: greeting (the server's banner), helo (HELO and EHLO), mail, rcpt, data, rset, noop, quit"},
