@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -36,8 +37,12 @@ type ToxicsError struct {
 
 func (e *ToxicsError) Error() string {
 	on := ""
-	if len(e.Links) > 0 {
-		on = fmt.Sprintf(" (links %v)", e.Links)
+	switch len(e.Links) {
+	case 0:
+	case 1:
+		on = " (link " + e.Links[0] + ")"
+	default:
+		on = " (links " + strings.Join(e.Links, ", ") + ")"
 	}
 	return fmt.Sprintf("%s: fault %s needs the toxic type %s, which the toxiproxy server at %s%s does not have "+
 		"(stock toxiproxy has none of mailchaos' own toxics): run `mailchaos proxy serve` there instead", e.Step, e.Fault, e.Type, e.Server, on)
