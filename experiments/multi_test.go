@@ -69,6 +69,24 @@ func newFleet(t *testing.T, third string) *fleet {
 	return f
 }
 
+// target creates links a, b and c, each on its server, as a run would,
+// and returns the target with them.
+func (f *fleet) target(t *testing.T) faults.Target {
+	t.Helper()
+	ctx := context.Background()
+	tg := faults.Target{Toxiproxy: f.servers[0].URL()}
+	for i, name := range fleetLinks {
+		listen, err := f.servers[i].Link(ctx, name, "127.0.0.1:0", "127.0.0.1:9")
+		require.NoError(t, err)
+		l := faults.Link{Name: name, Listen: listen, Upstream: "127.0.0.1:9"}
+		if i > 0 {
+			l.Toxiproxy = f.servers[i].URL()
+		}
+		tg.Links = append(tg.Links, l)
+	}
+	return tg
+}
+
 func (f *fleet) experiment(t *testing.T, body string) *experiments.Experiment {
 	t.Helper()
 	e, err := experiments.Parse(context.Background(), "fleet.yaml", []byte("version: 1\ntitle: fleet\n"+f.yaml+body), f.cat)
@@ -100,13 +118,11 @@ func (f *fleet) watch(t *testing.T) (seen func() []bool, stop func()) {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			// Each server's own link: the link a fault on a, b and c puts
+			// on that server.
 			for i, s := range f.servers {
-				if ps, err := s.Client().Proxies(context.Background()); err == nil {
-					for _, p := range ps {
-						if len(p.Toxics) > 0 {
-							hit[i].Store(true)
-						}
-					}
+				if ts, err := s.Client().Toxics(context.Background(), fleetLinks[i]); err == nil && len(ts) > 0 {
+					hit[i].Store(true)
 				}
 			}
 			select {
@@ -270,16 +286,7 @@ func TestUnreachableServerFailsFirst(t *testing.T) {
 func TestRecoverOnThreeServers(t *testing.T) {
 	f := newFleet(t, "")
 	ctx := context.Background()
-	tg := faults.Target{Toxiproxy: f.servers[0].URL()}
-	for i, name := range fleetLinks {
-		listen, err := f.servers[i].Link(ctx, name, "127.0.0.1:0", "127.0.0.1:9")
-		require.NoError(t, err)
-		l := faults.Link{Name: name, Listen: listen, Upstream: "127.0.0.1:9"}
-		if i > 0 {
-			l.Toxiproxy = f.servers[i].URL()
-		}
-		tg.Links = append(tg.Links, l)
-	}
+	tg := f.target(t)
 	const run = "run-crashed"
 	req := faults.Request{ID: "s0", Owner: run, Fault: grayfailure.Name, Target: tg, Links: fleetLinks,
 		Params: faults.Params{"mode": "blackhole"}, TTL: time.Hour}
@@ -310,4 +317,26 @@ func TestRecoverOnThreeServers(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, journal.Outstanding(evs))
 	require.True(t, errors.Is(experiments.Recover(ctx, path, experiments.RecoverOptions{Faults: f.cat.Faults}), experiments.ErrNothingToRecover))
+}
+
+// TestTTLOnThreeServers: a fault whose process is gone ends by itself on
+// every server: each server's reaper removes the toxics on its own links
+// once their time-to-live has passed.
+func TestTTLOnThreeServers(t *testing.T) {
+	f := newFleet(t, "")
+	ctx := context.Background()
+	tg := f.target(t)
+	h, err := grayfailure.New().Inject(ctx, faults.Request{ID: "s0", Owner: "gone", Fault: grayfailure.Name, Target: tg,
+		Links: fleetLinks, Params: faults.Params{"mode": "blackhole"}, TTL: 300 * time.Millisecond})
+	require.NoError(t, err)
+	require.Len(t, h.Toxics, 6, "both directions of three links")
+	require.Len(t, h.AllServers(), 3)
+	require.Eventually(t, func() bool {
+		for _, s := range f.servers {
+			if toxics(t, s) > 0 {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "every server should reap the expired toxics on its links")
 }

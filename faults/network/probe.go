@@ -27,8 +27,8 @@ func IsInvalidToxicType(err error) bool {
 }
 
 // ProbeToxics finds out which of types the server can add: on a scratch
-// proxy of its own (uniquely named, listening on 127.0.0.1:0, forwarding
-// to a loopback address, carrying no traffic) it adds one toxic of each
+// proxy of its own (uniquely named, for 127.0.0.1:0, forwarding to a
+// loopback address, disabled: it carries no traffic) it adds one toxic of each
 // type with its default attributes and removes it, then deletes the proxy,
 // whatever happened (on a context of its own if ctx has ended). It returns
 // whether each type was accepted; an answer other than "invalid toxic
@@ -40,9 +40,13 @@ func (c *Client) ProbeToxics(ctx context.Context, types []string) (map[string]bo
 	}
 	name := probePrefix + hex.EncodeToString(b[:])
 	// Created under a call that ctx does not cut short, so that a proxy the
-	// server made is always known to be there and deleted below.
+	// server made is always known to be there and deleted below. It is
+	// created disabled: it opens no listener, and deleting it changes no
+	// state that a listing of the server's proxies reads at the same time
+	// (toxiproxy reads a proxy's enabled flag unlocked when it lists them).
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
-	_, err := c.CreateProxy(cctx, name, "127.0.0.1:0", probeUpstream)
+	err := c.do(cctx, http.MethodPost, "/proxies",
+		Proxy{Name: name, Listen: "127.0.0.1:0", Upstream: probeUpstream, Enabled: false}, nil)
 	cancel()
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CallTimeout)
