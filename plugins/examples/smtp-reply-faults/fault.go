@@ -90,7 +90,7 @@ func check(req sdk.Request) (config, string, error) {
 		err = errors.Join(err, &sdk.ParamError{Fault: Name, Param: "link", Value: strings.Join(req.Links, ","),
 			Msg: "the fault sits on one link", Allowed: "one SMTP link, such as " + DefaultLink})
 	}
-	if req.Target.Toxiproxy != "" {
+	if len(req.Target.Servers()) > 0 { // the target is known: its links can be checked
 		err = errors.Join(err, sdk.CheckLinks(Name, req.Target, []string{link}))
 	}
 	text := v.String("text")
