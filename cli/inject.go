@@ -309,6 +309,9 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote") && targetAllowsRemote(c)); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	if err := experiments.CheckToxics(st.stop, experiments.NewToxicProbe(), inj, spec, req, "inject"); err != nil {
+		return err
+	}
 	return experiments.Hold(st.stop, inj, req, experiments.HoldOptions{
 		Kill:          st.kill,
 		RemoveTimeout: rollbackTimeout,

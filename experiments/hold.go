@@ -53,7 +53,7 @@ func Hold(ctx context.Context, inj faults.Injector, req faults.Request, opts Hol
 	h, err := lc.Inject(ctx, inj, req, 0)
 	if err != nil {
 		// Whatever the failed injection left (toxics named after it) goes.
-		intent := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: req.Target.Toxiproxy}
+		intent := faults.Intent(req)
 		if _, serr := lc.Sweep(kill, intent); serr != nil {
 			return errors.Join(fmt.Errorf("inject %s: %w", req.Fault, err), &faults.RollbackError{Handle: intent, Err: serr})
 		}

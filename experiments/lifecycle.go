@@ -69,7 +69,8 @@ func (l *Lifecycle) Inject(ctx context.Context, inj faults.Injector, req faults.
 }
 
 // Sweep undoes what a failed injection may have left: every toxic named
-// after intent's owner and ID on its toxiproxy server (see [undo.Undo]).
+// after intent's owner and ID on each of its toxiproxy servers (see
+// [undo.Undo]).
 // It returns how many it found. kill bounds it, with the lifecycle's
 // timeout on top.
 func (l *Lifecycle) Sweep(kill context.Context, intent faults.Handle) (int, error) {
@@ -229,13 +230,11 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	if err != nil {
 		return "", err
 	}
-	req := faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
-		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
+	req := r.request(step)
 	// The intent goes into the journal before anything is created: a run
 	// killed in the middle of this injection leaves toxics named after
 	// its owner and ID, which `recover` finds by them.
-	intent := faults.Handle{ID: req.ID, Fault: st.Fault, Owner: req.Owner, Expires: time.Now().Add(req.TTL),
-		Toxiproxy: r.run.Target.Toxiproxy}
+	intent := faults.Intent(req)
 	if err := r.write(journal.Event{Type: journal.TypeIntent, Step: step, Fault: st.Fault, Handle: &intent}); err != nil {
 		return "", fmt.Errorf("journal the intent to inject: %w", err)
 	}
@@ -254,13 +253,20 @@ func (r *runner) inject(ctx context.Context, step int, planned time.Time) (strin
 	return h.ID, nil
 }
 
+// request is the request of one step's fault.
+func (r *runner) request(step int) faults.Request {
+	st := r.exp.Method[step]
+	return faults.Request{ID: fmt.Sprintf("s%d", step), Owner: r.opts.RunID, Fault: st.Fault, Target: r.run.Target,
+		Links: st.AllLinks(), Params: faults.Params(st.Params), Duration: st.For, TTL: st.For + faults.DefaultTTLGrace}
+}
+
 // sweepFailedInject removes whatever a failed injection left (toxics
 // named after its owner and ID) and journals the intent as settled, or as
 // a failed removal that `recover` will try again.
 func (r *runner) sweepFailedInject(step int, intent faults.Handle) {
 	ev := journal.Event{Type: journal.TypeRemove, Step: step, Fault: intent.Fault, Handle: &intent,
 		Message: "the injection failed; no toxic of it is left"}
-	if intent.Toxiproxy != "" {
+	if len(intent.AllServers()) > 0 {
 		n, err := r.lifecycle.Sweep(r.opts.Kill, intent)
 		if err != nil {
 			ev.Err = fmt.Sprintf("sweeping what the failed injection left: %v", err)

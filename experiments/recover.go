@@ -92,7 +92,7 @@ func Recover(ctx context.Context, path string, opts RecoverOptions) error {
 	}
 	var errs []error
 	for _, h := range left {
-		rest := faults.Handle{ID: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy}
+		rest := faults.Handle{ID: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy, Servers: h.Servers}
 		var err error
 		if opts.Faults == nil {
 			err = errors.New("no injectors")
@@ -121,12 +121,10 @@ func Recover(ctx context.Context, path string, opts RecoverOptions) error {
 }
 
 // handleAddresses lists the addresses a handle's removal contacts: its
-// toxiproxy server and any URL in its data (an admin API to restore).
+// toxiproxy servers (every one, see [faults.Handle.AllServers]) and any
+// URL in its data (an admin API to restore).
 func handleAddresses(h faults.Handle) []string {
-	var out []string
-	if h.Toxiproxy != "" {
-		out = append(out, h.Toxiproxy)
-	}
+	out := h.AllServers()
 	for _, k := range slices.Sorted(maps.Keys(h.Data)) {
 		if v := h.Data[k]; strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
 			out = append(out, v)

@@ -168,6 +168,9 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	if err := r.startTarget(ctx); err != nil {
 		return r.aborted(ctx, "cannot start the target", err)
 	}
+	if err := r.preflight(ctx); err != nil {
+		return r.aborted(ctx, "preflight", err)
+	}
 	if err := r.startProbes(); err != nil {
 		return r.aborted(ctx, "cannot start the probes", err)
 	}

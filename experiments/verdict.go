@@ -1,6 +1,8 @@
 package experiments
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -162,18 +164,25 @@ func (r *runner) verdict(res Result, d time.Duration) {
 // every run completed with everything held; otherwise an error that
 // carries the exit code of the gravest outcome ([exitcode.Error]). A
 // rollback that failed is the gravest (RollbackFailed, around the first
-// such run's Err, which says how to remove the fault); then a run that did
+// such run's Err, which says how to remove the fault); then a run stopped
+// before anything was hurt because a fault needs a toxic type its server
+// lacks (Invalid, around the [*ToxicsError]); then a run that did
 // not complete (Aborted, with the message of every run that has one);
 // then a system under test that failed (Failed).
 func Outcome(results ...Result) error {
 	var msgs []string
 	aborted, failed := false, false
+	var invalid error
 	for _, r := range results {
+		var te *ToxicsError
 		switch {
 		case r.RollbackFailed && r.Err != nil:
 			return exitcode.Wrap(r.Err, exitcode.RollbackFailed)
 		case r.RollbackFailed:
 			return exitcode.New(exitcode.RollbackFailed, "a rollback failed: a fault may still be in place")
+		case errors.As(r.Err, &te):
+			// Found before the run: the input's fault, not the run's.
+			invalid = cmp.Or(invalid, r.Err)
 		case r.Status == journal.StatusFailed:
 			failed = true
 		case r.Status != journal.StatusCompleted:
@@ -184,6 +193,8 @@ func Outcome(results ...Result) error {
 		}
 	}
 	switch {
+	case invalid != nil:
+		return exitcode.Wrap(invalid, exitcode.Invalid)
 	case aborted:
 		return exitcode.New(exitcode.Aborted, "the run did not complete: "+strings.Join(msgs, "; "))
 	case failed:

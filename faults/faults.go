@@ -217,8 +217,13 @@ type Handle struct {
 	Fault string `json:"fault"`
 	// Owner is the request's owner.
 	Owner string `json:"owner,omitempty"`
-	// Toxiproxy is the API the fault's toxics live on, if any.
+	// Toxiproxy is the API the fault's toxics live on, if any: the
+	// target's server, or the first of its links'.
 	Toxiproxy string `json:"toxiproxy,omitempty"`
+	// Servers are the other toxiproxy servers of the target (those its
+	// links name), on which the fault may have toxics too; empty when the
+	// target has one server.
+	Servers []string `json:"servers,omitempty"`
 	// Toxics are the toxics the fault added, by proxy.
 	Toxics []ToxicRef `json:"toxics,omitempty"`
 	// Injected is when the fault started.
@@ -237,10 +242,67 @@ type Handle struct {
 // changed something over HTTP is undone on every exit path.
 const DataUndoPost = "undo-post"
 
+// Intent is the handle of req before anything is injected: its ID,
+// fault, owner, expiry and every toxiproxy server of its target. It is
+// what a journal notes before an injection, and what undoes one cut short
+// (every toxic named after the owner and ID, on every server).
+func Intent(req Request) Handle {
+	h := Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner}
+	if req.TTL > 0 {
+		h.Expires = time.Now().Add(req.TTL)
+	}
+	h.Toxiproxy, h.Servers = splitServers(req.Target.Servers())
+	return h
+}
+
+// splitServers returns the first server and the others (nil when none).
+func splitServers(all []string) (string, []string) {
+	if len(all) == 0 {
+		return "", nil
+	}
+	if len(all) == 1 {
+		return all[0], nil
+	}
+	return all[0], all[1:]
+}
+
+// ServerOf returns the API of the server that holds ref: its own, else
+// h's.
+func (h Handle) ServerOf(ref ToxicRef) string {
+	if ref.Toxiproxy != "" {
+		return ref.Toxiproxy
+	}
+	return h.Toxiproxy
+}
+
+// AllServers lists, without repeats, every toxiproxy server h may have
+// toxics on: Toxiproxy, Servers, and the server of each of its toxics.
+func (h Handle) AllServers() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	add(h.Toxiproxy)
+	for _, s := range h.Servers {
+		add(s)
+	}
+	for _, t := range h.Toxics {
+		add(h.ServerOf(t))
+	}
+	return out
+}
+
 // ToxicRef names one toxic on a toxiproxy server.
 type ToxicRef struct {
 	Proxy string `json:"proxy"`
 	Name  string `json:"name"`
+	// Toxiproxy is the API of the server the toxic is on; "" means the
+	// handle's ([Handle.Toxiproxy]).
+	Toxiproxy string `json:"toxiproxy,omitempty"`
 }
 
 // Status is an injected fault's state.
@@ -268,7 +330,7 @@ type RollbackError struct {
 func (e *RollbackError) Error() string {
 	msg := fmt.Sprintf("fault %s (%s) may still be in place: removing it failed: %v", e.Handle.ID, e.Handle.Fault, e.Err)
 	for _, t := range e.Handle.Toxics {
-		msg += fmt.Sprintf("\n  remove it with: curl -X DELETE %s/proxies/%s/toxics/%s", e.Handle.Toxiproxy, t.Proxy, t.Name)
+		msg += fmt.Sprintf("\n  remove it with: curl -X DELETE %s/proxies/%s/toxics/%s", e.Handle.ServerOf(t), t.Proxy, t.Name)
 	}
 	if !e.Handle.Expires.IsZero() {
 		msg += fmt.Sprintf("\n  it ends by itself at %s at the latest", e.Handle.Expires.Format(time.RFC3339))

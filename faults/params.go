@@ -21,6 +21,49 @@ type Spec struct {
 	NeedsLink bool `json:"needs_link"`
 	// Params is the parameter schema.
 	Params []Param `json:"params"`
+	// Toxics are the toxic types the fault may add on a toxiproxy server,
+	// whatever its parameters; empty for a fault that adds none. A server
+	// that lacks one (stock toxiproxy lacks mailchaos' own) cannot carry
+	// the fault. An injector may say which of them one request needs
+	// (experiments looks for a ToxicsFor method).
+	Toxics []string `json:"toxics,omitempty"`
+}
+
+// ToxicsFor returns the toxic types a request with params p needs, sorted:
+// those of s.Toxics that no parameter's [Param.Toxics] names, and those the
+// chosen value of each such parameter (or its default) names. A fault whose
+// parameters say nothing of toxics needs all of s.Toxics.
+func (s Spec) ToxicsFor(p Params) []string {
+	chosen := map[string]bool{}
+	decided := map[string]bool{}
+	for _, prm := range s.Params {
+		if len(prm.Toxics) == 0 {
+			continue
+		}
+		for _, ts := range prm.Toxics {
+			for _, t := range ts {
+				decided[t] = true
+			}
+		}
+		v, ok := p[prm.Name]
+		if !ok {
+			v = prm.Default
+		}
+		for _, t := range prm.Toxics[v] {
+			chosen[t] = true
+		}
+	}
+	for _, t := range s.Toxics {
+		if !decided[t] {
+			chosen[t] = true
+		}
+	}
+	out := make([]string, 0, len(chosen))
+	for t := range chosen {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Param returns the named parameter's schema.
@@ -87,6 +130,10 @@ type Param struct {
 	Enum []string `json:"enum,omitempty"`
 	// Doc says what the parameter does.
 	Doc string `json:"doc"`
+	// Toxics, for a TypeEnum parameter that decides which toxics the
+	// fault adds, are the toxic types (out of [Spec.Toxics]) each value
+	// makes it add. See [Spec.ToxicsFor].
+	Toxics map[string][]string `json:"toxics,omitempty"`
 }
 
 // Params are parameter values by name, as written by the user.

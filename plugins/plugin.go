@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,9 +239,13 @@ func (p *Plugin) cleanup(ctx context.Context, ts []*tracked) (int, error) {
 			h = *t.handle
 			h.ID, h.Owner = t.req.ID, t.req.Owner
 		}
+		// Every server of the target is swept, whatever the plugin's
+		// handle says.
+		intent := faults.Intent(t.req)
 		if h.Toxiproxy == "" {
-			h.Toxiproxy = t.req.Target.Toxiproxy
+			h.Toxiproxy = intent.Toxiproxy
 		}
+		h.Servers = append(slices.Clone(h.Servers), intent.AllServers()...)
 		k, err := undo.Undo(ctx, h, undo.Options{RemoteOK: undo.InTarget(h, t.req.Target), Named: true})
 		n += k
 		if err != nil {
@@ -364,8 +369,7 @@ func (p *Plugin) Inject(ctx context.Context, req faults.Request) (faults.Handle,
 		cctx, cancel := p.cleanupContext(ctx)
 		defer cancel()
 		if _, cerr := p.cleanup(cctx, []*tracked{t}); cerr != nil {
-			err = errors.Join(err, &faults.RollbackError{Handle: faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner,
-				Toxiproxy: req.Target.Toxiproxy}, Err: cerr})
+			err = errors.Join(err, &faults.RollbackError{Handle: faults.Intent(req), Err: cerr})
 		}
 	}
 	return h, err

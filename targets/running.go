@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
@@ -109,17 +111,34 @@ func addresses(ctx context.Context, stack *mailstack.Stack, srv *proxy.Server) (
 	return t, nil
 }
 
-// Open makes an external target ready: with a toxiproxy server in the file
-// (or given by toxiproxyURL, which wins), links are expected to exist there
-// and are created when missing; without one, an in-process server is
-// started and the links are created on it at their listen addresses.
+// Open makes an external target ready. Each link lives on a toxiproxy
+// server: its own (toxiproxy: on the link), else the file's (or
+// toxiproxyURL, which wins over the file's), else an in-process server
+// started for the links that name none. Links are expected to exist on
+// their server and are created when missing.
+//
+// Every server must answer before anything is created: one that cannot be
+// reached fails Open with an error naming it and the links on it, and
+// nothing is touched on the others.
 func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*Running, error) {
 	t := f.Target()
-	r := &Running{Target: t}
 	if toxiproxyURL != "" {
 		t.Toxiproxy = toxiproxyURL
 	}
-	if t.Toxiproxy == "" && len(t.Links) > 0 {
+	r := &Running{Target: t}
+	if t.Toxiproxy == "" {
+		t.Toxiproxy = defaultServer(t)
+	}
+	if len(t.Links) == 0 {
+		return r, nil
+	}
+	// Servers elsewhere first: one that does not answer fails the target
+	// before anything is started or created.
+	servers, existing, err := reach(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if t.Toxiproxy == "" {
 		// The file's links may listen off loopback only when the file
 		// allows it (and its validation had the command line's consent).
 		srv, err := proxy.StartServerWith(ctx, proxy.ServerOptions{Listen: inProcessListen, Log: log, AllowRemote: f.AllowRemote})
@@ -127,34 +146,90 @@ func Open(ctx context.Context, f File, toxiproxyURL string, log *slog.Logger) (*
 			return nil, err
 		}
 		r.proxy, t.Toxiproxy = srv, srv.URL()
+		servers, existing[srv.URL()] = append(servers, srv.URL()), nil
 	}
 	r.Target = t
-	if len(t.Links) == 0 {
-		return r, nil
-	}
-	c := network.NewClient(t.Toxiproxy)
-	existing, err := c.Proxies(ctx)
-	if err != nil {
-		r.Close(ctx)
-		return nil, fmt.Errorf("toxiproxy at %s: %w", t.Toxiproxy, err)
-	}
-	for i, l := range t.Links {
-		if p, ok := existing[l.Name]; ok {
-			if l.Upstream != "" && p.Upstream != l.Upstream {
-				r.Close(ctx)
-				return nil, fmt.Errorf("link %s: the proxy on %s forwards to %s, the target file says %s", l.Name, t.Toxiproxy, p.Upstream, l.Upstream)
+	for _, server := range servers {
+		c := network.NewClient(server)
+		for i, l := range t.Links {
+			if t.Server(l.Name) != server {
+				continue
+			}
+			if p, ok := existing[server][l.Name]; ok {
+				if l.Upstream != "" && p.Upstream != l.Upstream {
+					_ = r.Close(ctx)
+					return nil, fmt.Errorf("link %s: the proxy on %s forwards to %s, the target file says %s", l.Name, server, p.Upstream, l.Upstream)
+				}
+				r.Target.Links[i].Listen = p.Listen
+				continue
+			}
+			p, err := c.CreateProxy(ctx, l.Name, l.Listen, l.Upstream)
+			if err != nil {
+				_ = r.Close(ctx)
+				return nil, fmt.Errorf("create link %s on %s: %w", l.Name, server, err)
 			}
 			r.Target.Links[i].Listen = p.Listen
-			continue
 		}
-		p, err := c.CreateProxy(ctx, l.Name, l.Listen, l.Upstream)
-		if err != nil {
-			r.Close(ctx)
-			return nil, fmt.Errorf("create link %s: %w", l.Name, err)
-		}
-		r.Target.Links[i].Listen = p.Listen
 	}
 	return r, nil
+}
+
+// defaultServer is the server of a target whose every link names its own:
+// the first link's, so that the target's server is one of its own (the
+// links do not use it). It is "" when a link names none.
+func defaultServer(t faults.Target) string {
+	if len(t.Links) == 0 {
+		return ""
+	}
+	for _, l := range t.Links {
+		if l.Toxiproxy == "" {
+			return ""
+		}
+	}
+	return t.Links[0].Toxiproxy
+}
+
+// reach asks every toxiproxy server of t's links for its proxies, all at
+// once, and returns the servers (in the order of [faults.Target.Servers])
+// and each one's proxies. Links without a server (t has none) are left
+// out. A server that does not answer is an error that
+// names it and the links on it; all such servers are in the error.
+func reach(ctx context.Context, t faults.Target) ([]string, map[string]map[string]network.Proxy, error) {
+	links := map[string][]string{}
+	for _, l := range t.Links {
+		if s := t.Server(l.Name); s != "" {
+			links[s] = append(links[s], l.Name)
+		}
+	}
+	var servers []string
+	for _, s := range t.Servers() {
+		if len(links[s]) > 0 {
+			servers = append(servers, s)
+		}
+	}
+	existing := make([]map[string]network.Proxy, len(servers))
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := network.NewClient(s).Proxies(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("toxiproxy at %s (links %s) does not answer: %w", s, strings.Join(links[s], ", "), err)
+			}
+			existing[i] = p
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	out := map[string]map[string]network.Proxy{}
+	for i, s := range servers {
+		out[s] = existing[i]
+	}
+	return servers, out, nil
 }
 
 // Close stops what mailchaos started for the target: the embedded stack is

@@ -55,8 +55,9 @@ func MailstackConfig(profile string) (mailstack.Config, error) {
 // addresses known already. The embedded stack's addresses are all empty
 // until [StartMailstack] chooses them.
 //
-// Toxiproxy is the server that owns the links: s.Toxiproxy, else the
-// file's, else the in-process server mailchaos starts for the target,
+// Toxiproxy is the server that owns the links that name none of their own:
+// s.Toxiproxy, else the file's, else (when every link names its own) the
+// first link's, else the in-process server mailchaos starts for the target,
 // whose port is chosen when it starts (http://127.0.0.1:0 until then). It
 // is never empty, so that faults check the links a request names against
 // the target's.
@@ -67,7 +68,7 @@ func (s Spec) Describe() faults.Target {
 		return t
 	}
 	t := s.File.Target()
-	t.Toxiproxy = cmp.Or(s.Toxiproxy, s.File.Toxiproxy, inProcessURL)
+	t.Toxiproxy = cmp.Or(s.Toxiproxy, s.File.Toxiproxy, defaultServer(t), inProcessURL)
 	return t
 }
 

@@ -244,3 +244,64 @@ func TestOpenCreatesMissingLinksAndChecksExistingOnes(t *testing.T) {
 	_, err = targets.Open(context.Background(), f, "", nil)
 	require.ErrorContains(t, err, "forwards to 127.0.0.1:1, the target file says 127.0.0.1:3")
 }
+
+// TestOpenLinksOnManyServers: each link is created on its own server; an
+// in-process server is started only for links that name none; the
+// target's server is one of the links' when every link names its own.
+func TestOpenLinksOnManyServers(t *testing.T) {
+	ctx := context.Background()
+	var srvs []*proxy.Server
+	for range 2 {
+		s, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
+		require.NoError(t, err)
+		defer s.Close()
+		srvs = append(srvs, s)
+	}
+	f := targets.File{Links: []targets.FileLink{
+		{Name: "a", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"},
+		{Name: "b", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:2", Toxiproxy: srvs[0].URL()},
+		{Name: "c", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:3", Toxiproxy: srvs[1].URL()}}}
+	r, err := targets.Open(ctx, f, "", nil)
+	require.NoError(t, err)
+	inProcess := r.Target.Toxiproxy
+	require.NotContains(t, []string{srvs[0].URL(), srvs[1].URL()}, inProcess, "link a names no server: an in-process one")
+	require.Equal(t, []string{inProcess, srvs[0].URL(), srvs[1].URL()}, r.Target.Servers())
+	for i, s := range srvs {
+		ps, err := s.Client().Proxies(ctx)
+		require.NoError(t, err)
+		require.Len(t, ps, 1, "server %d", i)
+		require.Contains(t, ps, []string{"b", "c"}[i])
+	}
+	require.NoError(t, r.Close(ctx))
+
+	// Every link on a server of its own: no in-process server.
+	f.Links = f.Links[1:]
+	r, err = targets.Open(ctx, f, "", nil)
+	require.NoError(t, err)
+	require.Equal(t, srvs[0].URL(), r.Target.Toxiproxy)
+	require.Equal(t, []string{srvs[0].URL(), srvs[1].URL()}, r.Target.Servers())
+	require.NoError(t, r.Close(ctx))
+	require.Equal(t, srvs[0].URL(), targets.Spec{File: f}.Describe().Toxiproxy, "validation sees the same server")
+}
+
+// TestOpenRefusesAnUnreachableServer: a server that does not answer fails
+// Open before any link is created on the others, naming it and its links.
+func TestOpenRefusesAnUnreachableServer(t *testing.T) {
+	ctx := context.Background()
+	s, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer s.Close()
+	dead, err := proxy.StartServer(ctx, "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	deadURL := dead.URL()
+	dead.Close()
+	f := targets.File{Toxiproxy: s.URL(), Links: []targets.FileLink{
+		{Name: "a", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"},
+		{Name: "b", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:2", Toxiproxy: deadURL},
+		{Name: "c", Listen: "127.0.0.1:0", Upstream: "127.0.0.1:3", Toxiproxy: deadURL}}}
+	_, err = targets.Open(ctx, f, "", nil)
+	require.ErrorContains(t, err, "toxiproxy at "+deadURL+" (links b, c) does not answer")
+	ps, err := s.Client().Proxies(ctx)
+	require.NoError(t, err)
+	require.Empty(t, ps, "nothing may be created before every server answers")
+}

@@ -31,9 +31,10 @@ const (
 	// TypeSample is one probe measurement of an SLI.
 	TypeSample = "sample"
 	// TypeIntent is a fault about to be injected, written before anything
-	// is created: Handle has its ID, owner, fault and toxiproxy server, by
-	// which toxics are named, so that a run killed in the middle of an
-	// injection leaves nothing `recover` cannot find.
+	// is created: Handle has its ID, owner and fault, by which toxics are
+	// named, and every toxiproxy server of the target (Toxiproxy, then
+	// Servers), so that a run killed in the middle of an injection leaves
+	// nothing `recover` cannot find, on any server.
 	TypeIntent = "intent"
 	// TypeInject is a fault injected: Handle says how to remove it.
 	TypeInject = "inject"

@@ -29,8 +29,13 @@ func New() *network.LinkInjector {
 			Name:      Name,
 			Summary:   "slow or failing anti-virus engine: latency on matching (infected) scans, on every scan, ERROR replies, or a connection cut after N bytes",
 			NeedsLink: true,
+			// match and error modes need mailchaos' own toxics; latency and
+			// close-after use stock toxiproxy's.
+			Toxics: []string{network.ToxicClamdLatency, "latency", network.ToxicClamdError, "limit_data"},
 			Params: []faults.Param{
 				{Name: "mode", Type: faults.TypeEnum, Default: ModeMatch, Enum: []string{ModeMatch, ModeLatency, ModeError, ModeCloseAfter},
+					Toxics: map[string][]string{ModeMatch: {network.ToxicClamdLatency}, ModeLatency: {"latency"},
+						ModeError: {network.ToxicClamdError}, ModeCloseAfter: {"limit_data"}},
 					Doc: "match: delay only scans whose payload matches `match`; latency: delay every reply; error: every reply becomes an ERROR; close-after: cut the connection after `bytes` bytes from the MTA"},
 				{Name: "latency", Type: faults.TypeDuration, Default: "5s", Min: "0s", Max: "1h", Unit: "duration",
 					Doc: "added delay (match and latency modes)"},

@@ -37,10 +37,14 @@ func New() *network.LinkInjector {
 			Name:      Name,
 			Summary:   "silent network element failure on a link: black hole, stall after the greeting, slow drip, half-open; reset for contrast",
 			NeedsLink: true,
+			// Every mode but reset needs mailchaos' own toxics.
+			Toxics: []string{network.ToxicBlackhole, network.ToxicStall, network.ToxicDrip, "reset_peer"},
 			Params: []faults.Param{
 				{Name: "mode", Type: faults.TypeEnum, Required: true,
 					Enum: []string{ModeBlackhole, ModeStallAfter, ModeSlowDrip, ModeHalfOpen, ModeReset},
-					Doc:  "blackhole: bytes swallowed, connection never closed; stall-after: the first bytes (the greeting) pass, then the session hangs; slow-drip: bytes crawl at `rate`; half-open: one direction dead; reset: connections reset (loud, for contrast)"},
+					Toxics: map[string][]string{ModeBlackhole: {network.ToxicBlackhole}, ModeHalfOpen: {network.ToxicBlackhole},
+						ModeStallAfter: {network.ToxicStall}, ModeSlowDrip: {network.ToxicDrip}, ModeReset: {"reset_peer"}},
+					Doc: "blackhole: bytes swallowed, connection never closed; stall-after: the first bytes (the greeting) pass, then the session hangs; slow-drip: bytes crawl at `rate`; half-open: one direction dead; reset: connections reset (loud, for contrast)"},
 				{Name: "after", Type: faults.TypeString, Default: "greeting",
 					Doc: "stall-after: \"greeting\" (the first line passes) or a byte count such as 0 or 512"},
 				{Name: "rate", Type: faults.TypeSize, Default: "10", Min: "1", Unit: "bytes/s",

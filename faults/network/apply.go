@@ -18,26 +18,39 @@ type ToxicOn struct {
 	Attributes map[string]any
 }
 
-// Apply adds toxics for req on the toxiproxy server of req.Target, named
-// after req's owner, ID and expiry, and returns the handle that removes
-// them. If one cannot be added, those already added are removed and the
-// error is returned.
+// Apply adds toxics for req, each on the toxiproxy server of its link
+// ([faults.Target.Server]), named after req's owner, ID and expiry, and
+// returns the handle that removes them. If one cannot be added, those
+// already added are removed (on every server) and the error is returned.
 func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Handle, error) {
-	if req.Target.Toxiproxy == "" {
-		return faults.Handle{}, errors.New("the target has no toxiproxy server for its links")
+	for _, t := range toxics {
+		if req.Target.Server(t.Link) == "" {
+			return faults.Handle{}, fmt.Errorf("link %s has no toxiproxy server", t.Link)
+		}
 	}
-	c := NewClient(req.Target.Toxiproxy)
 	now := time.Now()
-	h := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: c.URL(),
-		Injected: now, Expires: now.Add(req.TTL)}
+	h := faults.Intent(req)
+	h.Toxiproxy, h.Servers = normalize(h.Toxiproxy), normalizeAll(h.Servers)
+	h.Injected, h.Expires = now, now.Add(req.TTL)
+	clients := map[string]*Client{}
 	for i, t := range toxics {
 		if ctx.Err() != nil {
 			return faults.Handle{}, rollback(ctx, h, fmt.Errorf("add the toxics of %s: %w", req.ID, context.Cause(ctx)))
 		}
+		server := normalize(req.Target.Server(t.Link))
+		c, ok := clients[server]
+		if !ok {
+			c = NewClient(server)
+			clients[server] = c
+		}
 		name := ToxicName(req.Owner, req.ID, h.Expires, i)
 		// Noted before the call: a call that fails on our side (a time-out)
 		// may still have added the toxic on the server's.
-		h.Toxics = append(h.Toxics, faults.ToxicRef{Proxy: t.Link, Name: name})
+		ref := faults.ToxicRef{Proxy: t.Link, Name: name}
+		if server != h.Toxiproxy {
+			ref.Toxiproxy = server
+		}
+		h.Toxics = append(h.Toxics, ref)
 		// A call under way is not cut short by ctx: the server would go on
 		// and add the toxic after the rollback below had looked for it,
 		// leaving it in place. ctx is checked between calls instead.
@@ -49,10 +62,27 @@ func Apply(ctx context.Context, req faults.Request, toxics []ToxicOn) (faults.Ha
 			err = context.Cause(ctx)
 		}
 		if err != nil {
-			return faults.Handle{}, rollback(ctx, h, fmt.Errorf("add %s toxic on link %s: %w", t.Type, t.Link, err))
+			return faults.Handle{}, rollback(ctx, h, fmt.Errorf("add %s toxic on link %s (toxiproxy %s): %w", t.Type, t.Link, server, err))
 		}
 	}
 	return h, nil
+}
+
+// normalize is the URL a [Client] of base uses, so that servers compare
+// equal however they were written.
+func normalize(base string) string {
+	if base == "" {
+		return ""
+	}
+	return NewClient(base).URL()
+}
+
+func normalizeAll(bases []string) []string {
+	var out []string
+	for _, b := range bases {
+		out = append(out, normalize(b))
+	}
+	return out
 }
 
 // rollback removes the toxics h lists after err ended their application,
@@ -66,16 +96,53 @@ func rollback(ctx context.Context, h faults.Handle, err error) error {
 	return err
 }
 
-// Remove removes the toxics of a handle. It is idempotent: toxics or proxies
-// already gone are not an error. Every toxic is tried even if one fails.
-func Remove(ctx context.Context, h faults.Handle) error {
-	if len(h.Toxics) == 0 {
-		return nil
+// byServer groups the toxics of h by the server that holds them, servers
+// in the order of their first toxic.
+func byServer(h faults.Handle) (servers []string, refs map[string][]faults.ToxicRef) {
+	refs = map[string][]faults.ToxicRef{}
+	for _, ref := range h.Toxics {
+		s := h.ServerOf(ref)
+		if _, ok := refs[s]; !ok {
+			servers = append(servers, s)
+		}
+		refs[s] = append(refs[s], ref)
 	}
-	c := NewClient(h.Toxiproxy)
+	return servers, refs
+}
+
+// Remove removes the toxics of a handle, each from its own server. It is
+// idempotent: toxics or proxies already gone are not an error. Every
+// toxic is tried even if one fails (or its server cannot be reached), and
+// every error names the server.
+func Remove(ctx context.Context, h faults.Handle) error {
+	servers, refs := byServer(h)
+	var errs []error
+	for _, s := range servers {
+		if err := removeOn(ctx, NewClient(s), refs[s]); err != nil {
+			errs = append(errs, fmt.Errorf("toxiproxy %s: %w", s, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveOn removes those toxics of h that are on server (compared as
+// [Client.URL] writes it); the others are left alone.
+func RemoveOn(ctx context.Context, h faults.Handle, server string) error {
+	c := NewClient(server)
+	servers, refs := byServer(h)
+	var mine []faults.ToxicRef
+	for _, s := range servers {
+		if normalize(s) == c.URL() {
+			mine = append(mine, refs[s]...)
+		}
+	}
+	return removeOn(ctx, c, mine)
+}
+
+func removeOn(ctx context.Context, c *Client, refs []faults.ToxicRef) error {
 	var errs []error
 	present := map[string]map[string]Toxic{} // by proxy, by name
-	for _, ref := range h.Toxics {
+	for _, ref := range refs {
 		if _, ok := present[ref.Proxy]; !ok {
 			ts, err := c.Toxics(ctx, ref.Proxy)
 			if err != nil && !IsNotFound(err) {
@@ -98,23 +165,24 @@ func Remove(ctx context.Context, h faults.Handle) error {
 	return errors.Join(errs...)
 }
 
-// Active reports whether any toxic of h is still on its proxy.
+// Active reports whether any toxic of h is still on its proxy, on
+// whichever server holds it.
 func Active(ctx context.Context, h faults.Handle) (bool, error) {
-	if len(h.Toxics) == 0 {
-		return false, nil
-	}
-	c := NewClient(h.Toxiproxy)
-	for _, t := range h.Toxics {
-		ts, err := c.Toxics(ctx, t.Proxy)
-		if IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		for _, x := range ts {
-			if x.Name == t.Name {
-				return true, nil
+	servers, refs := byServer(h)
+	for _, s := range servers {
+		c := NewClient(s)
+		for _, t := range refs[s] {
+			ts, err := c.Toxics(ctx, t.Proxy)
+			if IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("toxiproxy %s: %w", s, err)
+			}
+			for _, x := range ts {
+				if x.Name == t.Name {
+					return true, nil
+				}
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/mailchaos/mailchaos/faults"
 )
@@ -41,7 +42,7 @@ func (li *LinkInjector) check(req faults.Request) (faults.Values, error) {
 		}
 	}
 	// Links are checked once the target is known (it has a toxiproxy).
-	if req.Target.Toxiproxy != "" {
+	if len(req.Target.Servers()) > 0 {
 		if err := CheckLinks(li.Spec.Name, req.Target, li.links(req)); err != nil {
 			errs = append(errs, err)
 		}
@@ -54,6 +55,25 @@ func (li *LinkInjector) links(req faults.Request) []string {
 		return li.DefaultLinks(req.Target)
 	}
 	return req.Links
+}
+
+// LinkToxics returns the toxic types the request would add on each link
+// it puts the fault on, by link name: exactly what Inject would ask the
+// links' servers for.
+func (li *LinkInjector) LinkToxics(_ context.Context, req faults.Request) (map[string][]string, error) {
+	v, err := li.check(req)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, l := range li.links(req) {
+		for _, t := range li.Plan(v, l) {
+			if !slices.Contains(out[l], t.Type) {
+				out[l] = append(out[l], t.Type)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Inject validates the request and adds its toxics.

@@ -5,8 +5,8 @@
 // run, the runner for an injection that failed, and the plugin SDK for
 // injections under way when its plugin is told to go.
 //
-// A handle describes all there is to undo: toxics on a toxiproxy server
-// (a diverted link is pointed back), every other toxic named after the
+// A handle describes all there is to undo: toxics on toxiproxy servers,
+// each on its own (a diverted link is pointed back), every other toxic named after the
 // handle's owner and ID (what an injection cut short made before it could
 // say so), and an HTTP call that restores what the fault changed
 // ([faults.DataUndoPost]).
@@ -33,8 +33,8 @@ type Options struct {
 	// RemoteOK lets the restore call leave loopback (see [Restore] and
 	// [InTarget]).
 	RemoteOK bool
-	// Named also removes every toxic on the handle's toxiproxy server
-	// named after its owner and ID, not only those it lists: what an
+	// Named also removes every toxic on each of the handle's toxiproxy
+	// servers ([faults.Handle.AllServers]) named after its owner and ID, not only those it lists: what an
 	// injection killed half-way, or a plugin that died before answering,
 	// left behind. A handle that knows only its ID, owner and server (an
 	// intent) is undone this way.
@@ -53,16 +53,16 @@ func Undo(ctx context.Context, h faults.Handle, opts Options) (int, error) {
 		errs = append(errs, err)
 	}
 	n := 0
-	if h.Toxiproxy != "" {
+	for _, server := range h.AllServers() {
 		if opts.Named && h.Owner != "" && h.ID != "" {
-			k, err := network.RemoveOwned(ctx, network.NewClient(h.Toxiproxy), h.Owner, h.ID)
+			k, err := network.RemoveOwned(ctx, network.NewClient(server), h.Owner, h.ID)
 			n += k
 			if err != nil {
-				errs = append(errs, fmt.Errorf("fault %s: remove its toxics: %w", h.ID, refused(h.Toxiproxy, err)))
+				errs = append(errs, fmt.Errorf("fault %s: remove its toxics on %s: %w", h.ID, server, refused(server, err)))
 			}
 		}
-		if err := network.Remove(ctx, h); err != nil {
-			errs = append(errs, fmt.Errorf("fault %s: %w", h.ID, refused(h.Toxiproxy, err)))
+		if err := network.RemoveOn(ctx, h, server); err != nil {
+			errs = append(errs, fmt.Errorf("fault %s: toxiproxy %s: %w", h.ID, server, refused(server, err)))
 		}
 	}
 	return n, errors.Join(errs...)

@@ -85,7 +85,7 @@ func (x Error_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Kind.Descriptor instead.
 func (Error_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{11, 0}
+	return file_fault_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type DescribeRequest struct {
@@ -191,8 +191,11 @@ type Spec struct {
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Summary string                 `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
 	// needs_link is true for faults that sit on links.
-	NeedsLink     bool     `protobuf:"varint,3,opt,name=needs_link,json=needsLink,proto3" json:"needs_link,omitempty"`
-	Params        []*Param `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	NeedsLink bool     `protobuf:"varint,3,opt,name=needs_link,json=needsLink,proto3" json:"needs_link,omitempty"`
+	Params    []*Param `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	// toxics are the toxic types the fault may add on a toxiproxy server;
+	// the host checks before a run that the servers have them.
+	Toxics        []string `protobuf:"bytes,5,rep,name=toxics,proto3" json:"toxics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,20 +258,30 @@ func (x *Spec) GetParams() []*Param {
 	return nil
 }
 
+func (x *Spec) GetToxics() []string {
+	if x != nil {
+		return x.Toxics
+	}
+	return nil
+}
+
 // Param is one parameter in a schema. Every value travels as a string; the
 // type says how it is parsed: string, int, float, fraction, bool, duration,
 // size, rate or enum.
 type Param struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Unit          string                 `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
-	Default       string                 `protobuf:"bytes,4,opt,name=default,proto3" json:"default,omitempty"`
-	Required      bool                   `protobuf:"varint,5,opt,name=required,proto3" json:"required,omitempty"`
-	Min           string                 `protobuf:"bytes,6,opt,name=min,proto3" json:"min,omitempty"`
-	Max           string                 `protobuf:"bytes,7,opt,name=max,proto3" json:"max,omitempty"`
-	Enum          []string               `protobuf:"bytes,8,rep,name=enum,proto3" json:"enum,omitempty"`
-	Doc           string                 `protobuf:"bytes,9,opt,name=doc,proto3" json:"doc,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type     string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Unit     string                 `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
+	Default  string                 `protobuf:"bytes,4,opt,name=default,proto3" json:"default,omitempty"`
+	Required bool                   `protobuf:"varint,5,opt,name=required,proto3" json:"required,omitempty"`
+	Min      string                 `protobuf:"bytes,6,opt,name=min,proto3" json:"min,omitempty"`
+	Max      string                 `protobuf:"bytes,7,opt,name=max,proto3" json:"max,omitempty"`
+	Enum     []string               `protobuf:"bytes,8,rep,name=enum,proto3" json:"enum,omitempty"`
+	Doc      string                 `protobuf:"bytes,9,opt,name=doc,proto3" json:"doc,omitempty"`
+	// toxics, for an enum parameter that decides which toxics the fault
+	// adds, are the toxic types each value makes it add.
+	Toxics        map[string]*ToxicTypes `protobuf:"bytes,10,rep,name=toxics,proto3" json:"toxics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +379,58 @@ func (x *Param) GetDoc() string {
 	return ""
 }
 
+func (x *Param) GetToxics() map[string]*ToxicTypes {
+	if x != nil {
+		return x.Toxics
+	}
+	return nil
+}
+
+// ToxicTypes is a list of toxic types.
+type ToxicTypes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Types         []string               `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToxicTypes) Reset() {
+	*x = ToxicTypes{}
+	mi := &file_fault_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToxicTypes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToxicTypes) ProtoMessage() {}
+
+func (x *ToxicTypes) ProtoReflect() protoreflect.Message {
+	mi := &file_fault_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToxicTypes.ProtoReflect.Descriptor instead.
+func (*ToxicTypes) Descriptor() ([]byte, []int) {
+	return file_fault_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ToxicTypes) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
 // Request asks for one fault.
 type Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -388,7 +453,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_fault_proto_msgTypes[4]
+	mi := &file_fault_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +465,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[4]
+	mi := &file_fault_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +478,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{4}
+	return file_fault_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Request) GetId() string {
@@ -492,7 +557,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_fault_proto_msgTypes[5]
+	mi := &file_fault_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +569,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[5]
+	mi := &file_fault_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +582,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{5}
+	return file_fault_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Target) GetEndpoints() map[string]string {
@@ -569,7 +634,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_fault_proto_msgTypes[6]
+	mi := &file_fault_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +646,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[6]
+	mi := &file_fault_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +659,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{6}
+	return file_fault_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *User) GetAddress() string {
@@ -621,17 +686,20 @@ func (x *User) GetPassword() string {
 // Link is a proxied hop: clients connect to listen, the proxy forwards to
 // upstream.
 type Link struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Listen        string                 `protobuf:"bytes,2,opt,name=listen,proto3" json:"listen,omitempty"`
-	Upstream      string                 `protobuf:"bytes,3,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Listen   string                 `protobuf:"bytes,2,opt,name=listen,proto3" json:"listen,omitempty"`
+	Upstream string                 `protobuf:"bytes,3,opt,name=upstream,proto3" json:"upstream,omitempty"`
+	// toxiproxy is the API of the server that owns this link's proxy, when it
+	// is not the target's.
+	Toxiproxy     string `protobuf:"bytes,4,opt,name=toxiproxy,proto3" json:"toxiproxy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_fault_proto_msgTypes[7]
+	mi := &file_fault_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +711,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[7]
+	mi := &file_fault_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +724,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{7}
+	return file_fault_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Link) GetName() string {
@@ -680,6 +748,13 @@ func (x *Link) GetUpstream() string {
 	return ""
 }
 
+func (x *Link) GetToxiproxy() string {
+	if x != nil {
+		return x.Toxiproxy
+	}
+	return ""
+}
+
 // Handle is what inject returns and remove takes.
 type Handle struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -691,14 +766,17 @@ type Handle struct {
 	InjectedUnixNano int64                  `protobuf:"varint,6,opt,name=injected_unix_nano,json=injectedUnixNano,proto3" json:"injected_unix_nano,omitempty"`
 	ExpiresUnixNano  int64                  `protobuf:"varint,7,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
 	// data is whatever else the plugin needs to remove the fault.
-	Data          map[string]string `protobuf:"bytes,8,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Data map[string]string `protobuf:"bytes,8,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// servers are the target's other toxiproxy servers, on which the fault
+	// may have toxics too.
+	Servers       []string `protobuf:"bytes,9,rep,name=servers,proto3" json:"servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Handle) Reset() {
 	*x = Handle{}
-	mi := &file_fault_proto_msgTypes[8]
+	mi := &file_fault_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +788,7 @@ func (x *Handle) String() string {
 func (*Handle) ProtoMessage() {}
 
 func (x *Handle) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[8]
+	mi := &file_fault_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +801,7 @@ func (x *Handle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handle.ProtoReflect.Descriptor instead.
 func (*Handle) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{8}
+	return file_fault_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Handle) GetId() string {
@@ -782,18 +860,27 @@ func (x *Handle) GetData() map[string]string {
 	return nil
 }
 
+func (x *Handle) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
 // ToxicRef names one toxic on a toxiproxy server.
 type ToxicRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Proxy         string                 `protobuf:"bytes,1,opt,name=proxy,proto3" json:"proxy,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Proxy string                 `protobuf:"bytes,1,opt,name=proxy,proto3" json:"proxy,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// toxiproxy is the server the toxic is on; empty means the handle's.
+	Toxiproxy     string `protobuf:"bytes,3,opt,name=toxiproxy,proto3" json:"toxiproxy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ToxicRef) Reset() {
 	*x = ToxicRef{}
-	mi := &file_fault_proto_msgTypes[9]
+	mi := &file_fault_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +892,7 @@ func (x *ToxicRef) String() string {
 func (*ToxicRef) ProtoMessage() {}
 
 func (x *ToxicRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[9]
+	mi := &file_fault_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +905,7 @@ func (x *ToxicRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToxicRef.ProtoReflect.Descriptor instead.
 func (*ToxicRef) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{9}
+	return file_fault_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ToxicRef) GetProxy() string {
@@ -835,6 +922,13 @@ func (x *ToxicRef) GetName() string {
 	return ""
 }
 
+func (x *ToxicRef) GetToxiproxy() string {
+	if x != nil {
+		return x.Toxiproxy
+	}
+	return ""
+}
+
 // Status is an injected fault's state.
 type Status struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -847,7 +941,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_fault_proto_msgTypes[10]
+	mi := &file_fault_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +953,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[10]
+	mi := &file_fault_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +966,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{10}
+	return file_fault_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Status) GetActive() bool {
@@ -914,7 +1008,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fault_proto_msgTypes[11]
+	mi := &file_fault_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1020,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[11]
+	mi := &file_fault_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1033,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{11}
+	return file_fault_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Error) GetKind() Error_Kind {
@@ -991,7 +1085,7 @@ type ParamProblem struct {
 
 func (x *ParamProblem) Reset() {
 	*x = ParamProblem{}
-	mi := &file_fault_proto_msgTypes[12]
+	mi := &file_fault_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1097,7 @@ func (x *ParamProblem) String() string {
 func (*ParamProblem) ProtoMessage() {}
 
 func (x *ParamProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[12]
+	mi := &file_fault_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1110,7 @@ func (x *ParamProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParamProblem.ProtoReflect.Descriptor instead.
 func (*ParamProblem) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{12}
+	return file_fault_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ParamProblem) GetFault() string {
@@ -1063,7 +1157,7 @@ type ValidateRequest struct {
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_fault_proto_msgTypes[13]
+	mi := &file_fault_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1169,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[13]
+	mi := &file_fault_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1182,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{13}
+	return file_fault_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValidateRequest) GetRequest() *Request {
@@ -1107,7 +1201,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_fault_proto_msgTypes[14]
+	mi := &file_fault_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1213,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[14]
+	mi := &file_fault_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1226,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{14}
+	return file_fault_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ValidateResponse) GetError() *Error {
@@ -1151,7 +1245,7 @@ type InjectRequest struct {
 
 func (x *InjectRequest) Reset() {
 	*x = InjectRequest{}
-	mi := &file_fault_proto_msgTypes[15]
+	mi := &file_fault_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1257,7 @@ func (x *InjectRequest) String() string {
 func (*InjectRequest) ProtoMessage() {}
 
 func (x *InjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[15]
+	mi := &file_fault_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1270,7 @@ func (x *InjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectRequest.ProtoReflect.Descriptor instead.
 func (*InjectRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{15}
+	return file_fault_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InjectRequest) GetRequest() *Request {
@@ -1196,7 +1290,7 @@ type InjectResponse struct {
 
 func (x *InjectResponse) Reset() {
 	*x = InjectResponse{}
-	mi := &file_fault_proto_msgTypes[16]
+	mi := &file_fault_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1302,7 @@ func (x *InjectResponse) String() string {
 func (*InjectResponse) ProtoMessage() {}
 
 func (x *InjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[16]
+	mi := &file_fault_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1315,7 @@ func (x *InjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectResponse.ProtoReflect.Descriptor instead.
 func (*InjectResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{16}
+	return file_fault_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InjectResponse) GetHandle() *Handle {
@@ -1247,7 +1341,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_fault_proto_msgTypes[17]
+	mi := &file_fault_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1353,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[17]
+	mi := &file_fault_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1366,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{17}
+	return file_fault_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveRequest) GetHandle() *Handle {
@@ -1291,7 +1385,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_fault_proto_msgTypes[18]
+	mi := &file_fault_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1397,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[18]
+	mi := &file_fault_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1410,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{18}
+	return file_fault_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveResponse) GetError() *Error {
@@ -1335,7 +1429,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_fault_proto_msgTypes[19]
+	mi := &file_fault_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1441,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[19]
+	mi := &file_fault_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1454,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{19}
+	return file_fault_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusRequest) GetHandle() *Handle {
@@ -1380,7 +1474,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_fault_proto_msgTypes[20]
+	mi := &file_fault_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1486,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fault_proto_msgTypes[20]
+	mi := &file_fault_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1499,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_fault_proto_rawDescGZIP(), []int{20}
+	return file_fault_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetStatus() *Status {
@@ -1432,13 +1526,14 @@ const file_fault_proto_rawDesc = "" +
 	"\x04spec\x18\x01 \x01(\v2\x19.mailchaos.plugin.v1.SpecR\x04spec\x12\x1f\n" +
 	"\vsdk_version\x18\x02 \x01(\tR\n" +
 	"sdkVersion\x120\n" +
-	"\x05error\x18\x03 \x01(\v2\x1a.mailchaos.plugin.v1.ErrorR\x05error\"\x87\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x1a.mailchaos.plugin.v1.ErrorR\x05error\"\x9f\x01\n" +
 	"\x04Spec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\x12\x1d\n" +
 	"\n" +
 	"needs_link\x18\x03 \x01(\bR\tneedsLink\x122\n" +
-	"\x06params\x18\x04 \x03(\v2\x1a.mailchaos.plugin.v1.ParamR\x06params\"\xc3\x01\n" +
+	"\x06params\x18\x04 \x03(\v2\x1a.mailchaos.plugin.v1.ParamR\x06params\x12\x16\n" +
+	"\x06toxics\x18\x05 \x03(\tR\x06toxics\"\xdf\x02\n" +
 	"\x05Param\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
@@ -1448,7 +1543,15 @@ const file_fault_proto_rawDesc = "" +
 	"\x03min\x18\x06 \x01(\tR\x03min\x12\x10\n" +
 	"\x03max\x18\a \x01(\tR\x03max\x12\x12\n" +
 	"\x04enum\x18\b \x03(\tR\x04enum\x12\x10\n" +
-	"\x03doc\x18\t \x01(\tR\x03doc\"\xc5\x02\n" +
+	"\x03doc\x18\t \x01(\tR\x03doc\x12>\n" +
+	"\x06toxics\x18\n" +
+	" \x03(\v2&.mailchaos.plugin.v1.Param.ToxicsEntryR\x06toxics\x1aZ\n" +
+	"\vToxicsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\v2\x1f.mailchaos.plugin.v1.ToxicTypesR\x05value:\x028\x01\"\"\n" +
+	"\n" +
+	"ToxicTypes\x12\x14\n" +
+	"\x05types\x18\x01 \x03(\tR\x05types\"\xc5\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x14\n" +
@@ -1474,11 +1577,12 @@ const file_fault_proto_rawDesc = "" +
 	"\x04User\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05login\x18\x02 \x01(\tR\x05login\x12\x1a\n" +
-	"\bpassword\x18\x03 \x01(\tR\bpassword\"N\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"l\n" +
 	"\x04Link\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06listen\x18\x02 \x01(\tR\x06listen\x12\x1a\n" +
-	"\bupstream\x18\x03 \x01(\tR\bupstream\"\xe7\x02\n" +
+	"\bupstream\x18\x03 \x01(\tR\bupstream\x12\x1c\n" +
+	"\ttoxiproxy\x18\x04 \x01(\tR\ttoxiproxy\"\x81\x03\n" +
 	"\x06Handle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05fault\x18\x02 \x01(\tR\x05fault\x12\x14\n" +
@@ -1487,13 +1591,15 @@ const file_fault_proto_rawDesc = "" +
 	"\x06toxics\x18\x05 \x03(\v2\x1d.mailchaos.plugin.v1.ToxicRefR\x06toxics\x12,\n" +
 	"\x12injected_unix_nano\x18\x06 \x01(\x03R\x10injectedUnixNano\x12*\n" +
 	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\x129\n" +
-	"\x04data\x18\b \x03(\v2%.mailchaos.plugin.v1.Handle.DataEntryR\x04data\x1a7\n" +
+	"\x04data\x18\b \x03(\v2%.mailchaos.plugin.v1.Handle.DataEntryR\x04data\x12\x18\n" +
+	"\aservers\x18\t \x03(\tR\aservers\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
 	"\bToxicRef\x12\x14\n" +
 	"\x05proxy\x18\x01 \x01(\tR\x05proxy\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xb8\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\ttoxiproxy\x18\x03 \x01(\tR\ttoxiproxy\"\xb8\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x12B\n" +
 	"\afigures\x18\x02 \x03(\v2(.mailchaos.plugin.v1.Status.FiguresEntryR\afigures\x12\x16\n" +
@@ -1557,75 +1663,79 @@ func file_fault_proto_rawDescGZIP() []byte {
 }
 
 var file_fault_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_fault_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fault_proto_goTypes = []any{
 	(Error_Kind)(0),          // 0: mailchaos.plugin.v1.Error.Kind
 	(*DescribeRequest)(nil),  // 1: mailchaos.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 2: mailchaos.plugin.v1.DescribeResponse
 	(*Spec)(nil),             // 3: mailchaos.plugin.v1.Spec
 	(*Param)(nil),            // 4: mailchaos.plugin.v1.Param
-	(*Request)(nil),          // 5: mailchaos.plugin.v1.Request
-	(*Target)(nil),           // 6: mailchaos.plugin.v1.Target
-	(*User)(nil),             // 7: mailchaos.plugin.v1.User
-	(*Link)(nil),             // 8: mailchaos.plugin.v1.Link
-	(*Handle)(nil),           // 9: mailchaos.plugin.v1.Handle
-	(*ToxicRef)(nil),         // 10: mailchaos.plugin.v1.ToxicRef
-	(*Status)(nil),           // 11: mailchaos.plugin.v1.Status
-	(*Error)(nil),            // 12: mailchaos.plugin.v1.Error
-	(*ParamProblem)(nil),     // 13: mailchaos.plugin.v1.ParamProblem
-	(*ValidateRequest)(nil),  // 14: mailchaos.plugin.v1.ValidateRequest
-	(*ValidateResponse)(nil), // 15: mailchaos.plugin.v1.ValidateResponse
-	(*InjectRequest)(nil),    // 16: mailchaos.plugin.v1.InjectRequest
-	(*InjectResponse)(nil),   // 17: mailchaos.plugin.v1.InjectResponse
-	(*RemoveRequest)(nil),    // 18: mailchaos.plugin.v1.RemoveRequest
-	(*RemoveResponse)(nil),   // 19: mailchaos.plugin.v1.RemoveResponse
-	(*StatusRequest)(nil),    // 20: mailchaos.plugin.v1.StatusRequest
-	(*StatusResponse)(nil),   // 21: mailchaos.plugin.v1.StatusResponse
-	nil,                      // 22: mailchaos.plugin.v1.Request.ParamsEntry
-	nil,                      // 23: mailchaos.plugin.v1.Target.EndpointsEntry
-	nil,                      // 24: mailchaos.plugin.v1.Handle.DataEntry
-	nil,                      // 25: mailchaos.plugin.v1.Status.FiguresEntry
+	(*ToxicTypes)(nil),       // 5: mailchaos.plugin.v1.ToxicTypes
+	(*Request)(nil),          // 6: mailchaos.plugin.v1.Request
+	(*Target)(nil),           // 7: mailchaos.plugin.v1.Target
+	(*User)(nil),             // 8: mailchaos.plugin.v1.User
+	(*Link)(nil),             // 9: mailchaos.plugin.v1.Link
+	(*Handle)(nil),           // 10: mailchaos.plugin.v1.Handle
+	(*ToxicRef)(nil),         // 11: mailchaos.plugin.v1.ToxicRef
+	(*Status)(nil),           // 12: mailchaos.plugin.v1.Status
+	(*Error)(nil),            // 13: mailchaos.plugin.v1.Error
+	(*ParamProblem)(nil),     // 14: mailchaos.plugin.v1.ParamProblem
+	(*ValidateRequest)(nil),  // 15: mailchaos.plugin.v1.ValidateRequest
+	(*ValidateResponse)(nil), // 16: mailchaos.plugin.v1.ValidateResponse
+	(*InjectRequest)(nil),    // 17: mailchaos.plugin.v1.InjectRequest
+	(*InjectResponse)(nil),   // 18: mailchaos.plugin.v1.InjectResponse
+	(*RemoveRequest)(nil),    // 19: mailchaos.plugin.v1.RemoveRequest
+	(*RemoveResponse)(nil),   // 20: mailchaos.plugin.v1.RemoveResponse
+	(*StatusRequest)(nil),    // 21: mailchaos.plugin.v1.StatusRequest
+	(*StatusResponse)(nil),   // 22: mailchaos.plugin.v1.StatusResponse
+	nil,                      // 23: mailchaos.plugin.v1.Param.ToxicsEntry
+	nil,                      // 24: mailchaos.plugin.v1.Request.ParamsEntry
+	nil,                      // 25: mailchaos.plugin.v1.Target.EndpointsEntry
+	nil,                      // 26: mailchaos.plugin.v1.Handle.DataEntry
+	nil,                      // 27: mailchaos.plugin.v1.Status.FiguresEntry
 }
 var file_fault_proto_depIdxs = []int32{
 	3,  // 0: mailchaos.plugin.v1.DescribeResponse.spec:type_name -> mailchaos.plugin.v1.Spec
-	12, // 1: mailchaos.plugin.v1.DescribeResponse.error:type_name -> mailchaos.plugin.v1.Error
+	13, // 1: mailchaos.plugin.v1.DescribeResponse.error:type_name -> mailchaos.plugin.v1.Error
 	4,  // 2: mailchaos.plugin.v1.Spec.params:type_name -> mailchaos.plugin.v1.Param
-	6,  // 3: mailchaos.plugin.v1.Request.target:type_name -> mailchaos.plugin.v1.Target
-	22, // 4: mailchaos.plugin.v1.Request.params:type_name -> mailchaos.plugin.v1.Request.ParamsEntry
-	23, // 5: mailchaos.plugin.v1.Target.endpoints:type_name -> mailchaos.plugin.v1.Target.EndpointsEntry
-	8,  // 6: mailchaos.plugin.v1.Target.links:type_name -> mailchaos.plugin.v1.Link
-	7,  // 7: mailchaos.plugin.v1.Target.accounts:type_name -> mailchaos.plugin.v1.User
-	10, // 8: mailchaos.plugin.v1.Handle.toxics:type_name -> mailchaos.plugin.v1.ToxicRef
-	24, // 9: mailchaos.plugin.v1.Handle.data:type_name -> mailchaos.plugin.v1.Handle.DataEntry
-	25, // 10: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
-	0,  // 11: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
-	13, // 12: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
-	9,  // 13: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
-	5,  // 14: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
-	12, // 15: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
-	5,  // 16: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
-	9,  // 17: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
-	12, // 18: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
-	9,  // 19: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	12, // 20: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
-	9,  // 21: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
-	11, // 22: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
-	12, // 23: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
-	1,  // 24: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
-	14, // 25: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
-	16, // 26: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
-	18, // 27: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
-	20, // 28: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
-	2,  // 29: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
-	15, // 30: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
-	17, // 31: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
-	19, // 32: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
-	21, // 33: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	23, // 3: mailchaos.plugin.v1.Param.toxics:type_name -> mailchaos.plugin.v1.Param.ToxicsEntry
+	7,  // 4: mailchaos.plugin.v1.Request.target:type_name -> mailchaos.plugin.v1.Target
+	24, // 5: mailchaos.plugin.v1.Request.params:type_name -> mailchaos.plugin.v1.Request.ParamsEntry
+	25, // 6: mailchaos.plugin.v1.Target.endpoints:type_name -> mailchaos.plugin.v1.Target.EndpointsEntry
+	9,  // 7: mailchaos.plugin.v1.Target.links:type_name -> mailchaos.plugin.v1.Link
+	8,  // 8: mailchaos.plugin.v1.Target.accounts:type_name -> mailchaos.plugin.v1.User
+	11, // 9: mailchaos.plugin.v1.Handle.toxics:type_name -> mailchaos.plugin.v1.ToxicRef
+	26, // 10: mailchaos.plugin.v1.Handle.data:type_name -> mailchaos.plugin.v1.Handle.DataEntry
+	27, // 11: mailchaos.plugin.v1.Status.figures:type_name -> mailchaos.plugin.v1.Status.FiguresEntry
+	0,  // 12: mailchaos.plugin.v1.Error.kind:type_name -> mailchaos.plugin.v1.Error.Kind
+	14, // 13: mailchaos.plugin.v1.Error.params:type_name -> mailchaos.plugin.v1.ParamProblem
+	10, // 14: mailchaos.plugin.v1.Error.handle:type_name -> mailchaos.plugin.v1.Handle
+	6,  // 15: mailchaos.plugin.v1.ValidateRequest.request:type_name -> mailchaos.plugin.v1.Request
+	13, // 16: mailchaos.plugin.v1.ValidateResponse.error:type_name -> mailchaos.plugin.v1.Error
+	6,  // 17: mailchaos.plugin.v1.InjectRequest.request:type_name -> mailchaos.plugin.v1.Request
+	10, // 18: mailchaos.plugin.v1.InjectResponse.handle:type_name -> mailchaos.plugin.v1.Handle
+	13, // 19: mailchaos.plugin.v1.InjectResponse.error:type_name -> mailchaos.plugin.v1.Error
+	10, // 20: mailchaos.plugin.v1.RemoveRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	13, // 21: mailchaos.plugin.v1.RemoveResponse.error:type_name -> mailchaos.plugin.v1.Error
+	10, // 22: mailchaos.plugin.v1.StatusRequest.handle:type_name -> mailchaos.plugin.v1.Handle
+	12, // 23: mailchaos.plugin.v1.StatusResponse.status:type_name -> mailchaos.plugin.v1.Status
+	13, // 24: mailchaos.plugin.v1.StatusResponse.error:type_name -> mailchaos.plugin.v1.Error
+	5,  // 25: mailchaos.plugin.v1.Param.ToxicsEntry.value:type_name -> mailchaos.plugin.v1.ToxicTypes
+	1,  // 26: mailchaos.plugin.v1.Fault.Describe:input_type -> mailchaos.plugin.v1.DescribeRequest
+	15, // 27: mailchaos.plugin.v1.Fault.Validate:input_type -> mailchaos.plugin.v1.ValidateRequest
+	17, // 28: mailchaos.plugin.v1.Fault.Inject:input_type -> mailchaos.plugin.v1.InjectRequest
+	19, // 29: mailchaos.plugin.v1.Fault.Remove:input_type -> mailchaos.plugin.v1.RemoveRequest
+	21, // 30: mailchaos.plugin.v1.Fault.Status:input_type -> mailchaos.plugin.v1.StatusRequest
+	2,  // 31: mailchaos.plugin.v1.Fault.Describe:output_type -> mailchaos.plugin.v1.DescribeResponse
+	16, // 32: mailchaos.plugin.v1.Fault.Validate:output_type -> mailchaos.plugin.v1.ValidateResponse
+	18, // 33: mailchaos.plugin.v1.Fault.Inject:output_type -> mailchaos.plugin.v1.InjectResponse
+	20, // 34: mailchaos.plugin.v1.Fault.Remove:output_type -> mailchaos.plugin.v1.RemoveResponse
+	22, // 35: mailchaos.plugin.v1.Fault.Status:output_type -> mailchaos.plugin.v1.StatusResponse
+	31, // [31:36] is the sub-list for method output_type
+	26, // [26:31] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fault_proto_init() }
@@ -1639,7 +1749,7 @@ func file_fault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fault_proto_rawDesc), len(file_fault_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/network"
 )
 
@@ -69,14 +70,19 @@ func (ic *Interceptor) Start(ctx context.Context, req Request, link string, hand
 		return Handle{}, fmt.Errorf("intercept link %s: %w", link, err)
 	}
 	now := time.Now()
-	h := Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner, Toxiproxy: req.Target.Toxiproxy, Injected: now, Expires: now.Add(req.TTL)}
-	c := network.NewClient(req.Target.Toxiproxy)
+	h := faults.Intent(req)
+	h.Injected, h.Expires = now, now.Add(req.TTL)
+	server := req.Target.Server(link)
+	c := network.NewClient(server)
 	tox, err := network.Divert(ctx, c, req.Owner, req.ID, link, ln.Addr().String(), h.Expires, 0)
 	if err != nil {
 		ln.Close()
 		return Handle{}, err
 	}
 	h.Toxics = []ToxicRef{{Proxy: link, Name: tox.Name}}
+	if server != h.Toxiproxy {
+		h.Toxics[0].Toxiproxy = server
+	}
 	restore, _ := tox.Attributes["restore"].(string)
 	run := &interception{ln: ln, upstream: restore, handler: handler, handle: h, conns: map[net.Conn]struct{}{}}
 	run.ctx, run.cancel = context.WithCancel(context.Background())

@@ -25,6 +25,12 @@ type (
 	ToxiproxyClient = network.Client
 )
 
+// ToxicDivert is the type of the toxic an [Interceptor] records a diverted
+// link with: a fault that intercepts links says so in [Spec].Toxics, so
+// that a run on a server without mailchaos' toxics (stock toxiproxy) is
+// refused before it starts.
+const ToxicDivert = network.ToxicDivert
+
 // Streams a toxic can sit on.
 const (
 	// Upstream is the client-to-server direction.
@@ -33,8 +39,15 @@ const (
 	Downstream = network.Downstream
 )
 
-// Toxiproxy returns a client of the target's toxiproxy API.
+// Toxiproxy returns a client of the target's toxiproxy API: that of the
+// links that name none of their own.
 func Toxiproxy(t Target) *ToxiproxyClient { return network.NewClient(t.Toxiproxy) }
+
+// LinkToxiproxy returns a client of the toxiproxy API that owns the named
+// link: a target's links may live on many servers ([Target.Server]).
+func LinkToxiproxy(t Target, link string) *ToxiproxyClient {
+	return network.NewClient(t.Server(link))
+}
 
 // AddToxics adds toxics for req, named after its owner, ID and expiry,
 // and returns the handle that removes them. If one cannot be added, those

@@ -229,7 +229,7 @@ func (t *tracker) removeAll(log *slog.Logger, why string) {
 		// Injections still under way: whatever toxics they made so far.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		for _, r := range reqs {
-			intent := Handle{ID: r.ID, Fault: r.Fault, Owner: r.Owner, Toxiproxy: r.Target.Toxiproxy}
+			intent := faults.Intent(r)
 			if _, err := undo.Undo(ctx, intent, undo.Options{Named: true}); err != nil {
 				log.Error("removing what an injection under way made", "id", r.ID, "err", err)
 			}

@@ -29,6 +29,8 @@ func spec() sdk.Spec {
 		Name:      Name,
 		Summary:   "SMTP-aware: answer a share of one SMTP command with a chosen 4xx/5xx reply in the server's place, or tarpit the greeting",
 		NeedsLink: true,
+		// The relay diverts the link: a toxic of mailchaos' own.
+		Toxics: []string{sdk.ToxicDivert},
 		Params: []sdk.Param{
 			{Name: "command", Type: sdk.TypeEnum, Enum: commands, Default: "rcpt",
 				Doc: "the command to answer: greeting (the server's banner), helo (HELO and EHLO), mail, rcpt, data, rset, noop, quit"},
@@ -88,7 +90,7 @@ func check(req sdk.Request) (config, string, error) {
 		err = errors.Join(err, &sdk.ParamError{Fault: Name, Param: "link", Value: strings.Join(req.Links, ","),
 			Msg: "the fault sits on one link", Allowed: "one SMTP link, such as " + DefaultLink})
 	}
-	if req.Target.Toxiproxy != "" {
+	if len(req.Target.Servers()) > 0 { // the target is known: its links can be checked
 		err = errors.Join(err, sdk.CheckLinks(Name, req.Target, []string{link}))
 	}
 	text := v.String("text")

@@ -10,20 +10,34 @@ import (
 
 // SpecToProto converts a spec to its message.
 func SpecToProto(s faults.Spec) *proto.Spec {
-	out := &proto.Spec{Name: s.Name, Summary: s.Summary, NeedsLink: s.NeedsLink}
+	out := &proto.Spec{Name: s.Name, Summary: s.Summary, NeedsLink: s.NeedsLink, Toxics: s.Toxics}
 	for _, p := range s.Params {
-		out.Params = append(out.Params, &proto.Param{Name: p.Name, Type: string(p.Type), Unit: p.Unit, Default: p.Default,
-			Required: p.Required, Min: p.Min, Max: p.Max, Enum: p.Enum, Doc: p.Doc})
+		pp := &proto.Param{Name: p.Name, Type: string(p.Type), Unit: p.Unit, Default: p.Default,
+			Required: p.Required, Min: p.Min, Max: p.Max, Enum: p.Enum, Doc: p.Doc}
+		for v, ts := range p.Toxics {
+			if pp.Toxics == nil {
+				pp.Toxics = map[string]*proto.ToxicTypes{}
+			}
+			pp.Toxics[v] = &proto.ToxicTypes{Types: ts}
+		}
+		out.Params = append(out.Params, pp)
 	}
 	return out
 }
 
 // SpecFromProto converts a spec message.
 func SpecFromProto(s *proto.Spec) faults.Spec {
-	out := faults.Spec{Name: s.GetName(), Summary: s.GetSummary(), NeedsLink: s.GetNeedsLink()}
+	out := faults.Spec{Name: s.GetName(), Summary: s.GetSummary(), NeedsLink: s.GetNeedsLink(), Toxics: s.GetToxics()}
 	for _, p := range s.GetParams() {
-		out.Params = append(out.Params, faults.Param{Name: p.GetName(), Type: faults.Type(p.GetType()), Unit: p.GetUnit(),
-			Default: p.GetDefault(), Required: p.GetRequired(), Min: p.GetMin(), Max: p.GetMax(), Enum: p.GetEnum(), Doc: p.GetDoc()})
+		fp := faults.Param{Name: p.GetName(), Type: faults.Type(p.GetType()), Unit: p.GetUnit(),
+			Default: p.GetDefault(), Required: p.GetRequired(), Min: p.GetMin(), Max: p.GetMax(), Enum: p.GetEnum(), Doc: p.GetDoc()}
+		for v, ts := range p.GetToxics() {
+			if fp.Toxics == nil {
+				fp.Toxics = map[string][]string{}
+			}
+			fp.Toxics[v] = ts.GetTypes()
+		}
+		out.Params = append(out.Params, fp)
 	}
 	return out
 }
@@ -32,7 +46,7 @@ func SpecFromProto(s *proto.Spec) faults.Spec {
 func RequestToProto(r faults.Request) *proto.Request {
 	t := &proto.Target{Endpoints: r.Target.Endpoints, Toxiproxy: r.Target.Toxiproxy}
 	for _, l := range r.Target.Links {
-		t.Links = append(t.Links, &proto.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream})
+		t.Links = append(t.Links, &proto.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream, Toxiproxy: l.Toxiproxy})
 	}
 	for _, u := range r.Target.Users {
 		// users carries the addresses alone, for plugins that predate
@@ -51,7 +65,8 @@ func RequestFromProto(r *proto.Request) faults.Request {
 		Params: faults.Params(r.GetParams()), Duration: time.Duration(r.GetDurationNs()), TTL: time.Duration(r.GetTtlNs()),
 		Target: faults.Target{Endpoints: t.GetEndpoints(), Toxiproxy: t.GetToxiproxy()}}
 	for _, l := range t.GetLinks() {
-		out.Target.Links = append(out.Target.Links, faults.Link{Name: l.GetName(), Listen: l.GetListen(), Upstream: l.GetUpstream()})
+		out.Target.Links = append(out.Target.Links, faults.Link{Name: l.GetName(), Listen: l.GetListen(), Upstream: l.GetUpstream(),
+			Toxiproxy: l.GetToxiproxy()})
 	}
 	if accts := t.GetAccounts(); len(accts) > 0 {
 		for _, u := range accts {
@@ -74,20 +89,20 @@ func RequestFromProto(r *proto.Request) faults.Request {
 
 // HandleToProto converts a handle to its message.
 func HandleToProto(h faults.Handle) *proto.Handle {
-	out := &proto.Handle{Id: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy,
+	out := &proto.Handle{Id: h.ID, Fault: h.Fault, Owner: h.Owner, Toxiproxy: h.Toxiproxy, Servers: h.Servers,
 		InjectedUnixNano: unixNano(h.Injected), ExpiresUnixNano: unixNano(h.Expires), Data: h.Data}
 	for _, t := range h.Toxics {
-		out.Toxics = append(out.Toxics, &proto.ToxicRef{Proxy: t.Proxy, Name: t.Name})
+		out.Toxics = append(out.Toxics, &proto.ToxicRef{Proxy: t.Proxy, Name: t.Name, Toxiproxy: t.Toxiproxy})
 	}
 	return out
 }
 
 // HandleFromProto converts a handle message.
 func HandleFromProto(h *proto.Handle) faults.Handle {
-	out := faults.Handle{ID: h.GetId(), Fault: h.GetFault(), Owner: h.GetOwner(), Toxiproxy: h.GetToxiproxy(),
+	out := faults.Handle{ID: h.GetId(), Fault: h.GetFault(), Owner: h.GetOwner(), Toxiproxy: h.GetToxiproxy(), Servers: h.GetServers(),
 		Injected: fromUnixNano(h.GetInjectedUnixNano()), Expires: fromUnixNano(h.GetExpiresUnixNano()), Data: h.GetData()}
 	for _, t := range h.GetToxics() {
-		out.Toxics = append(out.Toxics, faults.ToxicRef{Proxy: t.GetProxy(), Name: t.GetName()})
+		out.Toxics = append(out.Toxics, faults.ToxicRef{Proxy: t.GetProxy(), Name: t.GetName(), Toxiproxy: t.GetToxiproxy()})
 	}
 	return out
 }

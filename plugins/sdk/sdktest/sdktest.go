@@ -359,7 +359,7 @@ func (k *kit) deadline(t *testing.T) {
 		if err := k.f.Remove(rctx, h); err != nil {
 			t.Errorf("remove: %v", err)
 		}
-	} else if _, err := undo.Undo(rctx, faults.Handle{ID: req.ID, Owner: req.Owner, Toxiproxy: k.tg.Toxiproxy}, undo.Options{Named: true}); err != nil {
+	} else if _, err := undo.Undo(rctx, faults.Intent(req), undo.Options{Named: true}); err != nil {
 		t.Errorf("clean up: %v", err)
 	}
 	k.assertClean(t)
