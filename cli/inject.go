@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
-	"slices"
 	"strings"
 	"time"
 
@@ -294,9 +292,7 @@ func keepUp(st *state, t faults.Target) context.Context {
 func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
 	links []string, params faults.Params) error {
 	out := st.env.Stdout
-	for _, name := range slices.Sorted(maps.Keys(t.Endpoints)) {
-		fmt.Fprintf(out, "%s=%s\n", name, t.Endpoints[name])
-	}
+	printEndpoints(out, t)
 	for _, l := range t.Links {
 		fmt.Fprintf(out, "link %s: %s -> %s\n", l.Name, l.Listen, l.Upstream)
 	}

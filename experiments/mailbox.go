@@ -187,8 +187,9 @@ func (mc *mailboxCheck) loadBooks(ctx context.Context, r *runner) error {
 		if st.Fault != loadfig.FaultName || st.Params["protocol"] == loadsurge.ProtocolIMAP {
 			continue
 		}
-		// The step's request ID, as the run injected it.
-		h := faults.Handle{ID: fmt.Sprintf("s%d", i), Fault: st.Fault, Owner: r.opts.RunID,
+		// The step's request, as the run injected it.
+		req := r.request(i)
+		h := faults.Handle{ID: req.ID, Fault: req.Fault, Owner: req.Owner,
 			Data: map[string]string{loadsurge.DataQuery: loadsurge.QueryAccounting}}
 		sctx, cancel := context.WithTimeout(ctx, imapTimeout)
 		status, err := inj.Status(sctx, h)
