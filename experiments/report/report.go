@@ -570,6 +570,29 @@ func toxicNames(h faults.Handle) string {
 	return strings.Join(names, ", ")
 }
 
+// toxicsByServer lists h's toxics by the server they are on:
+// "a/x, a/y on http://127.0.0.1:8474; b/z on http://127.0.0.1:8475".
+func toxicsByServer(h faults.Handle) string {
+	var servers []string
+	byServer := map[string][]string{}
+	for _, t := range h.Toxics {
+		s := h.ServerOf(t)
+		if _, ok := byServer[s]; !ok {
+			servers = append(servers, s)
+		}
+		byServer[s] = append(byServer[s], clean(t.Proxy)+"/"+clean(t.Name))
+	}
+	parts := make([]string, 0, len(servers))
+	for _, s := range servers {
+		part := strings.Join(byServer[s], ", ")
+		if s != "" {
+			part += " on " + clean(s)
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, "; ")
+}
+
 // recoverHint tells how to remove faults left in place.
 const recoverHint = "run `mailchaos recover` on this journal to remove them"
 
@@ -585,11 +608,8 @@ func outstandingLine(o outstanding) string {
 	} else {
 		b.WriteString(": never removed")
 	}
-	if t := toxicNames(o.handle); t != "" {
+	if t := toxicsByServer(o.handle); t != "" {
 		b.WriteString("; toxics " + t)
-		if o.handle.Toxiproxy != "" {
-			b.WriteString(" on " + clean(o.handle.Toxiproxy))
-		}
 	}
 	if !o.handle.Expires.IsZero() {
 		b.WriteString("; expires " + stamp(o.handle.Expires))

@@ -532,3 +532,20 @@ func TestClean(t *testing.T) {
 		}
 	}
 }
+
+func TestOutstandingToxicsNameTheirServers(t *testing.T) {
+	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+	h := &faults.Handle{ID: "s0", Fault: "gray-failure", Toxiproxy: "http://127.0.0.1:8474", Toxics: []faults.ToxicRef{
+		{Proxy: "mta", Name: "mc.r.s0.1.0"},
+		{Proxy: "clamd", Name: "mc.r.s0.1.1", Toxiproxy: "http://127.0.0.1:8475"},
+		{Proxy: "smtp", Name: "mc.r.s0.1.2"},
+	}}
+	evs := []journal.Event{
+		{T: t0, Type: journal.TypeRunStart, Run: "r", Title: "fleet"},
+		{T: t0, Type: journal.TypeInject, Run: "r", Step: 0, Fault: "gray-failure", Handle: h},
+		{T: t0.Add(time.Second), Type: journal.TypeRemove, Run: "r", Step: 0, Fault: "gray-failure", Handle: h, Err: "timeout"},
+	}
+	var buf bytes.Buffer
+	require.NoError(t, Terminal(&buf, evs))
+	require.Contains(t, buf.String(), "toxics mta/mc.r.s0.1.0, smtp/mc.r.s0.1.2 on http://127.0.0.1:8474; clamd/mc.r.s0.1.1 on http://127.0.0.1:8475")
+}
