@@ -140,20 +140,23 @@ func (s *Server) URL() string { return s.client.URL() }
 // Client returns a client of the server's API.
 func (s *Server) Client() *network.Client { return s.client }
 
-// Close stops the reaper, removes every toxic (so that no stalled connection
-// leaks), closes every proxy and its connections and stops the API. Safe to
-// call more than once.
+// Close stops the reaper and the API, removes every toxic (so that no
+// stalled connection leaks), and closes every proxy and its connections.
+// Safe to call more than once. The state file is left as it is: the links
+// come back at the next start.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.reaper != nil {
 			s.reaper.Stop()
 		}
+		// The API goes first: its handlers are done with the proxies
+		// before they are torn down.
+		_ = s.http.Close()
+		<-s.done
 		for _, p := range s.api.Collection.Proxies() {
 			p.Toxics.ResetToxics(context.Background())
 		}
 		s.api.Collection.Clear()
-		_ = s.http.Close()
-		<-s.done
 	})
 }
 
