@@ -7,9 +7,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,4 +255,118 @@ func TestProxyLinksSyncErrors(t *testing.T) {
 			require.Contains(t, out+stderr, tt.want)
 		})
 	}
+}
+
+// unitFile is the systemd unit shipped for proxy serve.
+const unitFile = "../docs/systemd/mailchaos-proxy.service"
+
+// unitSettings reads a unit file's settings by section and key (a key
+// may repeat).
+func unitSettings(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	settings := map[string][]string{}
+	section := ""
+	for _, line := range strings.Split(strings.ReplaceAll(string(data), "\\\n", " "), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			require.True(t, ok, "%s: not a setting: %q", path, line)
+			settings[section+"."+k] = append(settings[section+"."+k], v)
+		}
+	}
+	return settings
+}
+
+// TestSystemdUnitServesLinks runs the shipped unit's ExecStart for real,
+// with the mailchaos binary and the unit's directories in a temporary
+// folder, and sees it serve the links file's link and keep the state; it
+// also holds the unit to its hardening, and has systemd-analyze check it
+// where it is installed.
+func TestSystemdUnitServesLinks(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	u := unitSettings(t, unitFile)
+	for key, want := range map[string]string{
+		"Service.DynamicUser": "yes", "Service.ProtectSystem": "strict", "Service.NoNewPrivileges": "yes",
+		"Service.PrivateTmp": "yes", "Service.CapabilityBoundingSet": "", "Service.IPAddressAllow": "localhost",
+		"Service.IPAddressDeny": "any", "Service.RestrictAddressFamilies": "AF_INET AF_INET6",
+		"Service.ConfigurationDirectory": "mailchaos", "Service.StateDirectory": "mailchaos-proxy",
+		"Service.StateDirectoryMode": "0700", "Service.RestartPreventExitStatus": "2",
+	} {
+		require.Equal(t, []string{want}, u[key], "%s in %s", key, unitFile)
+	}
+	require.Contains(t, u["Unit.Before"][0], "clamav-milter.service", "the links exist before the milter starts")
+	require.Len(t, u["Service.ExecStart"], 1)
+
+	dir := t.TempDir()
+	confDir, stateDir := filepath.Join(dir, "etc-mailchaos"), filepath.Join(dir, "var-lib-mailchaos-proxy")
+	require.NoError(t, os.Mkdir(confDir, 0o755))
+	require.NoError(t, os.Mkdir(stateDir, 0o700))
+	bin := mailchaosBinary(t)
+	args := strings.Fields(os.Expand(u["Service.ExecStart"][0], func(v string) string {
+		return map[string]string{"CONFIGURATION_DIRECTORY": confDir, "STATE_DIRECTORY": stateDir}[v]
+	}))
+	require.Equal(t, "/usr/local/bin/mailchaos", args[0])
+	args[0] = bin
+	listen := slices.Index(args, "--listen")
+	require.Positive(t, listen, "the unit names its API address")
+	require.Equal(t, "127.0.0.1:8474", args[listen+1], "loopback by default")
+	args[listen+1] = testnet.FreeAddr(t)
+	require.Contains(t, args, filepath.Join(confDir, "links.yaml"))
+	require.Contains(t, args, filepath.Join(stateDir, "state.json"))
+
+	link := testnet.FreeAddr(t)
+	writeFile(t, filepath.Join(confDir, "links.yaml"), fmt.Sprintf("links:\n  - name: clamd\n    listen: %s\n    upstream: %s\n",
+		link, greeterUpstream(t, "clamd")))
+	var out syncBuffer
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			require.NoError(t, err, "the service stops cleanly on SIGTERM (systemctl stop):\n%s", out.String())
+		case <-time.After(waitFor):
+			_ = cmd.Process.Kill()
+			t.Error("the service did not stop on SIGTERM")
+		}
+	})
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "link clamd: "+link) }, waitFor, 10*time.Millisecond,
+		"the unit's command does not serve the links file's link:\n%s", &out)
+	require.Equal(t, "220 clamd", greeting(t, link))
+	st, err := os.Stat(filepath.Join(stateDir, "state.json"))
+	require.NoError(t, err, "the state is kept in the StateDirectory")
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Log("systemd-analyze is not installed: the unit's syntax and exposure were not checked")
+		return
+	}
+	checked := filepath.Join(dir, "mailchaos-proxy.service")
+	data, err := os.ReadFile(unitFile)
+	require.NoError(t, err)
+	writeFile(t, checked, strings.ReplaceAll(string(data), "/usr/local/bin/mailchaos", bin))
+	verify, err := exec.Command("systemd-analyze", "verify", checked).CombinedOutput()
+	require.NoError(t, err, "%s", verify)
+	require.Empty(t, strings.TrimSpace(string(verify)), "systemd-analyze verify has remarks")
+	security, err := exec.Command("systemd-analyze", "security", "--offline=yes", checked).CombinedOutput()
+	require.NoError(t, err, "%s", security)
+	m := regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`).FindSubmatch(security)
+	require.NotNil(t, m, "%s", security)
+	exposure, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	t.Logf("systemd-analyze security: exposure %.1f", exposure)
+	require.LessOrEqual(t, exposure, 2.0, "the unit is exposed more than it was made to be:\n%s", security)
 }
