@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/mailchaos/mailchaos/faults"
@@ -99,7 +100,13 @@ func proxyServeCommand(st *state) *ucli.Command {
 			for _, s := range skipped {
 				fmt.Fprintln(out, s)
 			}
+			// Under systemd (Type=notify) the units ordered after this one
+			// start now: its links listen.
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+				st.log.Warn("cannot tell systemd the links are ready", "err", err)
+			}
 			<-st.stop.Done()
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			return nil
 		},
 	}

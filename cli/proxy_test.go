@@ -297,7 +297,7 @@ func TestSystemdUnitServesLinks(t *testing.T) {
 	for key, want := range map[string]string{
 		"Service.DynamicUser": "yes", "Service.ProtectSystem": "strict", "Service.NoNewPrivileges": "yes",
 		"Service.PrivateTmp": "yes", "Service.CapabilityBoundingSet": "", "Service.IPAddressAllow": "localhost",
-		"Service.IPAddressDeny": "any", "Service.RestrictAddressFamilies": "AF_INET AF_INET6",
+		"Service.IPAddressDeny": "any", "Service.RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "Service.Type": "notify",
 		"Service.ConfigurationDirectory": "mailchaos", "Service.StateDirectory": "mailchaos-proxy",
 		"Service.StateDirectoryMode": "0700", "Service.RestartPreventExitStatus": "2",
 	} {
@@ -326,9 +326,15 @@ func TestSystemdUnitServesLinks(t *testing.T) {
 	link := testnet.FreeAddr(t)
 	writeFile(t, filepath.Join(confDir, "links.yaml"), fmt.Sprintf("links:\n  - name: clamd\n    listen: %s\n    upstream: %s\n",
 		link, greeterUpstream(t, "clamd")))
+	// systemd's readiness socket (Type=notify): the units ordered after
+	// this one start when it says READY=1.
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	require.NoError(t, err)
+	defer notify.Close()
 	var out syncBuffer
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.LocalAddr().String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -343,9 +349,13 @@ func TestSystemdUnitServesLinks(t *testing.T) {
 			t.Error("the service did not stop on SIGTERM")
 		}
 	})
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "link clamd: "+link) }, waitFor, 10*time.Millisecond,
-		"the unit's command does not serve the links file's link:\n%s", &out)
-	require.Equal(t, "220 clamd", greeting(t, link))
+	require.NoError(t, notify.SetReadDeadline(time.Now().Add(waitFor)))
+	buf := make([]byte, 256)
+	n, err := notify.Read(buf)
+	require.NoError(t, err, "the service never said it was ready:\n%s", &out)
+	require.Equal(t, "READY=1", string(buf[:n]))
+	require.Equal(t, "220 clamd", greeting(t, link), "the link listens once the service is ready")
+	require.Contains(t, out.String(), "link clamd: "+link)
 	st, err := os.Stat(filepath.Join(stateDir, "state.json"))
 	require.NoError(t, err, "the state is kept in the StateDirectory")
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
