@@ -222,6 +222,18 @@ func TestProxyLinksSync(t *testing.T) {
 	code, listed, stderr := run(t, "proxy", "links", "list", "--toxiproxy", api)
 	require.Equal(t, cli.ExitOK, code, stderr)
 	require.Equal(t, fmt.Sprintf("a: %s -> %s enabled, 0 toxic(s)\nb: %s -> %s enabled, 0 toxic(s)\n", a.Listen, up2, moved, up1), listed)
+
+	// A link a fault diverts is compared by the upstream it is restored
+	// to, and not changed while the fault lasts.
+	_, err = network.Divert(ctx, c, "test", "d1", "b", up2, time.Now().Add(time.Hour), 0)
+	require.NoError(t, err)
+	code, out = sync(file)
+	require.Equal(t, cli.ExitOK, code, out)
+	require.Contains(t, out, "b: unchanged "+moved+" -> "+up1+" on ")
+	writeFile(t, file, fmt.Sprintf("links:\n  - name: b\n    listen: %s\n    upstream: %s\n", moved, up2))
+	code, out = sync(file)
+	require.Equal(t, cli.ExitAborted, code, out)
+	require.Contains(t, out, "b: update failed on "+api+": a fault diverts it")
 }
 
 func keys[V any](m map[string]V) []string {
