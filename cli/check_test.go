@@ -37,9 +37,7 @@ steady-state:
 // writeFile writes an experiment file in a directory of the test's own.
 func writeFile(t *testing.T, name, body string) string {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), name)
-	require.NoError(t, os.WriteFile(f, []byte(body), 0o600))
-	return f
+	return writeAt(t, filepath.Join(t.TempDir(), name), body)
 }
 
 func TestCheckOnTheEmbeddedStackHolds(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/targets"
 	"github.com/mailchaos/mailchaos/targets/mailstack"
-	"github.com/mailchaos/mailchaos/targets/proxy"
 )
 
 // rollbackTimeout bounds the removal of faults after a run.
@@ -322,50 +321,6 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 			fmt.Fprintf(out, "removed %s\n", spec.Name)
 		},
 	})
-}
-
-func proxyCommand(st *state) *ucli.Command {
-	return &ucli.Command{
-		Name:   "proxy",
-		Usage:  "run a toxiproxy server with mailchaos' toxics",
-		Action: subcommandRequired,
-		Subcommands: []*ucli.Command{{
-			Name: "serve",
-			Usage: "serve a standalone toxiproxy server, with mailchaos' custom toxics and expired-fault reaping, " +
-				"for hosts whose real mail stack is pointed through it",
-			Flags: []ucli.Flag{
-				&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:8474", Usage: "API listen `ADDR`"},
-				&ucli.BoolFlag{Name: "allow-remote", Usage: "allow an API address off loopback, and proxies that listen off loopback"},
-				tokenFileFlag(),
-			},
-			Action: func(c *ucli.Context) error {
-				listen := c.String("listen")
-				if err := checkAddr(listen); err != nil {
-					return &usageError{fmt.Errorf("flag --listen: %w", err)}
-				}
-				host, _, _ := net.SplitHostPort(listen)
-				if !targets.IsLoopback(host) && !c.Bool("allow-remote") {
-					return &usageError{fmt.Errorf("flag --listen: %s is not a loopback address; add --allow-remote to serve on it", listen)}
-				}
-				token, err := serverToken(c, st)
-				if err != nil {
-					return err
-				}
-				srv, err := proxy.StartServerWith(st.stop, proxy.ServerOptions{Listen: listen,
-					Log: st.log.With("component", "toxiproxy"), Token: token, AllowRemote: c.Bool("allow-remote")})
-				if err != nil {
-					return err
-				}
-				defer srv.Close()
-				if c.Bool("allow-remote") && token == "" {
-					fmt.Fprintf(st.env.Stderr, "mailchaos: warning: --allow-remote without a token: anyone who reaches %s can create proxies; see --token-file\n", srv.URL())
-				}
-				fmt.Fprintf(st.env.Stdout, "toxiproxy=%s\n", srv.URL())
-				<-st.stop.Done()
-				return nil
-			},
-		}},
-	}
 }
 
 func faultsCommand(st *state) *ucli.Command {

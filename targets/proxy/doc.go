@@ -2,8 +2,11 @@
 // on: toxiproxy embedded as a library, its API on loopback behind the
 // guards of internal/httpguard and a check that refuses proxies listening
 // off loopback, mailchaos' own toxic types (black hole, stall after the
-// greeting, slow drip, clamd-aware latency and ERROR replies, divert), and
-// a [Reaper] that removes toxics past their expiry.
+// greeting, slow drip, clamd-aware latency and ERROR replies, divert), a
+// [Reaper] that removes toxics past their expiry, and the links a server
+// keeps: created at start ([ServerOptions].Links) and, with a state file
+// ([ServerOptions].State, [LoadState], [SaveState]), saved after each API
+// change and restored at the next start, without their toxics.
 //
 // It is the server side of faults/network and the only package that
 // imports toxiproxy's server and toxics. It is used by what starts a

@@ -29,7 +29,14 @@ type Server struct {
 	ln     net.Listener
 	client *network.Client
 	reaper *Reaper
+	log    *slog.Logger
 	done   chan struct{}
+
+	// statePath is the state file ("" for none); stateMu serialises its
+	// writes; saved is what was last written.
+	statePath string
+	stateMu   sync.Mutex
+	saved     []Link
 
 	closeOnce sync.Once
 }
@@ -48,6 +55,15 @@ type ServerOptions struct {
 	// loopback. Without it, POST /proxies, POST or PATCH /proxies/NAME
 	// and POST /populate with such a listen address are refused with 403.
 	AllowRemote bool
+	// Links are created when the server starts, before its API answers,
+	// and kept: the links of a links file that belong to this server.
+	Links []Link
+	// State, when not empty, is the path of a state file: the links the
+	// server had when it stopped are restored from it at start (without
+	// their toxics: faults never survive a restart), merged with Links as
+	// [MergeLinks] says, and every API write that changes the links is
+	// saved to it ([SaveState]) before the API answers.
+	State string
 }
 
 // StartServer starts a toxiproxy server whose API listens on listen
@@ -63,21 +79,47 @@ func StartServer(ctx context.Context, listen string, log *slog.Logger) (*Server,
 // token) and a check of the proxies' listen addresses.
 func StartServerWith(ctx context.Context, opts ServerOptions) (*Server, error) {
 	RegisterToxics()
+	links := opts.Links
+	if opts.State != "" {
+		kept, err := LoadState(opts.State)
+		if err != nil {
+			return nil, err
+		}
+		links = MergeLinks(opts.Links, kept)
+	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("toxiproxy API: listen on %s: %w", opts.Listen, err)
 	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	s := &Server{api: api, ln: ln, log: log, statePath: opts.State, done: make(chan struct{})}
 	var h http.Handler = api.Routes()
+	if opts.State != "" {
+		h = s.persisting(h)
+	}
 	if !opts.AllowRemote {
 		h = loopbackProxies(h)
 	}
 	h = httpguard.Wrap(h, httpguard.Config{Listen: opts.Listen, Token: opts.Token})
-	s := &Server{
-		api:  api,
-		ln:   ln,
-		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan struct{}),
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if err := s.createLinks(links, opts.AllowRemote); err != nil {
+		api.Collection.Clear()
+		_ = ln.Close()
+		return nil, err
+	}
+	if opts.State != "" {
+		// The ports chosen for links on port 0 are kept from now on; a
+		// state file that cannot be written is found now, not at the
+		// first change.
+		if err := s.saveLinks(); err != nil {
+			api.Collection.Clear()
+			_ = ln.Close()
+			return nil, err
+		}
 	}
 	go func() {
 		defer close(s.done)
@@ -88,7 +130,7 @@ func StartServerWith(ctx context.Context, opts ServerOptions) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("toxiproxy API does not answer: %w", err)
 	}
-	s.reaper = StartReaper(s.client, ReapInterval, opts.Log)
+	s.reaper = StartReaper(s.client, ReapInterval, log)
 	return s, nil
 }
 
@@ -98,20 +140,23 @@ func (s *Server) URL() string { return s.client.URL() }
 // Client returns a client of the server's API.
 func (s *Server) Client() *network.Client { return s.client }
 
-// Close stops the reaper, removes every toxic (so that no stalled connection
-// leaks), closes every proxy and its connections and stops the API. Safe to
-// call more than once.
+// Close stops the reaper and the API, removes every toxic (so that no
+// stalled connection leaks), and closes every proxy and its connections.
+// Safe to call more than once. The state file is left as it is: the links
+// come back at the next start.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.reaper != nil {
 			s.reaper.Stop()
 		}
+		// The API goes first: its handlers are done with the proxies
+		// before they are torn down.
+		_ = s.http.Close()
+		<-s.done
 		for _, p := range s.api.Collection.Proxies() {
 			p.Toxics.ResetToxics(context.Background())
 		}
 		s.api.Collection.Clear()
-		_ = s.http.Close()
-		<-s.done
 	})
 }
 

@@ -606,14 +606,7 @@ EOF
 	for u in "${USERS[@]}"; do
 		printf '  - {address: %s@%s, login: %s, password: %s}\n' "${u%%:*}" "$DOMAIN" "${u%%:*}" "${u#*:}"
 	done
-	if [[ -n ${S_PROXY_PORT:-} ]]; then
-		cat <<EOF
-links:
-  - name: clamd
-    listen: $(clamd_link)
-    upstream: 127.0.0.1:$S_CLAMD_PORT
-EOF
-	fi
+	if [[ -n ${S_PROXY_PORT:-} ]]; then gen_link_list; fi
 }
 
 # write_configs writes every configuration file.
@@ -833,30 +826,38 @@ start_postfix() {
 	wait_port postfix "$S_SMTP_PORT" "$pid" "$POSTFIX_LOG" "$out"
 }
 
-# http_post PATH JSON: POST to the proxy's API; prints the status code, a
-# space and the response's body.
-http_post() {
-	local path=$1 body=$2 status='' resp
-	exec 8<>"/dev/tcp/127.0.0.1/$S_PROXY_PORT" || return 0
-	printf 'POST %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUser-Agent: realstack\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-		"$path" "$S_PROXY_PORT" "${#body}" "$body" >&8
-	IFS=' ' read -r -t "$TIMEOUT" _ status _ <&8 || true
-	resp=$(timeout "$TIMEOUT" cat <&8 || true)
-	exec 8>&-
-	printf '%s %s\n' "${status:-none}" "${resp##*$'\r\n'}"
+# gen_link_list prints the links: section of the target and links files:
+# the clamd link on mailchaos' proxy.
+gen_link_list() {
+	cat <<EOF
+links:
+  - name: clamd
+    listen: $(clamd_link)
+    upstream: 127.0.0.1:$S_CLAMD_PORT
+EOF
 }
 
+# gen_links writes the proxy's links file, whose links the proxy creates
+# at start and keeps.
+gen_links() {
+	printf '# mailchaos links file, written by %s.\n' "$PROG"
+	gen_link_list
+}
+
+# start_proxy runs mailchaos proxy serve with the links file and a state
+# file under DIR/proxy: the clamd link exists before the milter starts, and
+# a restarted proxy brings back the links created through its API.
 start_proxy() {
-	local link status
-	launch proxy "$PROXY_LOG" "$S_MAILCHAOS" proxy serve --listen "127.0.0.1:$S_PROXY_PORT"
+	local link dir=$DIR/proxy
+	mkdir_safe "$dir" 0700
+	gen_links | put_file "$dir/links.yaml" 0600
+	# A stack brought up afresh starts without the links of an earlier one.
+	rm -f "$dir/state.json"
+	launch proxy "$PROXY_LOG" "$S_MAILCHAOS" proxy serve --listen "127.0.0.1:$S_PROXY_PORT" \
+		--links "$dir/links.yaml" --state "$dir/state.json"
 	wait_port "mailchaos proxy" "$S_PROXY_PORT" "$(read_pid proxy || true)" "$PROXY_LOG"
 	link=$(clamd_link)
-	status=$(http_post /proxies "{\"name\":\"clamd\",\"listen\":\"$link\",\"upstream\":\"127.0.0.1:$S_CLAMD_PORT\"}")
-	if [[ ${status%% *} != 201 ]]; then
-		tail_log "$PROXY_LOG"
-		die "creating the clamd link ($link -> 127.0.0.1:$S_CLAMD_PORT) on the proxy failed: HTTP $status"
-	fi
-	wait_port "clamd link" "${link##*:}" "" "$PROXY_LOG"
+	wait_port "clamd link" "${link##*:}" "$(read_pid proxy || true)" "$PROXY_LOG"
 }
 
 # stop_watch PID stops a watchdog: its process group (it leads one), so

@@ -22,43 +22,26 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/faults/grayfailure"
 	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/testnet"
 	"github.com/mailchaos/mailchaos/targets"
-	"github.com/mailchaos/mailchaos/targets/proxy"
 	"github.com/mailchaos/mailchaos/targets/realstack"
 )
 
-// TestMain lets the test binary stand in for "mailchaos proxy serve" when a
-// stack runs it as its proxy (Options.Mailchaos): the same server, from
-// faults/network, that the real command runs.
+// TestMain lets the test binary stand in for the mailchaos binary when a
+// stack runs it as its proxy (Options.Mailchaos, "proxy serve ..."): the
+// command line itself runs.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == "proxy" && os.Args[2] == "serve" {
-		os.Exit(proxyServe(os.Args[3:]))
+	if len(os.Args) > 1 && os.Args[1] == "proxy" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		code := cli.Run(ctx, append([]string{"mailchaos"}, os.Args[1:]...), cli.Env{Stdout: os.Stdout, Stderr: os.Stderr})
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
-}
-
-func proxyServe(args []string) int {
-	listen := "127.0.0.1:8474"
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--listen" {
-			listen = args[i+1]
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	srv, err := proxy.StartServer(ctx, listen, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("toxiproxy=%s\n", srv.URL())
-	<-ctx.Done()
-	srv.Close()
-	return 0
 }
 
 // The test viruses, put together at run time so that this file carries
