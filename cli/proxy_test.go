@@ -82,6 +82,27 @@ func servedLink(t *testing.T, out, name string) string {
 	return m[1]
 }
 
+// startService starts cmd, a long-running mailchaos process whose output
+// goes to out, and stops it at the end of the test as systemctl stop
+// does: SIGTERM, after which it must exit 0. It dies with the test process.
+func startService(t *testing.T, cmd *exec.Cmd, out *syncBuffer) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			require.NoError(t, err, "%s does not stop cleanly on SIGTERM:\n%s", cmd.Args, out.String())
+		case <-time.After(waitFor):
+			_ = cmd.Process.Kill()
+			t.Errorf("%s did not stop on SIGTERM", cmd.Args)
+		}
+	})
+}
+
 // writeAt writes content to path, which the test owns.
 func writeAt(t *testing.T, path, content string) string {
 	t.Helper()
@@ -348,20 +369,7 @@ func TestSystemdUnitServesLinks(t *testing.T) {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.LocalAddr().String())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			require.NoError(t, err, "the service stops cleanly on SIGTERM (systemctl stop):\n%s", out.String())
-		case <-time.After(waitFor):
-			_ = cmd.Process.Kill()
-			t.Error("the service did not stop on SIGTERM")
-		}
-	})
+	startService(t, cmd, &out)
 	require.NoError(t, notify.SetReadDeadline(time.Now().Add(waitFor)))
 	buf := make([]byte, 256)
 	n, err := notify.Read(buf)

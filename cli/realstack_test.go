@@ -73,6 +73,9 @@ func TestRealStackCatalogPair(t *testing.T) {
 			require.Empty(t, ps["clamd"].Toxics, "a toxic was left on the clamd link")
 		})
 	}
+	// The same stack (now remediated) in one experiment with links on
+	// three servers.
+	t.Run("fleet", func(t *testing.T) { fleetOnRealStack(t, stack) })
 }
 
 // TestRealStackAccounting checks the invariants on Debian's Postfix,
