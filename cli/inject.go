@@ -15,7 +15,6 @@ import (
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/targets"
-	"github.com/mailchaos/mailchaos/targets/mailstack"
 )
 
 // rollbackTimeout bounds the removal of faults after a run.
@@ -30,7 +29,7 @@ func targetFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "ad hoc target: where the link listens"},
 		&ucli.StringFlag{Name: "toxiproxy", Usage: "drive the toxiproxy server at this `URL` instead of an in-process one"},
 		&ucli.BoolFlag{Name: "allow-remote", Usage: "allow addresses off loopback (the target file must allow them too)"},
-		&ucli.StringFlag{Name: "smtp", Usage: "embedded stack: its SMTP server's listen `ADDR` on loopback (default a free port; the smtp endpoint is the smtp-ingress link in front of it)"},
+		&ucli.StringFlag{Name: "smtp", Usage: "embedded stack: where SMTP clients connect, on loopback: the smtp-ingress link in front of its SMTP server, so faults on that link reach them (default a free port)"},
 		&ucli.StringFlag{Name: "imap", Usage: "embedded stack: its IMAP listen `ADDR` on loopback (default a free port)"},
 		&ucli.StringFlag{Name: "metrics", Usage: "embedded stack: its metrics listen `ADDR` on loopback (default a free port)"},
 	}
@@ -53,9 +52,10 @@ func embeddedTarget(c *ucli.Context) (bool, string) {
 
 // stackListens sets the embedded stack's listen addresses that the flags
 // give: loopback only, whatever --allow-remote says (it is for target
-// files).
-func stackListens(c *ucli.Context, cfg *mailstack.Config) error {
-	dst := map[string]*string{"smtp": &cfg.SMTP.Listen, "imap": &cfg.IMAP.Listen, "metrics": &cfg.Metrics.Listen}
+// files). --smtp places the smtp-ingress link, where SMTP clients connect
+// (the SMTP server behind it stays on a free port).
+func stackListens(c *ucli.Context, spec *targets.Spec) error {
+	dst := map[string]*string{"smtp": &spec.SMTPIngress, "imap": &spec.Mailstack.IMAP.Listen, "metrics": &spec.Mailstack.Metrics.Listen}
 	for _, name := range stackListenFlags {
 		if !c.IsSet(name) {
 			continue
@@ -141,10 +141,11 @@ func flagTarget(c *ucli.Context, linkName string) (targets.Spec, error) {
 	if err != nil {
 		return targets.Spec{}, &usageError{fmt.Errorf("flag --profile: %w", err)}
 	}
-	if err := stackListens(c, &cfg); err != nil {
+	spec := targets.Spec{Mailstack: &cfg}
+	if err := stackListens(c, &spec); err != nil {
 		return targets.Spec{}, err
 	}
-	return targets.Spec{Mailstack: &cfg}, nil
+	return spec, nil
 }
 
 // flagOf maps a target file field of an ad hoc target to its flag.

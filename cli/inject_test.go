@@ -424,16 +424,17 @@ func TestInjectKeepOnGivenPorts(t *testing.T) {
 		"--param", "mode=blackhole", "--for", "200ms", "--keep", "--smtp", smtpAddr, "--imap", imapAddr, "--metrics", metricsAddr)
 	waitKept(t, out, errb, "Ctrl-C/SIGTERM")
 	eps := endpoints(t, out, "smtp", "imap", "metrics")
+	require.Equal(t, smtpAddr, eps["smtp"])
 	require.Equal(t, imapAddr, eps["imap"])
 	require.Equal(t, metricsAddr, eps["metrics"])
-	// The smtp endpoint is the smtp-ingress link (a free port) in front of
-	// the SMTP server on the port given.
-	require.Contains(t, out.String(), "link smtp-ingress: "+eps["smtp"]+" -> "+smtpAddr+"\n")
+	// The smtp endpoint, on the port given, is the smtp-ingress link in
+	// front of the SMTP server (on a free port): faults on the ingress
+	// reach the clients that connect there.
+	require.Contains(t, out.String(), "link smtp-ingress: "+smtpAddr+" -> ")
 
 	// The fault is gone and the stack still answers, for as long as one
 	// cares to look.
 	require.True(t, greets(t, smtpAddr, "220 "), "no SMTP greeting on the port given")
-	require.True(t, greets(t, eps["smtp"], "220 "), "no SMTP greeting through the ingress link")
 	require.True(t, greets(t, imapAddr, "* OK"), "no IMAP greeting on the port given")
 	resp, err := http.Get("http://" + metricsAddr + "/healthz")
 	require.NoError(t, err)
@@ -444,7 +445,7 @@ func TestInjectKeepOnGivenPorts(t *testing.T) {
 	signal(syscall.SIGTERM)
 	require.Equal(t, cli.ExitOK, waitExit(t, done), errb.String())
 	require.Contains(t, out.String(), "stopping the embedded stack")
-	for _, addr := range []string{smtpAddr, eps["smtp"], imapAddr, metricsAddr} {
+	for _, addr := range []string{smtpAddr, imapAddr, metricsAddr} {
 		require.True(t, refused(addr), "%s still answers", addr)
 	}
 }

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,12 @@ const LinkSMTPIngress = "smtp-ingress"
 // it exactly as on an external stack. The target is the stack's
 // description (see [Spec.Describe]) with the addresses it listens on.
 func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger) (*Running, error) {
+	return startMailstack(ctx, cfg, "", log)
+}
+
+// startMailstack is [StartMailstack] with the smtp-ingress link listening
+// on ingress ("" for a free loopback port).
+func startMailstack(ctx context.Context, cfg mailstack.Config, ingress string, log *slog.Logger) (*Running, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -58,7 +65,7 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 		return nil, err
 	}
 	r := &Running{Stack: stack, proxy: srv}
-	if r.Target, err = addresses(ctx, stack, srv); err != nil {
+	if r.Target, err = addresses(ctx, stack, srv, ingress); err != nil {
 		_ = r.Close(ctx)
 		return nil, err
 	}
@@ -67,9 +74,9 @@ func StartMailstack(ctx context.Context, cfg mailstack.Config, log *slog.Logger)
 
 // addresses fills in the description of a started stack with where its
 // endpoints listen and what its links connect, the SMTP ingress link
-// created on srv. The stack must have exactly the endpoints and links its
-// description names.
-func addresses(ctx context.Context, stack *mailstack.Stack, srv *proxy.Server) (faults.Target, error) {
+// created on srv at ingress (a free port if ""). The stack must have
+// exactly the endpoints and links its description names.
+func addresses(ctx context.Context, stack *mailstack.Stack, srv *proxy.Server, ingress string) (faults.Target, error) {
 	t := describeMailstack(stack.Config())
 	t.Toxiproxy = srv.URL()
 	eps := stack.Endpoints()
@@ -94,7 +101,7 @@ func addresses(ctx context.Context, stack *mailstack.Stack, srv *proxy.Server) (
 		if l.Name == LinkSMTPIngress {
 			// Clients reach SMTP through a link too, so that faults can
 			// sit on the ingress (the smtp endpoint is the link's side).
-			ingress, err := srv.Link(ctx, LinkSMTPIngress, inProcessListen, smtp)
+			ingress, err := srv.Link(ctx, LinkSMTPIngress, cmp.Or(ingress, inProcessListen), smtp)
 			if err != nil {
 				return t, fmt.Errorf("link %s: %w", LinkSMTPIngress, err)
 			}

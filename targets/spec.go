@@ -35,6 +35,10 @@ type Spec struct {
 	// external stack's links, instead of the file's. The embedded stack's
 	// links are always on its own in-process server.
 	Toxiproxy string
+	// SMTPIngress is where the embedded stack's SMTP clients connect: the
+	// listen address of its smtp-ingress link, in front of its SMTP server
+	// (its smtp endpoint). "" means a free loopback port.
+	SMTPIngress string
 }
 
 // MailstackConfig returns the embedded stack's configuration as a run
@@ -87,7 +91,7 @@ func (s Spec) Start(ctx context.Context, log *slog.Logger) (*Running, error) {
 	if s.Toxiproxy != "" {
 		return nil, errEmbeddedToxiproxy
 	}
-	return StartMailstack(ctx, *s.Mailstack, log)
+	return startMailstack(ctx, *s.Mailstack, s.SMTPIngress, log)
 }
 
 // describeMailstack is the one description of the embedded stack a
