@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
-	"github.com/mailchaos/mailchaos/internal/yamlfile"
 )
 
 // catalog builds what experiment files may name; close stops the fault
@@ -67,13 +65,17 @@ func validateCommand(st *state) *ucli.Command {
 				return err
 			}
 			defer closeFaults()
-			if _, err := loadAll(st.stop, c.Args().Slice(), cat); err != nil {
-				return err
-			}
+			// Each valid file says so, whatever the others hold; the
+			// errors of the invalid ones follow, each naming its file.
+			var errs []error
 			for _, f := range c.Args().Slice() {
+				if _, err := experiments.Load(st.stop, f, cat); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				fmt.Fprintf(st.env.Stdout, "%s: ok\n", f)
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
 }
@@ -82,8 +84,15 @@ func schemaCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:  "schema",
 		Usage: "print the JSON Schema of experiment files (for editors)",
+		Description: "Each step's and SLI's params are typed by the fault or probe it names: the built-in ones " +
+			"and the fault plugins found now, as validate finds them.",
 		Action: func(c *ucli.Context) error {
-			b, err := yamlfile.Schema(reflect.TypeOf(experiments.Experiment{}), "mailchaos experiment")
+			cat, closeFaults, err := catalog(st.stop, st, c)
+			if err != nil {
+				return err
+			}
+			defer closeFaults()
+			b, err := experiments.Schema(cat)
 			if err != nil {
 				return err
 			}
