@@ -17,6 +17,8 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
 )
 
 // catalog builds what experiment files may name; close stops the fault
@@ -84,15 +86,28 @@ func schemaCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:  "schema",
 		Usage: "print the JSON Schema of experiment files (for editors)",
-		Description: "Each step's and SLI's params are typed by the fault or probe it names: the built-in ones " +
-			"and the fault plugins found now, as validate finds them.",
+		Description: "Each step's and SLI's params are typed by the built-in fault or probe it names. The fault " +
+			"plugins found now are named, with their params left to validate: no plugin is started.",
 		Action: func(c *ucli.Context) error {
-			cat, closeFaults, err := catalog(st.stop, st, c)
+			// No plugin is started: the built-ins' specs are read in
+			// process, and the plugins found are named only.
+			reg := faults.NewRegistry()
+			for _, inj := range builtin.Injectors() {
+				if err := reg.Add(st.stop, inj); err != nil {
+					return err
+				}
+			}
+			entries, err := pluginEntries(st)
 			if err != nil {
 				return err
 			}
-			defer closeFaults()
-			b, err := experiments.Schema(cat)
+			var found []string
+			for _, e := range entries {
+				if e.found.Name != "" && e.refused == nil {
+					found = append(found, e.found.Name)
+				}
+			}
+			b, err := experiments.Schema(experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(probes.Builtin()...)}, found...)
 			if err != nil {
 				return err
 			}

@@ -15,9 +15,9 @@ import (
 )
 
 // TestSchemaAcceptsTheCatalog: what mailchaos schema prints, with the
-// example plugin found as validate finds it, accepts every catalog file
+// example plugin found where validate finds it, accepts every catalog file
 // (YAML turned into JSON, checked by a real JSON Schema validator), and
-// refuses a plugin's parameter of the wrong kind.
+// refuses a misspelt fault and a built-in's parameter of the wrong kind.
 func TestSchemaAcceptsTheCatalog(t *testing.T) {
 	t.Parallel()
 	dir := pluginDir(t, "smtp-reply-faults", "../plugins/examples/smtp-reply-faults")
@@ -49,19 +49,21 @@ func TestSchemaAcceptsTheCatalog(t *testing.T) {
 		require.NoError(t, sch.Validate(asJSON(data)), f)
 	}
 
-	// The plugin's own parameters: code is a whole number from 400 to
-	// 599, fraction a fraction, and there is no parameter cmd.
+	// The plugin is named, not started: its params are left to
+	// validate, but a name no plugin has is refused.
 	data, err := os.ReadFile("../experiments/catalog/smtp-ingress-tempfail.yaml")
 	require.NoError(t, err)
-	for _, tt := range []struct{ old, bad string }{
-		{"code: 451", "code: 600"}, {"code: 451", "code: soon"}, {"fraction: 40%", "fraction: lots"}, {"command: rcpt", "cmd: rcpt"},
-	} {
-		src := strings.Replace(string(data), tt.old, tt.bad, 1)
-		require.NotEqual(t, string(data), src)
-		err := sch.Validate(asJSON([]byte(src)))
-		require.Error(t, err, tt.bad)
-		require.Contains(t, err.Error(), "/method/1/params", tt.bad)
-	}
+	src := strings.Replace(string(data), "fault: smtp-reply-faults", "fault: smtp-reply-fault", 1)
+	require.NotEqual(t, string(data), src)
+	err = sch.Validate(asJSON([]byte(src)))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "/method/1/fault")
+	// A built-in fault's params are typed.
+	src = strings.Replace(string(data), "concurrency: 20", "concurrency: many", 1)
+	require.NotEqual(t, string(data), src)
+	err = sch.Validate(asJSON([]byte(src)))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "/method/0/params/concurrency")
 }
 
 // TestValidateSeveralFiles: each valid file gets its ok line although

@@ -3,6 +3,7 @@ package experiments
 import (
 	"errors"
 	"reflect"
+	"slices"
 
 	"github.com/mailchaos/mailchaos/faults"
 	"github.com/mailchaos/mailchaos/internal/yamlfile"
@@ -12,10 +13,11 @@ import (
 // fields by reflection ([yamlfile.Schema]), and each method step's params
 // and each SLI's params by the schema of the fault or probe it names, from
 // the catalog's specs, the same that validation checks them with. A step
-// may name only a fault of the catalog and an SLI only one of its probes:
-// a fault plugin is known to the schema if it was found when the schema
-// was made.
-func Schema(cat Catalog) ([]byte, error) {
+// may name only a fault of the catalog or of plugins, and an SLI only one
+// of the catalog's probes. plugins are the names of fault plugins found
+// but not started (their specs are not known): a step may name one, with
+// any params, which validate checks.
+func Schema(cat Catalog, plugins ...string) ([]byte, error) {
 	if cat.Faults == nil || cat.Probes == nil {
 		return nil, errors.New("experiments: Schema needs the catalog's faults and probes")
 	}
@@ -28,14 +30,15 @@ func Schema(cat Catalog) ([]byte, error) {
 		probeSpecs = append(probeSpecs, k.Spec())
 	}
 	return yamlfile.Schema(reflect.TypeFor[Experiment](), "mailchaos experiment",
-		yamlfile.Refine(reflect.TypeFor[Step](), byName("fault", cat.Faults.Specs())),
-		yamlfile.Refine(reflect.TypeFor[SLI](), byName("probe", probeSpecs)))
+		yamlfile.Refine(reflect.TypeFor[Step](), byName("fault", cat.Faults.Specs(), plugins)),
+		yamlfile.Refine(reflect.TypeFor[SLI](), byName("probe", probeSpecs, nil)))
 }
 
 // byName refines the schema of an object whose field key names one of
-// specs: key takes only those names, and params only that spec's
-// parameters (an if/then for each under allOf).
-func byName(key string, specs []faults.Spec) func(map[string]any) error {
+// specs or of opaque: key takes only those names, and params only that
+// spec's parameters (an if/then for each under allOf); an opaque name's
+// params are any scalars.
+func byName(key string, specs []faults.Spec, opaque []string) func(map[string]any) error {
 	return func(s map[string]any) error {
 		props, _ := s["properties"].(map[string]any)
 		field, _ := props[key].(map[string]any)
@@ -56,6 +59,11 @@ func byName(key string, specs []faults.Spec) func(map[string]any) error {
 				"if":   map[string]any{"properties": map[string]any{key: map[string]any{"const": spec.Name}}, "required": []any{key}},
 				"then": then,
 			})
+		}
+		for _, n := range opaque {
+			if !slices.Contains(names, any(n)) {
+				names = append(names, n)
+			}
 		}
 		field["enum"] = names
 		// A YAML scalar is a string, a number or a boolean once in JSON;
