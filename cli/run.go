@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -18,7 +17,8 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/probes"
 	"github.com/mailchaos/mailchaos/experiments/report"
-	"github.com/mailchaos/mailchaos/internal/yamlfile"
+	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/plugins/builtin"
 )
 
 // catalog builds what experiment files may name; close stops the fault
@@ -67,13 +67,17 @@ func validateCommand(st *state) *ucli.Command {
 				return err
 			}
 			defer closeFaults()
-			if _, err := loadAll(st.stop, c.Args().Slice(), cat); err != nil {
-				return err
-			}
+			// Each valid file says so, whatever the others hold; the
+			// errors of the invalid ones follow, each naming its file.
+			var errs []error
 			for _, f := range c.Args().Slice() {
+				if _, err := experiments.Load(st.stop, f, cat); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				fmt.Fprintf(st.env.Stdout, "%s: ok\n", f)
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
 }
@@ -82,8 +86,28 @@ func schemaCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:  "schema",
 		Usage: "print the JSON Schema of experiment files (for editors)",
+		Description: "Each step's and SLI's params are typed by the built-in fault or probe it names. The fault " +
+			"plugins found now are named, with their params left to validate: no plugin is started.",
 		Action: func(c *ucli.Context) error {
-			b, err := yamlfile.Schema(reflect.TypeOf(experiments.Experiment{}), "mailchaos experiment")
+			// No plugin is started: the built-ins' specs are read in
+			// process, and the plugins found are named only.
+			reg := faults.NewRegistry()
+			for _, inj := range builtin.Injectors() {
+				if err := reg.Add(st.stop, inj); err != nil {
+					return err
+				}
+			}
+			entries, err := pluginEntries(st)
+			if err != nil {
+				return err
+			}
+			var found []string
+			for _, e := range entries {
+				if e.found.Name != "" && e.refused == nil {
+					found = append(found, e.found.Name)
+				}
+			}
+			b, err := experiments.Schema(experiments.Catalog{Faults: reg, Probes: probes.NewRegistry(probes.Builtin()...)}, found...)
 			if err != nil {
 				return err
 			}

@@ -43,15 +43,20 @@ const DurationPattern = `^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms
 // implementing [JSONSchemaer] describes itself, and a struct type with
 // yaml-tagged fields implementing [encoding.TextUnmarshaler] is one of a
 // string and the struct. The schema does not admit null, which decoding accepts (and
-// ignores) everywhere.
-func Schema(t reflect.Type, title string) ([]byte, error) {
+// ignores) everywhere. Options refine it where reflection cannot tell
+// enough (see [Refine]).
+func Schema(t reflect.Type, title string, opts ...SchemaOption) ([]byte, error) {
 	if t == nil {
 		return nil, errors.New("yamlfile: Schema needs a type")
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	g := &schemaGen{root: t, names: map[reflect.Type]string{}, taken: map[string]bool{}, defs: map[string]any{}}
+	g := &schemaGen{root: t, names: map[reflect.Type]string{}, taken: map[string]bool{}, defs: map[string]any{},
+		refine: map[reflect.Type]func(map[string]any) error{}}
+	for _, o := range opts {
+		o(g)
+	}
 	var root map[string]any
 	var err error
 	if t.Kind() == reflect.Struct && g.special(t) == nil {
@@ -88,6 +93,26 @@ type schemaGen struct {
 	names map[reflect.Type]string // named struct types -> their name in $defs
 	taken map[string]bool         // names used in $defs
 	defs  map[string]any
+	// refine changes the schema of a struct type once it is built.
+	refine map[reflect.Type]func(map[string]any) error
+}
+
+// SchemaOption is an option of [Schema].
+type SchemaOption func(*schemaGen)
+
+// Refine has fn change the schema of the struct type t once its
+// properties are described: what only the caller knows, such as the
+// parameters each value of a discriminator field admits (with if/then
+// under allOf). fn gets the object schema ("properties" holds a map of
+// each field's schema) and may change it in place; its error stops
+// [Schema].
+func Refine(t reflect.Type, fn func(s map[string]any) error) SchemaOption {
+	return func(g *schemaGen) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		g.refine[t] = fn
+	}
 }
 
 // special returns the schema of a type that is not described by its kind:
@@ -243,6 +268,14 @@ func (g *schemaGen) structSchema(t reflect.Type, where string) (map[string]any, 
 	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if len(required) > 0 {
 		s["required"] = required
+	}
+	if fn := g.refine[t]; fn != nil {
+		if err := fn(s); err != nil {
+			if where == "" {
+				return nil, fmt.Errorf("%s: %w", t, err)
+			}
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
 	}
 	return s, nil
 }

@@ -205,3 +205,29 @@ func TestSchemaNameClash(t *testing.T) {
 	require.Equal(t, map[string]any{"$ref": "#/$defs/engine"}, at(t, s, "$defs", "sample", "properties", "engines", "items"))
 	require.Equal(t, map[string]any{"$ref": "#/$defs/sample"}, at(t, s, "$defs", "sample", "properties", "next"))
 }
+
+// TestSchemaRefine: Refine changes a struct type's schema, wherever the
+// type is described (here under $defs and at the top), and its error
+// stops Schema, naming the field.
+func TestSchemaRefine(t *testing.T) {
+	mark := yamlfile.Refine(reflect.TypeFor[node](), func(s map[string]any) error {
+		s["allOf"] = []any{map[string]any{"required": []any{"name"}}}
+		return nil
+	})
+	data, err := yamlfile.Schema(reflect.TypeFor[tree](), "", mark)
+	require.NoError(t, err)
+	var s map[string]any
+	require.NoError(t, json.Unmarshal(data, &s))
+	require.Equal(t, []any{map[string]any{"required": []any{"name"}}}, at(t, s, "$defs", "node", "allOf"))
+	_, has := s["allOf"]
+	require.False(t, has, "only the refined type changes")
+
+	data, err = yamlfile.Schema(reflect.TypeFor[node](), "", mark)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"allOf"`)
+
+	_, err = yamlfile.Schema(reflect.TypeFor[tree](), "", yamlfile.Refine(reflect.TypeFor[*node](), func(map[string]any) error {
+		return fmt.Errorf("no such field")
+	}))
+	require.ErrorContains(t, err, "root: no such field")
+}

@@ -284,6 +284,7 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 		}()
 	}
 	s.log.Info("mailstack started", "profile", s.cfg.Profile, "smtp-server", smtpLn.Addr().String())
+	s.warnSilentEngines(ctx)
 	return nil
 }
 
