@@ -13,6 +13,7 @@
 package report
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -90,8 +91,13 @@ type run struct {
 	started time.Time // the run-start's time, else the first event's
 	last    time.Time // the latest event time
 
-	lastPhase  string
-	samples    []sliSamples // in order of first sample
+	lastPhase string
+	// sliInfo is the run-start's SLIs; method its experiment's method;
+	// injectStart when the inject phase started (zero: it never did).
+	sliInfo     []journal.SLIInfo
+	method      []plannedStep
+	injectStart time.Time
+	samples     []sliSamples // in order of first sample
 	faults     []journal.Event
 	assertions []assertion
 	aborts     []journal.Event
@@ -110,6 +116,17 @@ type sliSamples struct {
 	lastOK bool // last is a measured value (the last sample did not fail)
 	// lastErr is why the last failed sample failed.
 	lastErr string
+	// lastValue is the last measured value, if measured.
+	lastValue float64
+	measured  bool
+}
+
+// plannedStep is a method step as the run-start's experiment holds it.
+type plannedStep struct {
+	Name  string        `json:"name"`
+	Fault string        `json:"fault"`
+	At    time.Duration `json:"at"`
+	For   time.Duration `json:"for"`
 }
 
 // assertion is an assertion event with its place in the run.
@@ -161,12 +178,21 @@ func parse(events []journal.Event) *run {
 		}
 		switch e.Type {
 		case journal.TypeRunStart:
-			r.title, r.file, r.target = e.Title, e.File, e.Target
+			r.title, r.file, r.target, r.sliInfo = e.Title, e.File, e.Target, e.SLIs
+			var exp struct {
+				Method []plannedStep `json:"method"`
+			}
+			if json.Unmarshal(e.Experiment, &exp) == nil {
+				r.method = exp.Method
+			}
 			if !e.T.IsZero() {
 				r.started, mark = e.T, e.T
 			}
 		case journal.TypePhase:
 			r.lastPhase = e.Phase
+			if e.Phase == "inject" && r.injectStart.IsZero() {
+				r.injectStart = e.T
+			}
 			if !e.T.IsZero() {
 				mark = e.T
 			}
@@ -184,6 +210,9 @@ func parse(events []journal.Event) *run {
 				s.lastErr = e.Err
 			}
 			s.last, s.lastOK = e.Value, !e.Failed
+			if !e.Failed {
+				s.lastValue, s.measured = e.Value, true
+			}
 		case journal.TypeInject, journal.TypeRemove:
 			r.faults = append(r.faults, e)
 		case journal.TypeAssertion:
