@@ -241,9 +241,9 @@ func TestJUnitDetails(t *testing.T) {
 
 	c := findCase(t, doc.Suites[0], "recovery: delivery-p99")
 	require.NotNil(t, c.Failure)
-	require.Equal(t, "measured 1m15s vs bound 1m", c.Failure.Message)
+	require.Equal(t, "delivery-p99 recovered in 1m15s, too late (bound: 1m)", c.Failure.Message)
 	require.Equal(t, "recovery", c.Failure.Type)
-	require.Contains(t, c.Failure.Text, "worst during faults 1m (3 failed),")
+	require.Contains(t, c.Failure.Text, "worst during faults 1m (out; 3 failed),")
 	require.InDelta(t, 75, c.Time, 1e-9) // 75s into the recover phase
 
 	c = findCase(t, doc.Suites[0], "baseline: delivery-p99")
@@ -258,7 +258,7 @@ func TestJUnitDetails(t *testing.T) {
 
 	c = findCase(t, doc.Suites[1], "run")
 	require.NotNil(t, c.Error)
-	require.Equal(t, "aborted", c.Error.Type)
+	require.Equal(t, "rollback-failed", c.Error.Type)
 	require.Contains(t, c.Error.Text, "safety: imap-login below 50%")
 	// The log line's escape sequences and tab are gone, its text is kept.
 	require.Contains(t, doc.Suites[1].SystemOut, "3 log-ins refused in a row retrying")
@@ -302,7 +302,7 @@ func TestJUnitEscapes(t *testing.T) {
 	require.Equal(t, "x]]>.yaml", s.File)
 	c := findCase(t, s, "recovery: p|99 ]]>")
 	require.NotNil(t, c.Failure)
-	require.Equal(t, "measured 1s vs bound <= 500ms", c.Failure.Message)
+	require.Equal(t, "p|99 ]]> recovered in 1s, too late (bound: <= 500ms)", c.Failure.Message)
 	require.Contains(t, c.Failure.Text, "line 1 line 2 ]]> <!-- -->")
 }
 
@@ -483,7 +483,7 @@ func TestRetriedRemoval(t *testing.T) {
 	require.NoError(t, Terminal(&buf, evs))
 	out := buf.String()
 	require.Contains(t, out, "REMOVAL FAILED: timeout")
-	require.NotContains(t, out, badgeRollback)
+	require.NotContains(t, out, StatusRollbackFailed)
 	require.Contains(t, out, "PASS: completed, exit code 0")
 }
 

@@ -481,6 +481,7 @@ func (r *run) sliFromSummary(ss journal.SLISummary, version int, judged bool, bo
 	out := SLIResult{Name: clean(ss.Name), Tolerance: clean(ss.Tolerance), Unit: clean(unit),
 		FailedSamples: ss.FailedSamples, LastFailure: clean(ss.LastFailure)}
 	smp, hasSamples := r.samplesOf(ss.Name)
+	lastFailed := ss.LastFailed
 	if version >= 2 {
 		out.Samples = ss.Samples
 		if ss.LastMeasured {
@@ -510,6 +511,7 @@ func (r *run) sliFromSummary(ss journal.SLISummary, version int, judged bool, bo
 			if smp.measured {
 				out.Last = floatPtr(smp.lastValue)
 			}
+			lastFailed = !smp.lastOK
 		}
 		if !ss.NoBaseline && judged {
 			b := &Judged{Value: floatPtr(ss.Baseline), Passed: true}
@@ -538,7 +540,7 @@ func (r *run) sliFromSummary(ss journal.SLISummary, version int, judged bool, bo
 		if version >= 2 && !rec.Recovered {
 			rec.OutFor = secondsPtr(ss.OutFor)
 		}
-		rec.Text = recoveryText(rec, out, unit, ss.LastFailed)
+		rec.Text = recoveryText(rec, out, unit, lastFailed)
 		out.Recovery = rec
 		if d := ss.During; d != nil {
 			dr := &SLIRecovery{Recovered: d.Recovered && d.TimeToRecover >= 0, Bound: d.Bound.Seconds(), Passed: d.Passed}
@@ -659,8 +661,18 @@ func (r *run) faultResults() []FaultResult {
 	return steps
 }
 
-// sentence says an assertion for people, by its kind.
+// sentence says an assertion for people, by its kind, with its message.
 func sentence(a assertion) string {
+	s := claim(a)
+	if a.Message != "" {
+		s += ": " + clean(a.Message)
+	}
+	return s
+}
+
+// claim is an assertion's sentence without its message: "delivery-p99
+// recovered in 1m15s, too late (bound: within 1m, held 5s)".
+func claim(a assertion) string {
 	subj, m, b := clean(a.subject), clean(a.Measured), clean(a.Bound)
 	var s string
 	switch {
@@ -697,9 +709,6 @@ func sentence(a assertion) string {
 		if b != "" {
 			s += " (bound " + b + ")"
 		}
-	}
-	if a.Message != "" {
-		s += ": " + clean(a.Message)
 	}
 	return s
 }

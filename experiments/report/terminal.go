@@ -60,14 +60,8 @@ func (r *run) terminal(w *errWriter) {
 		badge += ", " + l
 	}
 	w.printf("  %s: %s\n", badge, r.statusLine())
-	if r.verdict != nil && r.verdict.Message != "" {
-		w.printf("  %s\n", clean(r.verdict.Message))
-	}
-	if r.verdict != nil && r.verdict.Err != "" {
-		w.printf("  error: %s\n", clean(r.verdict.Err))
-	}
-	for _, a := range r.aborts {
-		w.printf("  ABORT %s %s\n", r.offset(a.T), clean(joinNonEmpty(": ", a.Message, a.Err)))
+	for _, l := range r.reasonLines() {
+		w.printf("  %s\n", l)
 	}
 
 	if rows := r.table(); rows != nil {
@@ -80,18 +74,11 @@ func (r *run) terminal(w *errWriter) {
 		if from := r.verdict.Summary.RecoveryFrom; from != "" {
 			w.printf("  time to recover counted from the planned end of %s\n", clean(from))
 		}
-	} else if len(r.samples) > 0 {
+	} else if rows := r.sampleRows(); rows != nil {
 		w.printf("\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		_, _ = io.WriteString(tw, "  SLI\tsamples\tfailed probes\tlast value\n")
-		for _, s := range r.samples {
-			last := "failed"
-			if s.lastOK {
-				last = value(s.last, "")
-			}
-			_, _ = io.WriteString(tw, "  "+strings.Join([]string{
-				clean(s.name), strconv.Itoa(s.count), strconv.Itoa(s.failed), last,
-			}, "\t")+"\n")
+		for _, row := range rows {
+			_, _ = io.WriteString(tw, "  "+strings.Join(row, "\t")+"\n")
 		}
 		_ = tw.Flush()
 	}
@@ -115,7 +102,7 @@ func (r *run) terminal(w *errWriter) {
 		}
 	}
 	if len(r.outstanding) > 0 {
-		w.printf("\n  !! %s: these faults may still be in place until they expire:\n", r.leftover())
+		w.printf("\n  !! %s: these faults may still be in place until they expire:\n", r.leftoverWord())
 		for _, o := range r.outstanding {
 			w.printf("  !!   %s\n", outstandingLine(o))
 		}
@@ -127,6 +114,48 @@ func (r *run) terminal(w *errWriter) {
 			w.printf("    %-4s %s\n", resultWord(a), assertionLine(a))
 		}
 	}
+}
+
+// reasonLines say why the run stopped or failed, once: the verdict's
+// reason with the offset of the abort that carried it, its error when
+// that adds to the reason, and any other abort.
+func (r *run) reasonLines() []string {
+	s := r.facts()
+	var lines []string
+	why := s.Reason
+	for _, a := range r.aborts {
+		msg := clean(joinNonEmpty(": ", a.Message, a.Err))
+		if msg == why || (why != "" && strings.Contains(why, msg)) {
+			why += " (at " + r.offset(a.T) + ")"
+			continue
+		}
+		lines = append(lines, "abort at "+r.offset(a.T)+": "+msg)
+	}
+	if why != "" {
+		lines = append([]string{why}, lines...)
+	}
+	if s.Error != "" {
+		lines = append(lines, "error: "+s.Error)
+	}
+	return lines
+}
+
+// sampleRows are a run without a verdict's sample counts, a header first:
+// SLI, samples, failed probes, last value (in the SLI's unit when the
+// run-start names it). nil without samples.
+func (r *run) sampleRows() [][]string {
+	if len(r.samples) == 0 {
+		return nil
+	}
+	rows := [][]string{{"SLI", "samples", "failed probes", "last value"}}
+	for _, s := range r.samples {
+		last := "failed"
+		if s.lastOK {
+			last = value(s.last, r.info(s.name).Unit)
+		}
+		rows = append(rows, []string{clean(s.name), strconv.Itoa(s.count), strconv.Itoa(s.failed), last})
+	}
+	return rows
 }
 
 // resultWord is pass, FAIL or skip.
