@@ -257,6 +257,7 @@ func (r *run) junitProperties() []junitProperty {
 		}
 	}
 	add("run", r.id)
+	add("outcome", r.badge())
 	if v := r.verdict; v != nil {
 		add("status", v.Status)
 		add("deviated", strconv.FormatBool(v.Deviated))

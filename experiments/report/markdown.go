@@ -89,7 +89,8 @@ func (r *run) markdown(w *errWriter) {
 			}
 			mdRow(w, cells)
 		}
-		if from := r.verdict.Summary.RecoveryFrom; from != "" {
+		if rec := r.facts().Recovery; rec != nil && rec.From != "" {
+			from := rec.From
 			w.printf("\nTime to recover is counted from the planned end of %s.\n", mdText(from))
 		}
 	} else if rows := r.sampleRows(); rows != nil {

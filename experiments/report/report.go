@@ -98,11 +98,11 @@ type run struct {
 	method      []plannedStep
 	injectStart time.Time
 	samples     []sliSamples // in order of first sample
-	faults     []journal.Event
-	assertions []assertion
-	aborts     []journal.Event
-	logs       []journal.Event
-	verdict    *journal.Event
+	faults      []journal.Event
+	assertions  []assertion
+	aborts      []journal.Event
+	logs        []journal.Event
+	verdict     *journal.Event
 
 	outstanding []outstanding
 	sum         *RunSummary // see facts

@@ -323,22 +323,25 @@ func timePtr(t time.Time) *time.Time {
 func floatPtr(v float64) *float64 { return &v }
 func boolPtr(v bool) *bool        { return &v }
 
-// reason is the run's reason, said once: the verdict's message, with its
-// error only when the message does not already hold it.
+// reason is the run's reason, said once: the verdict's message, and the
+// lines of its error that the message does not already hold (an error
+// joined from several says each line once).
 func reason(v *journal.Event) (msg, err string) {
 	if v == nil {
 		return "", ""
 	}
-	msg, err = clean(v.Message), clean(v.Err)
-	if err != "" && strings.Contains(msg, firstLine(err)) {
-		err = ""
+	msg = clean(v.Message)
+	var rest []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(v.Err, "\n") {
+		l = clean(l)
+		if l == "" || seen[l] || strings.Contains(msg, l) {
+			continue
+		}
+		seen[l] = true
+		rest = append(rest, l)
 	}
-	return msg, err
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return strings.TrimSpace(l)
+	return msg, strings.Join(rest, "; ")
 }
 
 // summary builds one run's summary from its journal.

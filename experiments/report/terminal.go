@@ -71,7 +71,8 @@ func (r *run) terminal(w *errWriter) {
 			_, _ = io.WriteString(tw, "  "+strings.Join(row.cells(), "\t")+"\n")
 		}
 		_ = tw.Flush() // a write error is kept by w
-		if from := r.verdict.Summary.RecoveryFrom; from != "" {
+		if rec := r.facts().Recovery; rec != nil && rec.From != "" {
+			from := rec.From
 			w.printf("  time to recover counted from the planned end of %s\n", clean(from))
 		}
 	} else if rows := r.sampleRows(); rows != nil {
