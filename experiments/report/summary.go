@@ -2,6 +2,9 @@ package report
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -297,6 +300,19 @@ func statusWord(v *journal.Event) string {
 	return StatusError
 }
 
+// JSON writes the summary of the runs ([Summarize]) as indented JSON, in
+// the format docs/summary.schema.json describes.
+func JSON(w io.Writer, runs ...[]journal.Event) error {
+	b, err := MarshalSummary(Summarize(runs...))
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
 // MarshalSummary is the summary as indented JSON, ending in a newline.
 func MarshalSummary(s Summary) ([]byte, error) {
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -306,9 +322,12 @@ func MarshalSummary(s Summary) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// seconds64 is d in seconds, as a pointer.
+// secs is d in seconds, to the microsecond.
+func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e6 }
+
+// secondsPtr is d in seconds, as a pointer.
 func secondsPtr(d time.Duration) *float64 {
-	v := d.Seconds()
+	v := secs(d)
 	return &v
 }
 
@@ -348,7 +367,7 @@ func reason(v *journal.Event) (msg, err string) {
 func (r *run) summary() RunSummary {
 	s := RunSummary{
 		ID: clean(r.id), Title: clean(r.title), File: clean(r.file), Started: timePtr(r.started),
-		Duration: r.duration().Seconds(), Finished: r.verdict != nil, Status: statusWord(r.verdict),
+		Duration: secs(r.duration()), Finished: r.verdict != nil, Status: statusWord(r.verdict),
 		LastPhase: clean(r.lastPhase),
 		SLIs:      []SLIResult{}, Faults: []FaultResult{}, Invariants: []Check{}, Failed: []Check{}, Outstanding: []Leftover{},
 	}
@@ -359,7 +378,7 @@ func (r *run) summary() RunSummary {
 	}
 	s.SLIs = r.sliResults()
 	if sum := r.verdictSummary(); sum != nil && r.recoveryJudged(sum) {
-		rec := &RecoveryResult{Recovered: sum.TimeToRecover >= 0, Bound: sum.RecoveryBound.Seconds(),
+		rec := &RecoveryResult{Recovered: sum.TimeToRecover >= 0, Bound: secs(sum.RecoveryBound),
 			From: clean(sum.RecoveryFrom), Passed: r.overallPassed(sum)}
 		if rec.Recovered {
 			rec.TimeToRecover = secondsPtr(sum.TimeToRecover)
@@ -535,8 +554,8 @@ func (r *run) sliFromSummary(ss journal.SLISummary, version int, judged bool, bo
 		}
 	}
 	if judged {
-		rec := &SLIRecovery{Recovered: ss.Recovered && ss.TimeToRecover >= 0, Bound: bound.Seconds(),
-			Hold: ss.Hold.Seconds(), Passed: ss.Passed}
+		rec := &SLIRecovery{Recovered: ss.Recovered && ss.TimeToRecover >= 0, Bound: secs(bound),
+			Hold: secs(ss.Hold), Passed: ss.Passed}
 		if rec.Recovered {
 			rec.TimeToRecover = secondsPtr(ss.TimeToRecover)
 		}
@@ -546,7 +565,7 @@ func (r *run) sliFromSummary(ss journal.SLISummary, version int, judged bool, bo
 		rec.Text = recoveryText(rec, out, unit, lastFailed)
 		out.Recovery = rec
 		if d := ss.During; d != nil {
-			dr := &SLIRecovery{Recovered: d.Recovered && d.TimeToRecover >= 0, Bound: d.Bound.Seconds(), Passed: d.Passed}
+			dr := &SLIRecovery{Recovered: d.Recovered && d.TimeToRecover >= 0, Bound: secs(d.Bound), Passed: d.Passed}
 			if dr.Recovered {
 				dr.TimeToRecover = secondsPtr(d.TimeToRecover)
 				dr.Text = human(d.TimeToRecover)
