@@ -401,7 +401,10 @@ func (r *runner) startTarget(ctx context.Context) error {
 	start := journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File, SLIs: r.sliInfo()}
 	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
 	if err == nil {
-		r.run, err = spec.Start(ctx, r.log)
+		// The target's components log what they do (every message
+		// quarantined, every connection): a debug matter during a run,
+		// whose progress lines say what counts. Warnings stay.
+		r.run, err = spec.Start(ctx, slog.New(demoted{r.log.Handler()}))
 	}
 	exp := redacted(r.exp)
 	if err != nil {
@@ -419,6 +422,28 @@ func (r *runner) startTarget(ctx context.Context) error {
 	start.Target = &tg
 	return r.write(start)
 }
+
+// demoted is a log handler that passes records below Warn on at Debug.
+type demoted struct{ h slog.Handler }
+
+func demote(l slog.Level) slog.Level {
+	if l < slog.LevelWarn {
+		return slog.LevelDebug
+	}
+	return l
+}
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.h.Enabled(ctx, demote(l))
+}
+
+func (d demoted) Handle(ctx context.Context, rec slog.Record) error {
+	rec.Level = demote(rec.Level)
+	return d.h.Handle(ctx, rec)
+}
+
+func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.h.WithAttrs(as)} }
+func (d demoted) WithGroup(name string) slog.Handler    { return demoted{d.h.WithGroup(name)} }
 
 // sliInfo is each SLI's unit and tolerance, for reports of a run that
 // ends before its verdict.

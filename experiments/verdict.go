@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,7 +243,7 @@ func (r *runner) verdict(res Result, d time.Duration) {
 // not complete (Aborted, with the message of every run that has one);
 // then a system under test that failed (Failed).
 func Outcome(results ...Result) error {
-	var msgs []string
+	var stopped []string // statuses of runs that did not complete
 	aborted, failed := false, false
 	var invalid error
 	for _, r := range results {
@@ -259,16 +260,18 @@ func Outcome(results ...Result) error {
 			failed = true
 		case r.Status != journal.StatusCompleted:
 			aborted = true
-		}
-		if r.Message != "" {
-			msgs = append(msgs, r.Message)
+			if !slices.Contains(stopped, r.Status) {
+				stopped = append(stopped, r.Status)
+			}
 		}
 	}
 	switch {
 	case invalid != nil:
 		return exitcode.Wrap(invalid, exitcode.Invalid)
 	case aborted:
-		return exitcode.New(exitcode.Aborted, "the run did not complete: "+strings.Join(msgs, "; "))
+		// The reason is in the summary, said once; this only names the
+		// outcome.
+		return exitcode.New(exitcode.Aborted, "the run did not complete ("+strings.Join(stopped, ", ")+"): see the summary")
 	case failed:
 		return exitcode.New(exitcode.Failed, "the system under test failed: see the summary")
 	}

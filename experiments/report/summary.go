@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -314,12 +315,16 @@ func JSON(w io.Writer, runs ...[]journal.Event) error {
 }
 
 // MarshalSummary is the summary as indented JSON, ending in a newline.
+// Text is not HTML-escaped ("<=" stays "<=").
 func MarshalSummary(s Summary) ([]byte, error) {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
 		return nil, err
 	}
-	return append(b, '\n'), nil
+	return b.Bytes(), nil
 }
 
 // secs is d in seconds, to the microsecond.

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -48,7 +49,9 @@ func TestSchemaRejects(t *testing.T) {
 	for _, bad := range []func(map[string]any){
 		func(d map[string]any) { d["schema"] = "mailchaos.summary/v0" },
 		func(d map[string]any) { d["status"] = "pass" },
-		func(d map[string]any) { d["runs"].([]any)[0].(map[string]any)["slis"].([]any)[0].(map[string]any)["samples"] = -1 },
+		func(d map[string]any) {
+			d["runs"].([]any)[0].(map[string]any)["slis"].([]any)[0].(map[string]any)["samples"] = -1
+		},
 		func(d map[string]any) { delete(d["runs"].([]any)[0].(map[string]any), "recovery") },
 	} {
 		var d map[string]any
@@ -115,4 +118,33 @@ func TestWorstAllFailed(t *testing.T) {
 	require.Contains(t, buf.String(), "all "+itoa(w.Evaluations)+" failed")
 	require.NotContains(t, buf.String(), " 0s (")
 	_ = journal.SummaryVersion
+}
+
+// TestTerminalColor: colours only when asked, on the status words, and the
+// table keeps its alignment.
+func TestTerminalColor(t *testing.T) {
+	evs := readJournal(t, "exit-fail")
+	var plain, color bytes.Buffer
+	require.NoError(t, Terminal(&plain, evs))
+	require.NoError(t, TerminalWith(&color, TerminalOptions{Color: true}, evs))
+	require.NotContains(t, plain.String(), "\x1b")
+	require.Contains(t, color.String(), ansiRed+"FAIL"+ansiReset)
+	require.Equal(t, plain.String(), stripANSI(color.String()))
+}
+
+// stripANSI removes CSI sequences.
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

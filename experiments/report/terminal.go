@@ -23,13 +23,27 @@ import (
 // ratios as percentages. All journal text is reduced to single lines
 // without control characters. Terminal returns the first write error.
 func Terminal(w io.Writer, runs ...[]journal.Event) error {
+	return TerminalWith(w, TerminalOptions{}, runs...)
+}
+
+// TerminalOptions change how [TerminalWith] writes.
+type TerminalOptions struct {
+	// Color marks status words and failed verdicts with ANSI colours
+	// (green PASS, red FAIL, ROLLBACK FAILED, ERROR, yellow ABORTED,
+	// INTERRUPTED, DID NOT FINISH). Only for a terminal that wants them:
+	// the caller decides (NO_COLOR, TERM=dumb, not a terminal).
+	Color bool
+}
+
+// TerminalWith is [Terminal] with options.
+func TerminalWith(w io.Writer, opts TerminalOptions, runs ...[]journal.Event) error {
 	ew := &errWriter{w: w}
 	rs := splitAll(runs)
 	for i, r := range rs {
 		if i > 0 {
 			ew.printf("\n")
 		}
-		r.terminal(ew)
+		r.terminal(ew, opts)
 	}
 	if len(rs) > 1 {
 		ew.printf("\n%s\n", tally(rs))
@@ -37,7 +51,13 @@ func Terminal(w io.Writer, runs ...[]journal.Event) error {
 	return ew.err
 }
 
-func (r *run) terminal(w *errWriter) {
+func (r *run) terminal(w *errWriter, opts TerminalOptions) {
+	paint := func(s string) string {
+		if opts.Color {
+			return colored(s)
+		}
+		return s
+	}
 	w.printf("%s\n", clean(r.name()))
 	var about []string
 	if r.file != "" {
@@ -55,9 +75,9 @@ func (r *run) terminal(w *errWriter) {
 	if t := targetEndpoints(r.target); t != "" {
 		w.printf("  target %s\n", t)
 	}
-	badge := r.badge()
+	badge := paint(r.badge())
 	if l := r.leftover(); l != "" {
-		badge += ", " + l
+		badge += ", " + paint(l)
 	}
 	w.printf("  %s: %s\n", badge, r.statusLine())
 	for _, l := range r.reasonLines() {
@@ -67,7 +87,11 @@ func (r *run) terminal(w *errWriter) {
 	if rows := r.table(); rows != nil {
 		w.printf("\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, row := range append([]sliRow{tableHeader()}, rows...) {
+		for i, row := range append([]sliRow{tableHeader()}, rows...) {
+			if i > 0 {
+				// The last column: its colour codes shift no other.
+				row.verdict = paint(row.verdict)
+			}
 			_, _ = io.WriteString(tw, "  "+strings.Join(row.cells(), "\t")+"\n")
 		}
 		_ = tw.Flush() // a write error is kept by w
@@ -115,6 +139,27 @@ func (r *run) terminal(w *errWriter) {
 			w.printf("    %-4s %s\n", resultWord(a), assertionLine(a))
 		}
 	}
+}
+
+// ANSI colours.
+const (
+	ansiRed    = "\x1b[1;31m"
+	ansiGreen  = "\x1b[1;32m"
+	ansiYellow = "\x1b[1;33m"
+	ansiReset  = "\x1b[0m"
+)
+
+// colored is a status word or verdict in its colour; other text as is.
+func colored(s string) string {
+	switch s {
+	case StatusPass, "pass":
+		return ansiGreen + s + ansiReset
+	case StatusFail, StatusRollbackFailed, StatusError, badgeNotRemoved:
+		return ansiRed + s + ansiReset
+	case StatusAborted, StatusInterrupted, StatusUnfinished:
+		return ansiYellow + s + ansiReset
+	}
+	return s
 }
 
 // reasonLines say why the run stopped or failed, once: the verdict's
