@@ -93,10 +93,20 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			tt.lane.take(t)
 			dir := t.TempDir()
 			junit, summary, jpath := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md"), filepath.Join(dir, "journal.jsonl")
-			code, out, stderr := runBinary(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
-				"../experiments/catalog/"+tt.file)
+			sjson := filepath.Join(dir, "summary.json")
+			// As the README shows it, at the default log level: -q prints
+			// the summary and nothing else (a failed run adds one line
+			// naming its exit).
+			code, out, stderr := runBinary(t, "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
+				"--summary-json", sjson, "../experiments/catalog/"+tt.file)
 			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
 			require.Contains(t, out, "time to recover")
+			if tt.want == cli.ExitOK {
+				require.Empty(t, stderr)
+			} else {
+				require.Equal(t, "mailchaos: the system under test failed: see the summary\n", stderr)
+			}
+			requireValidSummary(t, sjson)
 
 			data, err := os.ReadFile(junit)
 			require.NoError(t, err)
@@ -125,7 +135,7 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			// The journal renders again, the same way.
 			code, again, _ := runBinary(t, "report", jpath)
 			require.Equal(t, cli.ExitOK, code)
-			require.Contains(t, again, "time to recover")
+			require.Equal(t, out, again, "-q: stdout is the summary alone")
 		})
 	}
 }

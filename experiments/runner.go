@@ -402,8 +402,10 @@ func (r *runner) startTarget(ctx context.Context) error {
 	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
 	if err == nil {
 		// The target's components log what they do (every message
-		// quarantined, every connection): a debug matter during a run,
-		// whose progress lines say what counts. Warnings stay.
+		// quarantined, a site found unhealthy under a fault): during a
+		// run that is the stack answering the faults, a debug matter;
+		// the progress lines and the summary say what counts. Errors
+		// stay.
 		r.run, err = spec.Start(ctx, slog.New(demoted{r.log.Handler()}))
 	}
 	exp := redacted(r.exp)
@@ -423,11 +425,11 @@ func (r *runner) startTarget(ctx context.Context) error {
 	return r.write(start)
 }
 
-// demoted is a log handler that passes records below Warn on at Debug.
+// demoted is a log handler that passes records below Error on at Debug.
 type demoted struct{ h slog.Handler }
 
 func demote(l slog.Level) slog.Level {
-	if l < slog.LevelWarn {
+	if l < slog.LevelError {
 		return slog.LevelDebug
 	}
 	return l

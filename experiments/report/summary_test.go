@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -147,4 +148,20 @@ func stripANSI(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// TestDocumentedExampleIsValid: the example in docs/experiments.md
+// matches the schema.
+func TestDocumentedExampleIsValid(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/experiments.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "### The JSON summary")
+	require.True(t, ok)
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	require.True(t, ok)
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(example))
+	require.NoError(t, err)
+	require.NoError(t, summarySchema(t).Validate(inst))
 }
