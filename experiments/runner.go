@@ -398,7 +398,7 @@ func (r *runner) aborted(ctx context.Context, msg string, err error) Result {
 
 // startTarget starts or opens the target and journals the run's start.
 func (r *runner) startTarget(ctx context.Context) error {
-	start := journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File, SLIs: r.sliInfo()}
+	start := journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File}
 	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
 	if err == nil {
 		// The target's components log what they do (every message
@@ -447,16 +447,13 @@ func (d demoted) Handle(ctx context.Context, rec slog.Record) error {
 func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.h.WithAttrs(as)} }
 func (d demoted) WithGroup(name string) slog.Handler    { return demoted{d.h.WithGroup(name)} }
 
-// sliInfo is each SLI's unit and tolerance, for reports of a run that
-// ends before its verdict.
+// sliInfo is each SLI's unit (as its probe measures it) and tolerance,
+// for reports of a run that ends before its verdict.
 func (r *runner) sliInfo() []journal.SLIInfo {
-	out := make([]journal.SLIInfo, 0, len(r.exp.SteadyState))
-	for _, s := range r.exp.SteadyState {
-		unit := ""
-		if k, err := r.opts.Catalog.Probes.Get(s.Probe); err == nil {
-			unit = k.Unit
-		}
-		out = append(out, journal.SLIInfo{Name: s.Name, Unit: unit, Tolerance: s.Tolerance.format(unit)})
+	out := make([]journal.SLIInfo, 0, len(r.slis))
+	for _, s := range r.slis {
+		unit := r.unit(s)
+		out = append(out, journal.SLIInfo{Name: s.spec.Name, Unit: unit, Tolerance: s.spec.Tolerance.format(unit)})
 	}
 	return out
 }
@@ -527,7 +524,12 @@ func (r *runner) phase(name string) {
 	r.mu.Lock()
 	r.phaseName = name
 	r.mu.Unlock()
-	_ = r.write(journal.Event{Type: journal.TypePhase, Phase: name})
+	ev := journal.Event{Type: journal.TypePhase, Phase: name}
+	if name == PhaseBaseline {
+		// The probes are known from here: their units.
+		ev.SLIs = r.sliInfo()
+	}
+	_ = r.write(ev)
 	r.progress("phase %s", name)
 }
 

@@ -69,13 +69,14 @@ type Event struct {
 	File       string          `json:"file,omitempty"`
 	Experiment json.RawMessage `json:"experiment,omitempty"`
 	Target     *faults.Target  `json:"target,omitempty"`
-	// SLIs names each SLI's unit and tolerance, so that a journal cut
-	// short before its verdict still reads in units (absent in journals
-	// written before summary version 2).
-	SLIs []SLIInfo `json:"slis,omitempty"`
 
 	// phase
 	Phase string `json:"phase,omitempty"`
+	// SLIs names each SLI's unit and tolerance, on the baseline phase
+	// (once the probes know their units), so that a journal cut short
+	// before its verdict still reads in units. Absent in journals written
+	// before summary version 2.
+	SLIs []SLIInfo `json:"slis,omitempty"`
 
 	// sample: At is when the measurement started; Value is in the SLI's
 	// unit (seconds for latencies); Failed means the probe failed (counts

@@ -92,7 +92,7 @@ type run struct {
 	last    time.Time // the latest event time
 
 	lastPhase string
-	// sliInfo is the run-start's SLIs; method its experiment's method;
+	// sliInfo is the baseline phase's SLIs; method its experiment's method;
 	// injectStart when the inject phase started (zero: it never did).
 	sliInfo     []journal.SLIInfo
 	method      []plannedStep
@@ -180,7 +180,7 @@ func parse(events []journal.Event) *run {
 		}
 		switch e.Type {
 		case journal.TypeRunStart:
-			r.title, r.file, r.target, r.sliInfo = e.Title, e.File, e.Target, e.SLIs
+			r.title, r.file, r.target = e.Title, e.File, e.Target
 			var exp struct {
 				Method []plannedStep `json:"method"`
 			}
@@ -192,6 +192,9 @@ func parse(events []journal.Event) *run {
 			}
 		case journal.TypePhase:
 			r.lastPhase = e.Phase
+			if e.SLIs != nil {
+				r.sliInfo = e.SLIs
+			}
 			if e.Phase == "inject" && r.injectStart.IsZero() {
 				r.injectStart = e.T
 			}

@@ -24,13 +24,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata fr
 // journals are the hand-written journals in testdata, by name.
 // The exit-* journals were written by real runs, one per way a run ends
 // (go test ./experiments -run TestSummaryOnEveryExitPath -args
-// -write-journals DIR); the others are hand-written in the format of
+// -write-journals DIR; exit-crashed is exit-interrupted cut before its
+// rollback, as a killed run leaves it); the others are hand-written in the format of
 // older versions, so that old journals keep rendering.
 func journals() []string {
 	return []string{
 		"pass", "recovery-failed", "aborted", "truncated",
 		"exit-pass", "exit-fail", "exit-aborted-baseline", "exit-interrupted",
-		"exit-target-cannot-start", "exit-rollback-failed",
+		"exit-target-cannot-start", "exit-rollback-failed", "exit-crashed",
 	}
 }
 

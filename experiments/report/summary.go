@@ -448,7 +448,7 @@ func (r *run) sliResults() []SLIResult {
 	return out
 }
 
-// info is what the run-start says of an SLI.
+// info is what the journal says of an SLI before any verdict.
 func (r *run) info(name string) journal.SLIInfo {
 	for _, i := range r.sliInfo {
 		if i.Name == name {

@@ -95,6 +95,11 @@ func TestSummaryFacts(t *testing.T) {
 	require.Nil(t, sum.Runs[0].ExitCode)
 	require.Equal(t, 3, sum.ExitCode, "an unfinished run counts as one that did not complete")
 
+	// A crashed run of this version: its samples read in their unit.
+	var buf bytes.Buffer
+	require.NoError(t, Terminal(&buf, readJournal(t, "exit-crashed")))
+	require.Regexp(t, `(?m)^  banner +\d+ +\d+ +\d+(\.\d+)?(µs|ms|s)$`, buf.String())
+
 	// Several runs: the gravest exit code wins.
 	sum = Summarize(readJournal(t, "exit-pass"), readJournal(t, "exit-rollback-failed"), readJournal(t, "exit-fail"))
 	require.Equal(t, 4, sum.ExitCode)

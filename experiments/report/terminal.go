@@ -188,7 +188,7 @@ func (r *run) reasonLines() []string {
 
 // sampleRows are a run without a verdict's sample counts, a header first:
 // SLI, samples, failed probes, last value (in the SLI's unit when the
-// run-start names it). nil without samples.
+// journal names it). nil without samples.
 func (r *run) sampleRows() [][]string {
 	if len(r.samples) == 0 {
 		return nil
