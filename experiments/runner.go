@@ -268,11 +268,13 @@ func (r *runner) baselinePhase(ctx context.Context) (Result, bool) {
 		tol := s.spec.Tolerance.format(r.unit(s))
 		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
 		if !ev.ok {
-			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), tol))
+			bad = append(bad, s.spec.Name)
 		}
 	}
 	if len(bad) > 0 {
-		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil), false
+		// The values are in the baseline assertions, said once.
+		return r.aborted(ctx, "the steady state does not hold before any fault ("+strings.Join(bad, ", ")+
+			" out of tolerance); nothing was injected", nil), false
 	}
 	return Result{}, true
 }
