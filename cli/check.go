@@ -51,7 +51,7 @@ func checkCommand(st *state) *ucli.Command {
 				fmt.Fprintln(out, note)
 			}
 			res, err := experiments.Check(st.stop, exp, experiments.CheckOptions{
-				Catalog: cat, Log: st.log, View: runView(out, c.Bool("quiet")), Kill: st.kill, For: c.Duration("for"),
+				Catalog: cat, Log: st.log, View: runView(st, out, c.Bool("quiet")), Kill: st.kill, For: c.Duration("for"),
 				Ready: func(t faults.Target) { printEndpoints(out, t) },
 			})
 			if len(res.SLIs) > 0 {

@@ -109,7 +109,7 @@ func TestDefaultJournalInStateDir(t *testing.T) {
 	t.Parallel()
 	state := t.TempDir()
 	exp := writeExperiment(t, t.TempDir())
-	code, out, errb := runEnv(t, stateEnv(state), "--log-level", "warn", "--builtins", "in-process", "run", "-q", exp)
+	code, out, errb := runEnv(t, stateEnv(state), "--builtins", "in-process", "run", exp)
 	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
 
 	dir := filepath.Join(state, "mailchaos")
@@ -133,6 +133,18 @@ func TestDefaultJournalInStateDir(t *testing.T) {
 	}
 	require.True(t, strings.Index(out, "journal: ") < strings.Index(out, "time to recover"), out)
 	evs, err := journal.ReadFile(names[0])
+	require.NoError(t, err)
+	require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type)
+
+	// -q prints the summary only: the journal is still written, in the
+	// same folder, and its path is not printed.
+	code, out, errb = runEnv(t, stateEnv(state), "--builtins", "in-process", "run", "-q", exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	require.NotContains(t, out, "journal: ")
+	names, err = filepath.Glob(filepath.Join(dir, "journal-*.jsonl"))
+	require.NoError(t, err)
+	require.Len(t, names, 2)
+	evs, err = journal.ReadFile(names[1])
 	require.NoError(t, err)
 	require.Equal(t, journal.TypeVerdict, evs[len(evs)-1].Type)
 }

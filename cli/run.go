@@ -129,7 +129,8 @@ func runCommand(st *state) *ucli.Command {
 			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE` (e.g. $GITHUB_STEP_SUMMARY)"},
 			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback (the experiment must allow them too)"},
-			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, only the summary"},
+			&ucli.StringFlag{Name: summaryJSONFlag, Usage: "write the machine-readable summary (JSON, schema mailchaos.summary/v1) to `FILE` (- for stdout)"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print the summary only: no progress lines, no journal path"},
 			targetFlag(),
 		},
 		Action: func(c *ucli.Context) error {
@@ -150,16 +151,22 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
-			view := runView(st.env.Stdout, c.Bool("quiet"))
+			quiet := c.Bool("quiet")
+			if !quiet {
+				fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+			}
+			view := runView(st, st.env.Stdout, quiet)
 			var results []experiments.Result
 			for i, e := range exps {
 				if st.stop.Err() != nil {
-					results = append(results, experiments.Result{Status: journal.StatusInterrupted,
-						Message: "interrupted before " + strings.Join(files[i:], ", ") + " ran"})
+					msg := "interrupted before " + strings.Join(files[i:], ", ") + " ran"
+					fmt.Fprintf(st.env.Stderr, "mailchaos: %s\n", msg)
+					results = append(results, experiments.Result{Status: journal.StatusInterrupted, Message: msg})
 					break
 				}
-				fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
+				if !quiet {
+					fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
+				}
 				res := experiments.Run(st.stop, e, experiments.Options{
 					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
 					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i],
@@ -172,7 +179,12 @@ func runCommand(st *state) *ucli.Command {
 			if err := writeReports(st, jpath, c.String("junit"), c.String("summary"), true); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
-			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+			if err := writeSummaryJSON(st, jpath, c.String(summaryJSONFlag)); err != nil {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
+			}
+			if !quiet {
+				fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+			}
 			return experiments.Outcome(results...)
 		},
 	}
@@ -207,7 +219,7 @@ func writeReports(st *state, jpath, junit, summary string, terminal bool) error 
 	}
 	runs := report.Split(events)
 	if terminal {
-		if err := report.Terminal(st.env.Stdout, runs...); err != nil {
+		if err := report.TerminalWith(st.env.Stdout, terminalOptions(st), runs...); err != nil {
 			return err
 		}
 	}
@@ -248,17 +260,24 @@ func writeReports(st *state, jpath, junit, summary string, terminal bool) error 
 func reportCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:      "report",
-		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown",
+		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown, JSON",
 		ArgsUsage: "JOURNAL",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE`"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the machine-readable summary (JSON, schema mailchaos.summary/v1) instead of the terminal summary"},
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("report needs exactly one JOURNAL")}
 			}
-			return writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), true)
+			if err := writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), !c.Bool("json")); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeSummaryJSON(st, c.Args().First(), "-")
+			}
+			return nil
 		},
 	}
 }
@@ -290,19 +309,6 @@ func recoverCommand(st *state) *ucli.Command {
 			return err
 		},
 	}
-}
-
-// runView is how a run shows on out: nothing with --quiet, a live status
-// line below the progress lines on a terminal, else the progress lines
-// alone.
-func runView(out io.Writer, quiet bool) experiments.View {
-	switch {
-	case quiet:
-		return nil
-	case isTerminal(out):
-		return experiments.NewTerminalView(out)
-	}
-	return experiments.NewLineView(out)
 }
 
 // isTerminal reports whether w is a terminal.

@@ -3,6 +3,8 @@ package cli_test
 import (
 	"context"
 	"encoding/xml"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/mailchaos/mailchaos/cli"
 	"github.com/mailchaos/mailchaos/experiments/journal"
@@ -89,10 +93,20 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			tt.lane.take(t)
 			dir := t.TempDir()
 			junit, summary, jpath := filepath.Join(dir, "junit.xml"), filepath.Join(dir, "summary.md"), filepath.Join(dir, "journal.jsonl")
-			code, out, stderr := runBinary(t, "--log-level", "warn", "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
-				"../experiments/catalog/"+tt.file)
+			sjson := filepath.Join(dir, "summary.json")
+			// As the README shows it, at the default log level: -q prints
+			// the summary and nothing else (a failed run adds one line
+			// naming its exit).
+			code, out, stderr := runBinary(t, "run", "-q", "--journal", jpath, "--junit", junit, "--summary", summary,
+				"--summary-json", sjson, "../experiments/catalog/"+tt.file)
 			require.Equal(t, tt.want, code, "%s\n%s", out, stderr)
 			require.Contains(t, out, "time to recover")
+			if tt.want == cli.ExitOK {
+				require.Empty(t, stderr)
+			} else {
+				require.Equal(t, "mailchaos: the system under test failed: see the summary\n", stderr)
+			}
+			requireValidSummary(t, sjson)
 
 			data, err := os.ReadFile(junit)
 			require.NoError(t, err)
@@ -121,7 +135,7 @@ func TestCatalogIncidentPairs(t *testing.T) {
 			// The journal renders again, the same way.
 			code, again, _ := runBinary(t, "report", jpath)
 			require.Equal(t, cli.ExitOK, code)
-			require.Contains(t, again, "time to recover")
+			require.Equal(t, out, again, "-q: stdout is the summary alone")
 		})
 	}
 }
@@ -202,4 +216,161 @@ func TestRecoverRemovesWhatACrashedRunLeft(t *testing.T) {
 	require.Contains(t, out, "nothing to recover")
 	code, _, stderr = run(t, "recover", filepath.Join(t.TempDir(), "missing.jsonl"))
 	require.Equal(t, cli.ExitInvalid, code, stderr)
+}
+
+// TestRunQuietPrintsOnlyTheSummary: with -q, and the default log level,
+// a run on the embedded stack prints its summary and nothing else: stdout
+// is what `report` renders from the journal, stderr is empty (the stack's
+// own logs are debug messages during a run).
+func TestRunQuietPrintsOnlyTheSummary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	exp := writeExperiment(t, dir)
+	jpath, sjson := filepath.Join(dir, "j.jsonl"), filepath.Join(dir, "summary.json")
+	code, out, errb := run(t, "--builtins", "in-process", "run", "-q", "--journal", jpath, "--summary-json", sjson, exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	require.Empty(t, errb, "-q: nothing on stderr")
+	code, again, _ := run(t, "report", jpath)
+	require.Equal(t, cli.ExitOK, code)
+	require.Equal(t, again, out, "-q: stdout is the summary alone")
+	require.True(t, strings.HasPrefix(out, "secrets stay out of journals\n"), out)
+	requireValidSummary(t, sjson)
+
+	// report --json prints the same summary.
+	code, js, errb := run(t, "report", "--json", jpath)
+	require.Equal(t, cli.ExitOK, code, errb)
+	want, err := os.ReadFile(sjson)
+	require.NoError(t, err)
+	require.JSONEq(t, string(want), js)
+}
+
+// TestRunLogsComponentsAtDebug: the embedded stack's messages are shown
+// with --log-level debug only; the progress lines are always there.
+func TestRunLogsComponentsAtDebug(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	exp := writeExperiment(t, dir)
+	code, out, errb := run(t, "--builtins", "in-process", "run", "--journal", filepath.Join(dir, "a.jsonl"), exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	require.NotContains(t, errb, "component=mailstack")
+	require.Contains(t, out, "phase baseline")
+	code, out, errb = run(t, "--log-level", "debug", "--builtins", "in-process", "run", "--journal", filepath.Join(dir, "b.jsonl"), exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	require.Contains(t, errb, "component=mailstack")
+}
+
+// requireValidSummary validates a summary file against
+// docs/summary.schema.json.
+func requireValidSummary(t *testing.T, path string) {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	sch, err := c.Compile("../docs/summary.schema.json")
+	require.NoError(t, err)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	inst, err := jsonschema.UnmarshalJSON(f)
+	require.NoError(t, err)
+	require.NoError(t, sch.Validate(inst))
+}
+
+// TestSummaryJSONIsWrittenSafely: a link at the summary's path is refused
+// and left as it is; a regular file there is replaced whole.
+func TestSummaryJSONIsWrittenSafely(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	exp := writeExperiment(t, dir)
+	victim := filepath.Join(dir, "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("keep"), 0o600))
+	link := filepath.Join(dir, "link.json")
+	require.NoError(t, os.Symlink(victim, link))
+	code, _, errb := run(t, "--builtins", "in-process", "run", "-q", "--journal", filepath.Join(dir, "a.jsonl"), "--summary-json", link, exp)
+	require.Equal(t, cli.ExitOK, code, "the run's verdict stands: %s", errb)
+	require.Contains(t, errb, "symbolic link")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, "keep", string(b), "nothing written through the link")
+
+	old := filepath.Join(dir, "old.json")
+	require.NoError(t, os.WriteFile(old, []byte(strings.Repeat("x", 1<<20)), 0o600))
+	code, _, errb = run(t, "--builtins", "in-process", "run", "-q", "--journal", filepath.Join(dir, "b.jsonl"), "--summary-json", old, exp)
+	require.Equal(t, cli.ExitOK, code, errb)
+	requireValidSummary(t, old)
+	left, err := filepath.Glob(filepath.Join(dir, ".old.json.tmp-*"))
+	require.NoError(t, err)
+	require.Empty(t, left, "no temporary file left")
+}
+
+// openPTY opens a pseudo-terminal: what mailchaos writes to tty, the test
+// reads from the returned function once tty is closed.
+func openPTY(t *testing.T) (tty *os.File, read func() string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	require.NoError(t, err, "a pseudo-terminal is needed to test terminal output")
+	t.Cleanup(func() { m.Close() })
+	require.NoError(t, unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0))
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	require.NoError(t, err)
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	require.NoError(t, err)
+	var buf syncBuffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&buf, m) // ends with EIO once the terminal side is closed
+	}()
+	return s, func() string {
+		s.Close()
+		<-done
+		return buf.String()
+	}
+}
+
+// envWith is the environment with the given variables set.
+func envWith(vars map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}
+}
+
+// TestTerminalOutput: on a terminal the summary has colours and the run a
+// live status line; with NO_COLOR no colours, with TERM=dumb neither
+// colours nor the status line: no escape sequence at all.
+func TestTerminalOutput(t *testing.T) {
+	t.Parallel()
+	jpath := "../experiments/report/testdata/exit-fail.jsonl"
+	report := func(vars map[string]string) string {
+		tty, read := openPTY(t)
+		code := runCLI(t, cli.Env{Stdout: tty, Stderr: io.Discard, Getenv: envWith(vars)}, "report", jpath)
+		require.Equal(t, cli.ExitOK, code)
+		return read()
+	}
+	require.Contains(t, report(map[string]string{"TERM": "xterm", "NO_COLOR": ""}), "\x1b[1;31mFAIL\x1b[0m")
+	require.NotContains(t, report(map[string]string{"TERM": "xterm", "NO_COLOR": "1"}), "\x1b")
+	require.NotContains(t, report(map[string]string{"TERM": "dumb", "NO_COLOR": ""}), "\x1b")
+
+	dir := t.TempDir()
+	exp := writeExperiment(t, dir)
+	runOn := func(name string, vars map[string]string, args ...string) string {
+		tty, read := openPTY(t)
+		var errb syncBuffer
+		args = append(append([]string{"--builtins", "in-process", "run", "--journal", filepath.Join(dir, name+".jsonl")}, args...), exp)
+		code := runCLI(t, cli.Env{Stdout: tty, Stderr: &errb, Getenv: envWith(vars)}, args...)
+		out := read()
+		require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb.String())
+		require.Contains(t, out, "secrets stay out of journals")
+		return out
+	}
+	out := runOn("color", map[string]string{"TERM": "xterm", "NO_COLOR": ""})
+	require.Contains(t, out, "\x1b[K", "a terminal shows the live status line")
+	require.Contains(t, out, "\x1b[1;32mPASS\x1b[0m")
+	out = runOn("dumb", map[string]string{"TERM": "dumb", "NO_COLOR": ""})
+	require.NotContains(t, out, "\x1b", "TERM=dumb: no escape sequence")
+	require.Contains(t, out, "phase baseline", "the progress lines stay")
+	out = runOn("nocolor", map[string]string{"TERM": "xterm", "NO_COLOR": "1"}, "-q")
+	require.NotContains(t, out, "\x1b", "NO_COLOR, -q: no escape sequence")
 }

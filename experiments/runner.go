@@ -82,6 +82,13 @@ type Result struct {
 	Err error
 }
 
+// windowCount counts a window's samples: failed, and whether any measured
+// a value.
+type windowCount struct {
+	failed   int
+	measured bool
+}
+
 // runner is the state of one run.
 type runner struct {
 	exp  *Experiment
@@ -94,6 +101,11 @@ type runner struct {
 	// baseline is each SLI's evaluation the baseline assertion used, by
 	// SLI index, for the summary.
 	baseline []evaluation
+	// baselineWin counts each baseline window's samples, by SLI index.
+	baselineWin []windowCount
+	// injectStart is when the inject phase started and methodEnd the
+	// planned end of its last fault; zero before.
+	injectStart, methodEnd time.Time
 	// lifecycle holds the faults in place.
 	lifecycle *Lifecycle
 	mu        sync.Mutex
@@ -123,6 +135,10 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 		if p := recover(); p != nil {
 			res = Result{Status: journal.StatusAborted, Message: fmt.Sprintf("internal error: %v", p),
 				Err: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
+		}
+		if !res.Summary.RecoveryJudged && len(r.slis) > 0 {
+			// Stopped early: the figures it got to, never an empty table.
+			res.Summary = r.partialSummary()
 		}
 		var partial *faults.RollbackError
 		if errors.As(res.Err, &partial) {
@@ -233,21 +249,32 @@ func (r *runner) baselinePhase(ctx context.Context) (Result, bool) {
 	now := time.Now()
 	var bad []string
 	r.baseline = make([]evaluation, len(r.slis))
+	r.baselineWin = make([]windowCount, len(r.slis))
 	for i, s := range r.slis {
 		pts := s.series.snapshot()
 		if _, ok := s.probe.(probes.Stepped); ok && len(pts) == 0 {
 			continue // it measures a method step (the load), not started yet
 		}
-		ev := s.spec.Tolerance.check(now, window(pts, s.spec.Tolerance, now))
+		win := window(pts, s.spec.Tolerance, now)
+		ev := s.spec.Tolerance.check(now, win)
 		r.baseline[i] = ev
+		for _, p := range win {
+			if p.failed {
+				r.baselineWin[i].failed++
+			} else {
+				r.baselineWin[i].measured = true
+			}
+		}
 		tol := s.spec.Tolerance.format(r.unit(s))
 		r.assert("baseline: "+s.spec.Name, ev.ok, r.describe(s, ev), tol, "")
 		if !ev.ok {
-			bad = append(bad, fmt.Sprintf("%s is %s, tolerance %s", s.spec.Name, r.describe(s, ev), tol))
+			bad = append(bad, s.spec.Name)
 		}
 	}
 	if len(bad) > 0 {
-		return r.aborted(ctx, "the steady state does not hold before any fault: "+strings.Join(bad, "; ")+"; nothing was injected", nil), false
+		// The values are in the baseline assertions, said once.
+		return r.aborted(ctx, "the steady state does not hold before any fault ("+strings.Join(bad, ", ")+
+			" out of tolerance); nothing was injected", nil), false
 	}
 	return Result{}, true
 }
@@ -258,6 +285,7 @@ func (r *runner) baselinePhase(ctx context.Context) (Result, bool) {
 func (r *runner) injectPhase(ctx context.Context) (time.Time, Result, bool) {
 	r.phase(PhaseInject)
 	t0 := time.Now()
+	r.injectStart, r.methodEnd = t0, t0.Add(r.exp.methodEnd())
 	type event struct {
 		at     time.Time
 		step   int
@@ -372,22 +400,64 @@ func (r *runner) aborted(ctx context.Context, msg string, err error) Result {
 
 // startTarget starts or opens the target and journals the run's start.
 func (r *runner) startTarget(ctx context.Context) error {
+	start := journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File}
 	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
-	if err != nil {
-		return err
-	}
-	if r.run, err = spec.Start(ctx, r.log); err != nil {
-		return err
+	if err == nil {
+		// The target's components log what they do (every message
+		// quarantined, a site found unhealthy under a fault): during a
+		// run that is the stack answering the faults, a debug matter;
+		// the progress lines and the summary say what counts. Errors
+		// stay.
+		r.run, err = spec.Start(ctx, slog.New(demoted{r.log.Handler()}))
 	}
 	exp := redacted(r.exp)
+	if err != nil {
+		// The journal still says which run this was.
+		start.Experiment, _ = json.Marshal(exp)
+		_ = r.write(start)
+		return err
+	}
 	if r.exp.Target.File != "" {
 		// The target file's consent to hosts off loopback is the target's.
 		exp.Target.AllowRemote = spec.File.AllowRemote
 	}
-	expJSON, _ := json.Marshal(exp)
+	start.Experiment, _ = json.Marshal(exp)
 	tg := r.run.Target
-	return r.write(journal.Event{Type: journal.TypeRunStart, Title: r.exp.Title, File: r.opts.File,
-		Experiment: expJSON, Target: &tg})
+	start.Target = &tg
+	return r.write(start)
+}
+
+// demoted is a log handler that passes records below Error on at Debug.
+type demoted struct{ h slog.Handler }
+
+func demote(l slog.Level) slog.Level {
+	if l < slog.LevelError {
+		return slog.LevelDebug
+	}
+	return l
+}
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.h.Enabled(ctx, demote(l))
+}
+
+func (d demoted) Handle(ctx context.Context, rec slog.Record) error {
+	rec.Level = demote(rec.Level)
+	return d.h.Handle(ctx, rec)
+}
+
+func (d demoted) WithAttrs(as []slog.Attr) slog.Handler { return demoted{d.h.WithAttrs(as)} }
+func (d demoted) WithGroup(name string) slog.Handler    { return demoted{d.h.WithGroup(name)} }
+
+// sliInfo is each SLI's unit (as its probe measures it) and tolerance,
+// for reports of a run that ends before its verdict.
+func (r *runner) sliInfo() []journal.SLIInfo {
+	out := make([]journal.SLIInfo, 0, len(r.slis))
+	for _, s := range r.slis {
+		unit := r.unit(s)
+		out = append(out, journal.SLIInfo{Name: s.spec.Name, Unit: unit, Tolerance: s.spec.Tolerance.format(unit)})
+	}
+	return out
 }
 
 // redacted returns a copy of e for the journal, with the values of
@@ -456,7 +526,12 @@ func (r *runner) phase(name string) {
 	r.mu.Lock()
 	r.phaseName = name
 	r.mu.Unlock()
-	_ = r.write(journal.Event{Type: journal.TypePhase, Phase: name})
+	ev := journal.Event{Type: journal.TypePhase, Phase: name}
+	if name == PhaseBaseline {
+		// The probes are known from here: their units.
+		ev.SLIs = r.sliInfo()
+	}
+	_ = r.write(ev)
 	r.progress("phase %s", name)
 }
 

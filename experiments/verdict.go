@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,47 +44,119 @@ func (r *runner) recoveryAnchor() string {
 	return "the method"
 }
 
-// recoverySummary works out each SLI's worst value during the faults and
-// its time to recover from recovered (the planned end that starts the
-// clock), journals the recovery assertions and says whether any failed.
-// methodEnd is the planned end of the last fault.
+// sliFigures is an SLI's figures up to now, whatever the exit path: its
+// samples, the baseline its assertion judged, its worst window while the
+// faults were planned to be in place (from injectStart to methodEnd; none
+// when the method never started) and its last value.
+func (r *runner) sliFigures(i int, s *sliState, pts []point, injectStart, methodEnd time.Time) journal.SLISummary {
+	tol := s.spec.Tolerance
+	ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s), Samples: len(pts), Hold: r.exp.Recovery.Hold}
+	ss.Tolerance = tol.format(ss.Unit)
+	_, stepped := s.probe.(probes.Stepped)
+	switch {
+	case i >= len(r.baseline):
+		// The baseline was never judged.
+	case stepped && r.baseline[i].at.IsZero():
+		ss.NoBaseline = true
+	default:
+		// The value the baseline assertion judged, not a later one.
+		b := r.baseline[i]
+		ss.BaselineJudged, ss.BaselinePassed = true, b.ok
+		ss.Baseline = b.stat
+		if i < len(r.baselineWin) {
+			ss.BaselineFailed, ss.BaselineMeasured = r.baselineWin[i].failed, r.baselineWin[i].measured
+		}
+	}
+	for _, p := range pts {
+		if p.failed {
+			ss.FailedSamples++
+			ss.LastFailure = oneLine(p.err)
+		} else {
+			ss.Last, ss.LastMeasured = p.value, true
+		}
+	}
+	if n := len(pts); n > 0 {
+		ss.LastFailed = pts[n-1].failed
+	}
+	if injectStart.IsZero() {
+		return ss
+	}
+	for _, ev := range evaluate(pts, tol, injectStart, methodEnd) {
+		ss.Evaluations++
+		if ev.failed {
+			ss.Failures++
+			continue
+		}
+		if !ss.WorstMeasured || tol.worse(ev.stat, ss.Worst) {
+			ss.Worst, ss.WorstMeasured = ev.stat, true
+		}
+	}
+	ss.WorstOut = ss.WorstMeasured && !tol.within(ss.Worst)
+	return ss
+}
+
+// partialSummary is the summary of a run that stopped before its recovery
+// was judged: each SLI's figures so far.
+func (r *runner) partialSummary() journal.Summary {
+	sum := journal.Summary{Version: journal.SummaryVersion, RecoveryBound: r.exp.Recovery.Within, RecoveryFrom: r.recoveryAnchor()}
+	end := time.Now()
+	if !r.methodEnd.IsZero() && r.methodEnd.Before(end) {
+		end = r.methodEnd
+	}
+	for i, s := range r.slis {
+		sum.SLIs = append(sum.SLIs, r.sliFigures(i, s, s.series.snapshot(), r.injectStart, end))
+	}
+	return sum
+}
+
+// outFor is how long the samples were out of tolerance from from to end:
+// the time from each evaluation out of tolerance to the next evaluation
+// (or to end).
+func outFor(pts []point, tol Tolerance, from, end time.Time) time.Duration {
+	evs := evaluate(pts, tol, from, end)
+	var d time.Duration
+	for i, ev := range evs {
+		if ev.ok {
+			continue
+		}
+		next := end
+		if i+1 < len(evs) {
+			next = evs[i+1].at
+		}
+		if start := maxTime(ev.at, from); next.After(start) {
+			d += next.Sub(start)
+		}
+	}
+	return d
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// recoverySummary works out each SLI's figures (sliFigures) and its time
+// to recover from removed (the planned end that starts the clock),
+// journals the recovery assertions and says whether any failed. methodEnd
+// is the planned end of the last fault.
 func (r *runner) recoverySummary(injectStart, removed, methodEnd, end time.Time) (journal.Summary, bool) {
-	sum := journal.Summary{RecoveryBound: r.exp.Recovery.Within, RecoveryFrom: r.recoveryAnchor()}
+	sum := journal.Summary{Version: journal.SummaryVersion, RecoveryJudged: true,
+		RecoveryBound: r.exp.Recovery.Within, RecoveryFrom: r.recoveryAnchor()}
 	deviated := false
 	overall := time.Duration(0)
 	recoveredAll := true
 	for i, s := range r.slis {
 		pts := s.series.snapshot()
 		tol := s.spec.Tolerance
-		ss := journal.SLISummary{Name: s.spec.Name, Unit: r.unit(s)}
-		ss.Tolerance = tol.format(ss.Unit)
-		if _, stepped := s.probe.(probes.Stepped); stepped && i < len(r.baseline) && r.baseline[i].at.IsZero() {
-			ss.NoBaseline = true
-		} else if i < len(r.baseline) {
-			// The value the baseline assertion judged, not a later one.
-			ss.Baseline = r.baseline[i].stat
-		}
-		for _, p := range pts {
-			if p.failed {
-				ss.FailedSamples++
-				ss.LastFailure = oneLine(p.err)
-			}
-		}
-		first := true
-		for _, ev := range evaluate(pts, tol, injectStart, methodEnd) {
-			if ev.failed {
-				ss.Failures++
-				continue
-			}
-			if first || tol.worse(ev.stat, ss.Worst) {
-				ss.Worst, first = ev.stat, false
-			}
-		}
+		ss := r.sliFigures(i, s, pts, injectStart, methodEnd)
 		ttr, ok := timeToRecover(pts, tol, removed, end, r.exp.Recovery.Hold)
 		ss.Recovered = ok
 		ss.TimeToRecover = ttr
 		if !ok {
 			ss.TimeToRecover = -1
+			ss.OutFor = outFor(pts, tol, removed, end)
 			recoveredAll = false
 		}
 		ss.Passed = ok && ttr <= r.exp.Recovery.Within
@@ -145,7 +218,7 @@ func (r *runner) assert(name string, passed bool, measured, bound, msg string) {
 	if !passed {
 		verdict = "FAILED"
 	}
-	r.progress("%s: %s (measured %s, bound %s)", name, verdict, measured, bound)
+	r.progress("%s: %s: %s (bound %s)", name, verdict, measured, bound)
 }
 
 // verdict journals the run's end.
@@ -170,7 +243,7 @@ func (r *runner) verdict(res Result, d time.Duration) {
 // not complete (Aborted, with the message of every run that has one);
 // then a system under test that failed (Failed).
 func Outcome(results ...Result) error {
-	var msgs []string
+	var stopped []string // statuses of runs that did not complete
 	aborted, failed := false, false
 	var invalid error
 	for _, r := range results {
@@ -187,16 +260,18 @@ func Outcome(results ...Result) error {
 			failed = true
 		case r.Status != journal.StatusCompleted:
 			aborted = true
-		}
-		if r.Message != "" {
-			msgs = append(msgs, r.Message)
+			if !slices.Contains(stopped, r.Status) {
+				stopped = append(stopped, r.Status)
+			}
 		}
 	}
 	switch {
 	case invalid != nil:
 		return exitcode.Wrap(invalid, exitcode.Invalid)
 	case aborted:
-		return exitcode.New(exitcode.Aborted, "the run did not complete: "+strings.Join(msgs, "; "))
+		// The reason is in the summary, said once; this only names the
+		// outcome.
+		return exitcode.New(exitcode.Aborted, "the run did not complete ("+strings.Join(stopped, ", ")+"): see the summary")
 	case failed:
 		return exitcode.New(exitcode.Failed, "the system under test failed: see the summary")
 	}

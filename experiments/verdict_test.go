@@ -31,7 +31,7 @@ func TestOutcome(t *testing.T) {
 		{"completed", []experiments.Result{completed, completed}, exitcode.OK, ""},
 		{"failed", []experiments.Result{completed, failed}, exitcode.Failed, "the system under test failed: see the summary"},
 		{"aborted over failed", []experiments.Result{failed, aborted, interrupted}, exitcode.Aborted,
-			"the run did not complete: safety: max-duration; interrupted by a signal"},
+			"the run did not complete (aborted, interrupted): see the summary"},
 		{"rollback over all", []experiments.Result{aborted, rollback, failed}, exitcode.RollbackFailed,
 			"fault s0 (gray-failure) may still be in place: removing it failed: refused"},
 	} {

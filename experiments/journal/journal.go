@@ -72,6 +72,11 @@ type Event struct {
 
 	// phase
 	Phase string `json:"phase,omitempty"`
+	// SLIs names each SLI's unit and tolerance, on the baseline phase
+	// (once the probes know their units), so that a journal cut short
+	// before its verdict still reads in units. Absent in journals written
+	// before summary version 2.
+	SLIs []SLIInfo `json:"slis,omitempty"`
 
 	// sample: At is when the measurement started; Value is in the SLI's
 	// unit (seconds for latencies); Failed means the probe failed (counts
@@ -109,9 +114,30 @@ type Event struct {
 	Err     string `json:"error,omitempty"`
 }
 
-// Summary is the per-SLI outcome, kept in the verdict for reports.
+// SLIInfo is what a report needs to know of an SLI before any verdict.
+type SLIInfo struct {
+	Name      string `json:"name"`
+	Unit      string `json:"unit,omitempty"`
+	Tolerance string `json:"tolerance,omitempty"`
+}
+
+// SummaryVersion is the version of [Summary] this package writes. Version
+// 0 (the field absent) is a journal written before versions: its
+// summaries have no sample counts, no last values, and an empty summary
+// on a run that stopped before the recovery phase. Readers treat every
+// field added since as unknown when Version is lower.
+const SummaryVersion = 2
+
+// Summary is the per-SLI outcome, kept in the verdict for reports. Every
+// run that took samples has one, whatever its exit path: a run that
+// stopped early has the figures it got to (RecoveryJudged false).
 type Summary struct {
-	SLIs []SLISummary `json:"slis"`
+	// Version is [SummaryVersion] when written; 0 in old journals.
+	Version int          `json:"version,omitempty"`
+	SLIs    []SLISummary `json:"slis"`
+	// RecoveryJudged is true when the run reached the recovery verdict,
+	// so TimeToRecover and each SLI's recovery figures mean something.
+	RecoveryJudged bool `json:"recovery_judged,omitempty"`
 	// TimeToRecover is the largest per-SLI time-to-recover; negative means
 	// some SLI did not recover.
 	TimeToRecover time.Duration `json:"time_to_recover"`
@@ -149,6 +175,38 @@ type SLISummary struct {
 	// During is the recovery with the faults in place, when the experiment
 	// asks for it (recovery.during).
 	During *DuringSummary `json:"during,omitempty"`
+
+	// Fields of version 2.
+
+	// Samples counts the SLI's samples over the run.
+	Samples int `json:"samples,omitempty"`
+	// BaselineJudged is true when the baseline assertion judged the SLI
+	// (Baseline is then its value); BaselinePassed is its result and
+	// BaselineFailed the failed samples in the window it judged. A
+	// baseline window whose samples all failed has no value
+	// (BaselineMeasured false).
+	BaselineJudged   bool `json:"baseline_judged,omitempty"`
+	BaselineMeasured bool `json:"baseline_measured,omitempty"`
+	BaselinePassed   bool `json:"baseline_passed,omitempty"`
+	BaselineFailed   int  `json:"baseline_failed,omitempty"`
+	// Evaluations counts the windows evaluated while the faults were
+	// planned to be in place; WorstMeasured is false when none of them
+	// had a measured value (every one held a failed sample, or there was
+	// none), and Worst is then meaningless. WorstOut is true when Worst
+	// is out of tolerance.
+	Evaluations   int  `json:"evaluations,omitempty"`
+	WorstMeasured bool `json:"worst_measured,omitempty"`
+	WorstOut      bool `json:"worst_out,omitempty"`
+	// Last is the last measured value (LastMeasured false: no sample
+	// measured one) and LastFailed whether the very last sample failed.
+	Last         float64 `json:"last,omitempty"`
+	LastMeasured bool    `json:"last_measured,omitempty"`
+	LastFailed   bool    `json:"last_failed,omitempty"`
+	// OutFor is how long the SLI was out of tolerance after the recovery
+	// clock started, up to the end of the recovery phase.
+	OutFor time.Duration `json:"out_for,omitempty"`
+	// Hold is recovery.hold, the time an SLI must stay in tolerance.
+	Hold time.Duration `json:"hold,omitempty"`
 }
 
 // DuringSummary is one SLI's recovery with the faults still in place.

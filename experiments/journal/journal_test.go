@@ -1,11 +1,14 @@
 package journal_test
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -167,4 +170,28 @@ func TestAppend(t *testing.T) {
 		_, err := journal.Append(fifo, "run-1")
 		require.ErrorContains(t, err, "not a regular file")
 	})
+}
+
+// TestSummaryVersions: a verdict written before summary versions reads as
+// version 0 with its figures; a version 2 summary keeps every field.
+func TestSummaryVersions(t *testing.T) {
+	old := `{"t":"2025-03-04T10:00:44Z","type":"verdict","status":"failed","exit_code":1,"summary":{"slis":[{"name":"d","tolerance":"<= 5s","baseline":0.7,"worst":30,"time_to_recover":-1,"recovered":false,"passed":false,"failures":2}],"time_to_recover":-1,"recovery_bound":60000000000}}` + "\n"
+	evs, err := journal.Read(strings.NewReader(old))
+	require.NoError(t, err)
+	sum := evs[0].Summary
+	require.Zero(t, sum.Version)
+	require.False(t, sum.RecoveryJudged, "unknown in version 0")
+	require.InDelta(t, 0.7, sum.SLIs[0].Baseline, 1e-9)
+
+	var buf bytes.Buffer
+	w := journal.NewWriter(&buf, "r")
+	in := journal.Summary{Version: journal.SummaryVersion, RecoveryJudged: true, SLIs: []journal.SLISummary{{
+		Name: "d", Samples: 9, BaselineJudged: true, BaselineMeasured: true, BaselinePassed: true, BaselineFailed: 1,
+		Evaluations: 4, WorstMeasured: true, WorstOut: true, Last: 0.2, LastMeasured: true, LastFailed: true,
+		OutFor: 3 * time.Second, Hold: time.Second,
+	}}}
+	require.NoError(t, w.Write(journal.Event{Type: journal.TypeVerdict, Summary: &in}))
+	evs, err = journal.Read(&buf)
+	require.NoError(t, err)
+	require.Equal(t, in, *evs[0].Summary)
 }

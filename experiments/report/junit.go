@@ -142,10 +142,7 @@ func (r *run) junit() junitSuite {
 		case a.skipped():
 			c.Skipped = &junitSkipped{Message: "no result recorded"}
 		case a.failed():
-			msg := measuredVsBound(a)
-			if msg == "" {
-				msg = "failed"
-			}
+			msg := claim(a)
 			c.Failure = &junitResult{Message: msg, Type: junitType(a), Text: xmlText(r.failureText(a))}
 		}
 		s.Cases = append(s.Cases, c)
@@ -227,13 +224,13 @@ func (r *run) junitRunCase() (junitCase, bool) {
 	switch {
 	case v == nil:
 		c.Error = &junitResult{Message: "the run did not finish: the journal has no verdict", Type: "unfinished", Text: detail}
-	case v.Status == journal.StatusAborted || v.Status == journal.StatusInterrupted:
-		msg := "run " + clean(v.Status)
-		if v.Message != "" {
-			msg += ": " + clean(v.Message)
+	case r.badge() != StatusPass && r.badge() != StatusFail:
+		msg := r.badge()
+		if why := r.facts().Reason; why != "" {
+			msg += ": " + why
 		}
-		c.Error = &junitResult{Message: msg, Type: clean(v.Status), Text: detail}
-	case r.badge() != badgePass && len(r.failedAssertions()) == 0:
+		c.Error = &junitResult{Message: msg, Type: strings.ToLower(strings.ReplaceAll(r.badge(), " ", "-")), Text: detail}
+	case r.badge() != StatusPass && len(r.failedAssertions()) == 0:
 		msg := "run " + clean(r.statusLine())
 		if v.Message != "" {
 			msg += ": " + clean(v.Message)
@@ -247,19 +244,9 @@ func (r *run) junitRunCase() (junitCase, bool) {
 	return c, true
 }
 
-// runDetail is the status line, the verdict message and the aborts.
+// runDetail is the status line and the reason, said once.
 func (r *run) runDetail() string {
-	lines := []string{r.statusLine()}
-	if r.verdict != nil && r.verdict.Message != "" {
-		lines = append(lines, clean(r.verdict.Message))
-	}
-	if r.verdict != nil && r.verdict.Err != "" {
-		lines = append(lines, "error: "+clean(r.verdict.Err))
-	}
-	for _, a := range r.aborts {
-		lines = append(lines, "abort "+r.offset(a.T)+": "+clean(joinNonEmpty(": ", a.Message, a.Err)))
-	}
-	return strings.Join(lines, "\n")
+	return strings.Join(append([]string{r.statusLine()}, r.reasonLines()...), "\n")
 }
 
 func (r *run) junitProperties() []junitProperty {
@@ -270,6 +257,7 @@ func (r *run) junitProperties() []junitProperty {
 		}
 	}
 	add("run", r.id)
+	add("outcome", r.badge())
 	if v := r.verdict; v != nil {
 		add("status", v.Status)
 		add("deviated", strconv.FormatBool(v.Deviated))

@@ -68,14 +68,8 @@ func (r *run) markdown(w *errWriter) {
 	}
 	about = append(about, mdText(r.statusLine()))
 	w.printf("%s\n", strings.Join(about, " · "))
-	if r.verdict != nil && r.verdict.Message != "" {
-		w.printf("\n> %s\n", mdText(r.verdict.Message))
-	}
-	if r.verdict != nil && r.verdict.Err != "" {
-		w.printf("\n> **Error**: %s\n", mdText(r.verdict.Err))
-	}
-	for _, a := range r.aborts {
-		w.printf("\n> **Abort** %s: %s\n", mdText(r.offset(a.T)), mdText(joinNonEmpty(": ", a.Message, a.Err)))
+	for _, l := range r.reasonLines() {
+		w.printf("\n> %s\n", mdText(l))
 	}
 
 	if rows := r.table(); rows != nil {
@@ -87,27 +81,27 @@ func (r *run) markdown(w *errWriter) {
 			for i, c := range cells {
 				cells[i] = mdText(c)
 			}
-			if row.verdict == "FAIL" {
-				cells[6] = "**FAIL**"
+			if row.verdict != "pass" && row.verdict != "-" {
+				cells[6] = "**" + cells[6] + "**"
 			}
 			if row.name == "overall" {
 				cells[0] = "*overall*"
 			}
 			mdRow(w, cells)
 		}
-		if from := r.verdict.Summary.RecoveryFrom; from != "" {
+		if rec := r.facts().Recovery; rec != nil && rec.From != "" {
+			from := rec.From
 			w.printf("\nTime to recover is counted from the planned end of %s.\n", mdText(from))
 		}
-	} else if len(r.samples) > 0 {
+	} else if rows := r.sampleRows(); rows != nil {
 		w.printf("\n")
-		mdRow(w, []string{"SLI", "samples", "failed probes", "last value"})
+		mdRow(w, rows[0])
 		mdRow(w, []string{"---", "---:", "---:", "---:"})
-		for _, s := range r.samples {
-			last := "failed"
-			if s.lastOK {
-				last = value(s.last, "")
+		for _, row := range rows[1:] {
+			for i, c := range row {
+				row[i] = mdText(c)
 			}
-			mdRow(w, []string{mdText(s.name), strconv.Itoa(s.count), strconv.Itoa(s.failed), mdText(last)})
+			mdRow(w, row)
 		}
 	}
 
@@ -124,7 +118,7 @@ func (r *run) markdown(w *errWriter) {
 		}
 	}
 	if len(r.outstanding) > 0 {
-		w.printf("\n**%s**: these faults may still be in place until they expire:\n\n", r.leftover())
+		w.printf("\n**%s**: these faults may still be in place until they expire:\n\n", r.leftoverWord())
 		for _, o := range r.outstanding {
 			w.printf("- %s\n", mdText(outstandingLine(o)))
 		}
@@ -169,17 +163,8 @@ func (r *run) faultCounts() string {
 	return s
 }
 
-// mdAssertion is an assertion line with its name in a code span.
-func mdAssertion(a assertion) string {
-	s := mdCode(a.Name)
-	if m := measuredVsBound(a); m != "" {
-		s += ": " + mdText(m)
-	}
-	if a.Message != "" {
-		s += ": " + mdText(a.Message)
-	}
-	return s
-}
+// mdAssertion is an assertion's sentence.
+func mdAssertion(a assertion) string { return mdText(sentence(a)) }
 
 // mdRow writes one table row of already escaped cells.
 func mdRow(w *errWriter, cells []string) {

@@ -13,6 +13,7 @@
 package report
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -90,15 +91,22 @@ type run struct {
 	started time.Time // the run-start's time, else the first event's
 	last    time.Time // the latest event time
 
-	lastPhase  string
-	samples    []sliSamples // in order of first sample
-	faults     []journal.Event
-	assertions []assertion
-	aborts     []journal.Event
-	logs       []journal.Event
-	verdict    *journal.Event
+	lastPhase string
+	// sliInfo is the baseline phase's SLIs; method its experiment's method;
+	// injectStart when the inject phase started (zero: it never did).
+	sliInfo     []journal.SLIInfo
+	method      []plannedStep
+	injectStart time.Time
+	samples     []sliSamples // in order of first sample
+	faults      []journal.Event
+	assertions  []assertion
+	aborts      []journal.Event
+	logs        []journal.Event
+	verdict     *journal.Event
 
 	outstanding []outstanding
+	sum         *RunSummary // see facts
+
 }
 
 // sliSamples counts one SLI's samples.
@@ -110,6 +118,17 @@ type sliSamples struct {
 	lastOK bool // last is a measured value (the last sample did not fail)
 	// lastErr is why the last failed sample failed.
 	lastErr string
+	// lastValue is the last measured value, if measured.
+	lastValue float64
+	measured  bool
+}
+
+// plannedStep is a method step as the run-start's experiment holds it.
+type plannedStep struct {
+	Name  string        `json:"name"`
+	Fault string        `json:"fault"`
+	At    time.Duration `json:"at"`
+	For   time.Duration `json:"for"`
 }
 
 // assertion is an assertion event with its place in the run.
@@ -162,11 +181,23 @@ func parse(events []journal.Event) *run {
 		switch e.Type {
 		case journal.TypeRunStart:
 			r.title, r.file, r.target = e.Title, e.File, e.Target
+			var exp struct {
+				Method []plannedStep `json:"method"`
+			}
+			if json.Unmarshal(e.Experiment, &exp) == nil {
+				r.method = exp.Method
+			}
 			if !e.T.IsZero() {
 				r.started, mark = e.T, e.T
 			}
 		case journal.TypePhase:
 			r.lastPhase = e.Phase
+			if e.SLIs != nil {
+				r.sliInfo = e.SLIs
+			}
+			if e.Phase == "inject" && r.injectStart.IsZero() {
+				r.injectStart = e.T
+			}
 			if !e.T.IsZero() {
 				mark = e.T
 			}
@@ -184,6 +215,9 @@ func parse(events []journal.Event) *run {
 				s.lastErr = e.Err
 			}
 			s.last, s.lastOK = e.Value, !e.Failed
+			if !e.Failed {
+				s.lastValue, s.measured = e.Value, true
+			}
 		case journal.TypeInject, journal.TypeRemove:
 			r.faults = append(r.faults, e)
 		case journal.TypeAssertion:
@@ -286,54 +320,49 @@ func (r *run) invariants() []assertion {
 	return out
 }
 
-// Badges.
-const (
-	badgePass        = "PASS"
-	badgeFail        = "FAIL"
-	badgeAborted     = "ABORTED"
-	badgeInterrupted = "INTERRUPTED"
-	badgeUnfinished  = "DID NOT FINISH"
-	badgeRollback    = "ROLLBACK FAILED"
-	badgeNotRemoved  = "FAULTS NOT REMOVED"
-)
+// badgeNotRemoved is the second badge of a crashed run whose journal
+// stops before its faults were removed.
+const badgeNotRemoved = "FAULTS NOT REMOVED"
 
-// badge is the run's outcome in a word or three. Faults left in place are
-// reported beside it (leftover), not instead of it.
-func (r *run) badge() string {
-	v := r.verdict
-	switch {
-	case v == nil:
-		return badgeUnfinished
-	case v.Status == journal.StatusAborted:
-		return badgeAborted
-	case v.Status == journal.StatusInterrupted:
-		return badgeInterrupted
-	case v.Status == journal.StatusFailed || v.Deviated || len(r.failedAssertions()) > 0:
-		return badgeFail
-	case v.Status == journal.StatusCompleted && v.ExitCode == 0:
-		return badgePass
-	case v.Status == journal.StatusCompleted:
-		return badgeFail // a non-zero exit code with nothing else wrong
-	case v.Status == "":
-		return "UNKNOWN"
+// badge is the run's status word ([StatusPass]...): the meaning of its
+// exit code.
+func (r *run) badge() string { return r.facts().Status }
+
+// facts is the run's summary, built once: every renderer reads its figures
+// from there.
+func (r *run) facts() *RunSummary {
+	if r.sum == nil {
+		s := r.summary()
+		r.sum = &s
 	}
-	return strings.ToUpper(clean(v.Status))
+	return r.sum
 }
 
 // leftover is the second badge of a run that may have left faults in
-// place: ROLLBACK FAILED if a removal failed, FAULTS NOT REMOVED if the
-// journal stops before the removal (a crash); "" if every fault was
-// removed.
+// place: ROLLBACK FAILED if a removal failed (unless that is already the
+// run's status), FAULTS NOT REMOVED if the journal stops before the
+// removal (a crash); "" if every fault was removed.
 func (r *run) leftover() string {
 	if len(r.outstanding) == 0 {
 		return ""
 	}
 	for _, o := range r.outstanding {
 		if o.removeErr != "" {
-			return badgeRollback
+			if r.badge() == StatusRollbackFailed {
+				return ""
+			}
+			return StatusRollbackFailed
 		}
 	}
 	return badgeNotRemoved
+}
+
+// leftoverWord is what the faults-in-place warning is headed with.
+func (r *run) leftoverWord() string {
+	if l := r.leftover(); l != "" {
+		return l
+	}
+	return StatusRollbackFailed
 }
 
 // statusLine is the verdict in words: "failed, deviated, exit code 1,
@@ -396,44 +425,63 @@ func (s sliRow) cells() []string {
 	return []string{s.name, s.tolerance, s.baseline, s.worst, s.ttr, s.bound, s.verdict}
 }
 
-// table is the verdict's SLI table, with an "overall" row; nil if the
-// verdict has no summary.
+// table is the SLI table of a run with a verdict, with an "overall" row
+// whose verdict is the run's status word; nil for a run without a verdict
+// or without SLIs. A figure the run did not get to is "-".
 func (r *run) table() []sliRow {
-	if r.verdict == nil || r.verdict.Summary == nil {
+	s := r.facts()
+	if r.verdict == nil || len(s.SLIs) == 0 {
 		return nil
 	}
-	sum := r.verdict.Summary
 	bound := "-"
-	if sum.RecoveryBound > 0 {
-		bound = human(sum.RecoveryBound)
+	if s.Recovery != nil && s.Recovery.Bound > 0 {
+		bound = human(secondsDuration(s.Recovery.Bound))
 	}
 	var rows []sliRow
-	for _, s := range sum.SLIs {
-		rows = append(rows, sliRow{
-			name:      clean(s.Name),
-			tolerance: clean(s.Tolerance),
-			baseline:  baselineValue(s),
-			worst:     worst(s),
-			ttr:       recoverTime(s.TimeToRecover, s.Recovered),
-			bound:     bound,
-			verdict:   passFail(s.Passed),
-		})
-		if d := s.During; d != nil {
+	for _, sli := range s.SLIs {
+		row := sliRow{name: sli.Name, tolerance: orDash(sli.Tolerance), baseline: "-", worst: "-", ttr: "-", bound: "-", verdict: "-"}
+		if sli.Baseline != nil {
+			row.baseline = sli.Baseline.Text
+			if row.baseline == "" {
+				row.baseline = "-"
+			}
+		}
+		if sli.Worst != nil {
+			row.worst = sli.Worst.Text
+		}
+		if sli.Recovery != nil {
+			row.ttr, row.bound = sli.Recovery.Text, bound
+		}
+		if sli.Passed != nil {
+			row.verdict = passFail(*sli.Passed)
+		}
+		rows = append(rows, row)
+		if d := sli.During; d != nil {
 			rows = append(rows, sliRow{
-				name:    clean(s.Name) + " (during faults)",
-				ttr:     recoverTime(d.TimeToRecover, d.Recovered),
-				bound:   human(d.Bound),
-				verdict: passFail(d.Passed),
+				name: sli.Name + " (during faults)", tolerance: "-", baseline: "-", worst: "-",
+				ttr: d.Text, bound: human(secondsDuration(d.Bound)), verdict: passFail(d.Passed),
 			})
 		}
 	}
-	rows = append(rows, sliRow{
-		name:    "overall",
-		ttr:     recoverTime(sum.TimeToRecover, sum.TimeToRecover >= 0),
-		bound:   bound,
-		verdict: passFail(r.overallPassed(sum)),
-	})
-	return rows
+	overall := sliRow{name: "overall", ttr: "-", bound: "-", verdict: s.Status}
+	if rec := s.Recovery; rec != nil {
+		overall.ttr, overall.bound = "not recovered", bound
+		if rec.TimeToRecover != nil {
+			overall.ttr = human(secondsDuration(*rec.TimeToRecover))
+		}
+	}
+	return append(rows, overall)
+}
+
+// secondsDuration is a number of seconds as a duration.
+func secondsDuration(s float64) time.Duration { return time.Duration(math.Round(s * 1e9)) }
+
+// orDash is s, or "-" when s is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // overallPassed is the "recovery: overall" assertion's result if the
@@ -462,58 +510,9 @@ func passFail(ok bool) string {
 	return "FAIL"
 }
 
-// worst is the worst value during the faults, with the number of
-// evaluations whose probe failed outright.
-func worst(s journal.SLISummary) string {
-	v := value(s.Worst, s.Unit)
-	if s.Failures > 0 {
-		v += " (" + strconv.Itoa(s.Failures) + " failed)"
-	}
-	return v
-}
-
-// baselineValue is the baseline column: "-" for an SLI that is measured
-// only once a method step runs (the load probe).
-func baselineValue(s journal.SLISummary) string {
-	if s.NoBaseline {
-		return "-"
-	}
-	return value(s.Baseline, s.Unit)
-}
-
-// recoverTime formats a time to recover; negative means not recovered.
-func recoverTime(d time.Duration, recovered bool) string {
-	if d < 0 || !recovered {
-		return "not recovered"
-	}
-	return human(d)
-}
-
-// assertionLine is "recovery: delivery-p99: measured 75s vs bound 60s:
-// message".
-func assertionLine(a assertion) string {
-	s := clean(a.Name)
-	if m := measuredVsBound(a); m != "" {
-		s += ": " + m
-	}
-	if a.Message != "" {
-		s += ": " + clean(a.Message)
-	}
-	return s
-}
-
-// measuredVsBound is "measured X vs bound Y", or what of it is known.
-func measuredVsBound(a assertion) string {
-	switch {
-	case a.Measured != "" && a.Bound != "":
-		return "measured " + clean(a.Measured) + " vs bound " + clean(a.Bound)
-	case a.Measured != "":
-		return "measured " + clean(a.Measured)
-	case a.Bound != "":
-		return "bound " + clean(a.Bound)
-	}
-	return ""
-}
+// assertionLine is an assertion for people: "delivery-p99 recovered in
+// 1m15s, too late (bound: within 1m, held 5s): message".
+func assertionLine(a assertion) string { return sentence(a) }
 
 // faultLine describes an inject or remove event.
 func (r *run) faultLine(e journal.Event) string {

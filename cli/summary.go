@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/mailchaos/mailchaos/experiments"
+	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/report"
+)
+
+// summaryJSONFlag writes the machine-readable summary.
+const summaryJSONFlag = "summary-json"
+
+// wantsColor reports whether out gets colours: a terminal, NO_COLOR unset
+// or empty (no-color.org), TERM not dumb.
+func wantsColor(st *state, out io.Writer) bool {
+	return isTerminal(out) && st.env.Getenv("NO_COLOR") == "" && !dumbTerminal(st)
+}
+
+// dumbTerminal reports whether TERM says the terminal cannot move the
+// cursor or show colours.
+func dumbTerminal(st *state) bool { return st.env.Getenv("TERM") == "dumb" }
+
+// terminalOptions are the options of the terminal summary on stdout.
+func terminalOptions(st *state) report.TerminalOptions {
+	return report.TerminalOptions{Color: wantsColor(st, st.env.Stdout)}
+}
+
+// runView is how a run shows on out: nothing with --quiet; a live status
+// line below the progress lines on a terminal that can redraw a line (not
+// TERM=dumb); else the progress lines alone.
+func runView(st *state, out io.Writer, quiet bool) experiments.View {
+	switch {
+	case quiet:
+		return nil
+	case isTerminal(out) && !dumbTerminal(st):
+		return experiments.NewTerminalView(out)
+	}
+	return experiments.NewLineView(out)
+}
+
+// writeSummaryJSON writes the summary of the journal at jpath to path, as
+// `run --summary-json` and `report --json FILE` do; "-" is stdout.
+func writeSummaryJSON(st *state, jpath, path string) error {
+	if path == "" {
+		return nil
+	}
+	events, err := journal.ReadFile(jpath)
+	if err != nil {
+		return err
+	}
+	b, err := report.MarshalSummary(report.Summarize(report.Split(events)...))
+	if err != nil {
+		return err
+	}
+	if path == "-" {
+		_, err = st.env.Stdout.Write(b)
+		return err
+	}
+	if err := replaceFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("summary json: %w", err)
+	}
+	return nil
+}
+
+// replaceFile writes data to path as a whole: into a new temporary file
+// in the same folder (created with O_EXCL, so nothing already there is
+// written through), then renamed over path. A symbolic link at path is
+// refused, not followed nor replaced; a regular file is replaced (CI
+// reuses report paths).
+func replaceFile(path string, data []byte, perm fs.FileMode) error {
+	if fi, err := os.Lstat(path); err == nil {
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symbolic link: refused, reports are not written through links", path)
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("%s is not a regular file: refused", path)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	fail := func(err error) error {
+		_ = tmp.Close()
+		_ = os.Remove(name)
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(name, path); err != nil {
+		_ = os.Remove(name)
+		return err
+	}
+	return nil
+}
