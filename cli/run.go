@@ -107,6 +107,7 @@ func runCommand(st *state) *ucli.Command {
 			&ucli.BoolFlag{Name: "allow-remote", Usage: "allow targets off loopback (the experiment must allow them too)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines, only the summary"},
 			targetFlag(),
+			htmlFlag(), dashboardFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() == 0 {
@@ -122,6 +123,11 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			dash, err := startDashboard(st, c.String("dashboard"))
+			if err != nil {
+				return err
+			}
+			defer dash.close(st)
 			jw, jpath, err := createJournal(st, c.String("journal"))
 			if err != nil {
 				return err
@@ -139,6 +145,7 @@ func runCommand(st *state) *ucli.Command {
 				res := experiments.Run(st.stop, e, experiments.Options{
 					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
 					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i],
+					Observe: dash.observe(),
 				})
 				results = append(results, res)
 			}
@@ -146,6 +153,9 @@ func runCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			if err := writeReports(st, jpath, c.String("junit"), c.String("summary"), true); err != nil {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
+			}
+			if err := writeHTMLReport(jpath, c.String("html")); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
@@ -224,17 +234,21 @@ func writeReports(st *state, jpath, junit, summary string, terminal bool) error 
 func reportCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:      "report",
-		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown",
+		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown, HTML",
 		ArgsUsage: "JOURNAL",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE`"},
+			htmlFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("report needs exactly one JOURNAL")}
 			}
-			return writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), true)
+			if err := writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), true); err != nil {
+				return err
+			}
+			return writeHTMLReport(c.Args().First(), c.String("html"))
 		},
 	}
 }
