@@ -185,7 +185,7 @@ func (l *Live) stream(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
-	var sent uint64
+	sent := ^uint64(0) // every page starts with the report as it is
 	send := func(event, id, data string) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var b strings.Builder
