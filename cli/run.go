@@ -132,6 +132,7 @@ func runCommand(st *state) *ucli.Command {
 			&ucli.StringFlag{Name: summaryJSONFlag, Usage: "write the machine-readable summary (JSON, schema mailchaos.summary/v1) to `FILE` (- for stdout)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print the summary only: no progress lines, no journal path"},
 			targetFlag(),
+			htmlFlag(), dashboardFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() == 0 {
@@ -147,6 +148,11 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			dash, err := startDashboard(st, c.String("dashboard"))
+			if err != nil {
+				return err
+			}
+			defer dash.close(st)
 			jw, jpath, err := createJournal(st, c.String("journal"))
 			if err != nil {
 				return err
@@ -170,6 +176,7 @@ func runCommand(st *state) *ucli.Command {
 				res := experiments.Run(st.stop, e, experiments.Options{
 					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
 					RunID: fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), i), File: files[i],
+					Observe: dash.observe(),
 				})
 				results = append(results, res)
 			}
@@ -180,6 +187,9 @@ func runCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			if err := writeSummaryJSON(st, jpath, c.String(summaryJSONFlag)); err != nil {
+				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
+			}
+			if err := writeHTMLReport(jpath, c.String("html")); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			if !quiet {
@@ -260,18 +270,22 @@ func writeReports(st *state, jpath, junit, summary string, terminal bool) error 
 func reportCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:      "report",
-		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown, JSON",
+		Usage:     "render a journal again: terminal summary, JUnit XML, Markdown, JSON, HTML",
 		ArgsUsage: "JOURNAL",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "junit", Usage: "write a JUnit XML report to `FILE`"},
 			&ucli.StringFlag{Name: "summary", Usage: "write a Markdown summary to `FILE`"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the machine-readable summary (JSON, schema mailchaos.summary/v1) instead of the terminal summary"},
+			htmlFlag(),
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("report needs exactly one JOURNAL")}
 			}
 			if err := writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), !c.Bool("json")); err != nil {
+				return err
+			}
+			if err := writeHTMLReport(c.Args().First(), c.String("html")); err != nil {
 				return err
 			}
 			if c.Bool("json") {

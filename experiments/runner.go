@@ -46,6 +46,9 @@ type Options struct {
 	RunID string
 	// File is the experiment file, for reports.
 	File string
+	// Observe, when set, is called with each event once it is journaled,
+	// in journal order (a live view). It must not block for long.
+	Observe func(journal.Event)
 }
 
 // View shows a run as it happens ([LineView], [TerminalView]). The runner
@@ -117,6 +120,8 @@ type runner struct {
 	once  sync.Once
 	// cutoff is set when the run stops waiting for samples in flight.
 	cutoff atomic.Bool
+	// wmu keeps Observe in journal order.
+	wmu sync.Mutex
 }
 
 // Run runs an experiment that Load validated. ctx ends at the first signal:
@@ -541,5 +546,17 @@ func (r *runner) write(e journal.Event) error {
 		return nil
 	}
 	e.Run = r.opts.RunID
-	return r.j.Write(e)
+	if r.opts.Observe == nil {
+		return r.j.Write(e)
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if e.T.IsZero() {
+		e.T = time.Now()
+	}
+	err := r.j.Write(e)
+	if err == nil {
+		r.opts.Observe(e)
+	}
+	return err
 }

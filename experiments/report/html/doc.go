@@ -1,0 +1,18 @@
+// Package htmlreport renders experiment runs from their journals as one
+// self-contained HTML page to look at and share, and serves the same page
+// live while a run goes ([Live]).
+//
+// The page draws, for each run: every SLI over time with the fault windows
+// shaded (the plan outlined), the tolerance band, the baseline, the
+// recovery clock's start, its bound and the measured time to recover, and
+// failed samples marked; the load's offered and accepted rates and its
+// latency when the experiment reads them; the verdict table and every
+// assertion; the faults' timeline, planned against actual onset.
+//
+// Charts are inline SVG written here, so the report has no script at all,
+// fetches nothing, and reads the same in any browser or with scripting
+// off. Everything from the journal is escaped (html/template for the
+// markup; the SVG writer escapes every attribute and text), and a strict
+// Content-Security-Policy allows only the page's own style (and, live, its
+// own script) by hash.
+package htmlreport

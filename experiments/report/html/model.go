@@ -1,0 +1,304 @@
+package htmlreport
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailchaos/mailchaos/experiments/journal"
+)
+
+// maxSamples bounds the samples of one SLI that are drawn; the rest of a
+// very long run is left out of its chart (the chart says so).
+const maxSamples = 20000
+
+// run is one run's journal, sorted into what the page shows.
+type run struct {
+	id, title, file string
+	start, end      time.Time // the run-start's time and the latest event's
+	methodStart     time.Time // the inject phase's start, zero before it
+	spec            expSpec
+	slis            []*sli
+	steps           []*step
+	phases          []mark
+	assertions      []journal.Event
+	aborts          []journal.Event
+	verdict         *journal.Event
+}
+
+// mark is a named instant.
+type mark struct {
+	name string
+	t    time.Time
+}
+
+// sli is one SLI: its specification, its samples and its summary.
+type sli struct {
+	name, probe, measure, unit string
+	tol                        tolSpec
+	samples                    []journal.Event
+	dropped                    int
+	sum                        *journal.SLISummary
+}
+
+// step is one method step: its plan and what happened to it.
+type step struct {
+	index             int
+	name, fault, link string
+	at, dur           time.Duration
+	planned           bool // the plan is known (from the run-start)
+	injected, removed time.Time
+	onset, detail     string
+	err               string
+}
+
+// expSpec is the part of the journaled experiment the page draws.
+type expSpec struct {
+	SteadyState []struct {
+		Name      string            `json:"name"`
+		Probe     string            `json:"probe"`
+		Params    map[string]string `json:"params"`
+		Tolerance tolSpec           `json:"tolerance"`
+	} `json:"steady-state"`
+	Method []struct {
+		Name  string        `json:"name"`
+		Fault string        `json:"fault"`
+		At    time.Duration `json:"at"`
+		For   time.Duration `json:"for"`
+		Link  string        `json:"link"`
+		Links []string      `json:"links"`
+	} `json:"method"`
+	Recovery struct {
+		Within time.Duration `json:"within"`
+		Hold   time.Duration `json:"hold"`
+		From   string        `json:"from"`
+	} `json:"recovery"`
+}
+
+// tolSpec is an SLI's tolerance.
+type tolSpec struct {
+	Max   *number       `json:"max"`
+	Min   *number       `json:"min"`
+	Range []number      `json:"range"`
+	Over  time.Duration `json:"over"`
+	Stat  string        `json:"stat"`
+}
+
+// bounds returns the tolerance's lower and upper limits, each when set.
+func (t tolSpec) bounds() (lo, hi *float64) {
+	if t.Min != nil {
+		v := float64(*t.Min)
+		lo = &v
+	}
+	if t.Max != nil {
+		v := float64(*t.Max)
+		hi = &v
+	}
+	if len(t.Range) == 2 {
+		a, b := float64(t.Range[0]), float64(t.Range[1])
+		lo, hi = &a, &b
+	}
+	return lo, hi
+}
+
+// number is a tolerance quantity, journaled as a number or a string.
+type number float64
+
+// UnmarshalJSON reads 2, "2" or "2.5".
+func (n *number) UnmarshalJSON(b []byte) error {
+	b = bytes.Trim(b, `"`)
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("quantity %q: %w", b, err)
+	}
+	*n = number(f)
+	return nil
+}
+
+// parseRuns sorts each journal's runs into what the page shows.
+func parseRuns(runs [][]journal.Event) []*run {
+	out := make([]*run, 0, len(runs))
+	for _, evs := range runs {
+		if len(evs) > 0 {
+			out = append(out, parse(evs))
+		}
+	}
+	return out
+}
+
+func parse(evs []journal.Event) *run {
+	r := &run{id: evs[0].Run, start: evs[0].T}
+	byName := map[string]*sli{}
+	sliOf := func(name string) *sli {
+		if s, ok := byName[name]; ok {
+			return s
+		}
+		s := &sli{name: name}
+		byName[name] = s
+		r.slis = append(r.slis, s)
+		return s
+	}
+	stepOf := func(i int) *step {
+		for len(r.steps) <= i {
+			r.steps = append(r.steps, &step{index: len(r.steps)})
+		}
+		return r.steps[i]
+	}
+	for i := range evs {
+		e := evs[i]
+		if e.T.After(r.end) {
+			r.end = e.T
+		}
+		switch e.Type {
+		case journal.TypeRunStart:
+			r.title, r.file, r.start = e.Title, e.File, e.T
+			if e.Run != "" {
+				r.id = e.Run
+			}
+			// A journal from an older or foreign writer may hold less:
+			// the page then draws what the events say.
+			_ = json.Unmarshal(e.Experiment, &r.spec)
+			for _, ss := range r.spec.SteadyState {
+				s := sliOf(ss.Name)
+				s.probe, s.tol = ss.Probe, ss.Tolerance
+				s.measure = ss.Params["measure"]
+			}
+			for j, ms := range r.spec.Method {
+				st := stepOf(j)
+				st.name, st.fault, st.at, st.dur, st.planned = ms.Name, ms.Fault, ms.At, ms.For, true
+				st.link = strings.Join(append([]string{ms.Link}, ms.Links...), " ")
+			}
+		case journal.TypePhase:
+			r.phases = append(r.phases, mark{e.Phase, e.T})
+			if e.Phase == "inject" && r.methodStart.IsZero() {
+				r.methodStart = e.T
+			}
+		case journal.TypeSample:
+			s := sliOf(e.SLI)
+			if len(s.samples) >= maxSamples {
+				s.dropped++
+				continue
+			}
+			s.samples = append(s.samples, e)
+		case journal.TypeInject:
+			st := stepOf(e.Step)
+			st.fault, st.injected, st.onset = e.Fault, e.T, e.Message
+			if e.Handle != nil && !e.Handle.Injected.IsZero() {
+				st.injected = e.Handle.Injected
+			}
+		case journal.TypeRemove:
+			st := stepOf(e.Step)
+			if st.fault == "" {
+				st.fault = e.Fault
+			}
+			st.removed, st.detail, st.err = e.T, e.Message, e.Err
+		case journal.TypeAssertion:
+			r.assertions = append(r.assertions, e)
+		case journal.TypeAbort:
+			r.aborts = append(r.aborts, e)
+		case journal.TypeVerdict:
+			r.verdict = &evs[i]
+		}
+	}
+	if r.verdict != nil && r.verdict.Summary != nil {
+		for i := range r.verdict.Summary.SLIs {
+			ss := &r.verdict.Summary.SLIs[i]
+			s := sliOf(ss.Name)
+			s.sum, s.unit = ss, ss.Unit
+		}
+	}
+	for _, s := range r.slis {
+		if s.unit == "" {
+			s.unit = guessUnit(s.probe, s.measure)
+		}
+		// Samples land in the journal as they finish; draw them in the
+		// order they were taken.
+		sort.SliceStable(s.samples, func(i, j int) bool { return s.samples[i].At.Before(s.samples[j].At) })
+	}
+	return r
+}
+
+// guessUnit is an SLI's unit when the journal has no verdict to say it.
+func guessUnit(probe, measure string) string {
+	switch probe {
+	case "smtp-canary", "imap-login", "smtp-transaction", "tcp":
+		return "s"
+	case "load":
+		switch measure {
+		case "", "accepted-rate", "offered-rate":
+			return "/s"
+		case "p50", "p99":
+			return "s"
+		}
+	}
+	return ""
+}
+
+// finished reports whether the run has its verdict.
+func (r *run) finished() bool { return r.verdict != nil }
+
+// recoveryStart is when the recovery clock started: the planned end of the
+// step recovery.from names, else of the last step; false before the
+// method started.
+func (r *run) recoveryStart() (time.Time, bool) {
+	if r.methodStart.IsZero() || len(r.spec.Method) == 0 {
+		return time.Time{}, false
+	}
+	var end time.Duration
+	for _, m := range r.spec.Method {
+		end = max(end, m.At+m.For)
+	}
+	for _, m := range r.spec.Method {
+		if r.spec.Recovery.From != "" && m.Name == r.spec.Recovery.From {
+			end = m.At + m.For
+			break
+		}
+	}
+	return r.methodStart.Add(end), true
+}
+
+// axisEnd is where the charts' time axis ends: the latest event, or the
+// recovery bound when that is later.
+func (r *run) axisEnd() time.Time {
+	end := r.end
+	if rs, ok := r.recoveryStart(); ok {
+		if b := rs.Add(r.spec.Recovery.Within); b.After(end) {
+			end = b
+		}
+	}
+	return end
+}
+
+// status is the run's status word, "running" before its verdict.
+func (r *run) status() string {
+	if r.verdict == nil {
+		return "running"
+	}
+	return r.verdict.Status
+}
+
+// passed reports whether the run completed with every assertion held.
+func (r *run) passed() bool {
+	return r.verdict != nil && r.verdict.Status == journal.StatusCompleted && !r.verdict.Deviated
+}
+
+// loadSLIs returns the SLIs read from the experiment's load, by kind:
+// rates (offered, accepted) and latencies (p50, p99).
+func (r *run) loadSLIs() (rates, latencies []*sli) {
+	for _, s := range r.slis {
+		if s.probe != "load" {
+			continue
+		}
+		switch s.measure {
+		case "", "accepted-rate", "offered-rate":
+			rates = append(rates, s)
+		case "p50", "p99":
+			latencies = append(latencies, s)
+		}
+	}
+	return rates, latencies
+}
