@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/plugins"
 	"github.com/mailchaos/mailchaos/plugins/builtin"
 )
@@ -17,6 +19,8 @@ import (
 type faultSet struct {
 	*faults.Registry
 	host *plugins.Host
+	// left are the plugins left out and why, in the order found.
+	left []error
 }
 
 // Close stops every plugin.
@@ -68,17 +72,23 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 		if locked {
 			want, ok := lock[f.Name]
 			if !ok {
-				e.refused = fmt.Errorf("plugin %s (%s) is not in %s: refused; run 'mailchaos plugins lock' to trust it", f.Name, f.Path, st.lockPath)
+				e.refused = refusedError(fmt.Errorf("plugin %s (%s) is not in %s: refused; run 'mailchaos plugins lock' to trust it", f.Name, f.Path, st.lockPath))
 			}
 			e.launch.Checksum = want
 		}
 		if f.Refused != nil {
-			e.refused = fmt.Errorf("plugin %s (%s): %w", f.Name, f.Path, f.Refused)
+			e.refused = refusedError(fmt.Errorf("plugin %s (%s): %w", f.Name, f.Path, f.Refused))
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
+
+// refusedError is a plugin that mailchaos will not start (plugins.lock,
+// unsafe permissions): the user's setup is to blame, exit code Invalid in
+// every command, whether the fault is named on the command line or in a
+// file.
+func refusedError(err error) error { return exitcode.Wrap(err, exitcode.Invalid) }
 
 // loadFaults starts every plugin (in parallel) and registers the faults
 // they serve; with --builtins in-process, the built-ins run in mailchaos'
@@ -118,8 +128,15 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 	wg.Wait()
 	for i, p := range started {
 		if p == nil {
-			st.log.Warn("fault plugin left out", "plugin", entries[i].launch.Name, "err", errs[i])
-			fs.Refuse(entries[i].launch.Name, errs[i])
+			err := errs[i]
+			if errors.Is(err, plugins.ErrChecksum) {
+				err = refusedError(err)
+			}
+			// Said once: by the command that uses the fault (or lists
+			// the faults), not here as well.
+			st.log.Debug("fault plugin left out", "plugin", entries[i].launch.Name, "err", err)
+			fs.Refuse(entries[i].launch.Name, err)
+			fs.left = append(fs.left, err)
 			continue
 		}
 		if err := fs.Add(ctx, p); err != nil {
