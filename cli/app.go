@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -113,6 +114,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		args = interspersed(app, args)
 	}
 	err := app.RunContext(stop, args)
+	if d := danglingFlag(app, args); d != nil && err != nil {
+		// The flag took the next argument, or none, as its value.
+		err = d
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailchaos: %v\n", err)
 	}
@@ -314,8 +319,15 @@ func flagError(err error, path string, flags []ucli.Flag) error {
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
 		return &usageError{fmt.Errorf("flag %s of %q needs a value", dashes(strings.TrimLeft(name, "-")), path)}
 	}
+	if m := invalidFlagValue.FindStringSubmatch(msg); m != nil {
+		return &usageError{fmt.Errorf("flag %s of %q: invalid value %s: %s", dashes(m[2]), path, m[1], m[3])}
+	}
 	return &usageError{err}
 }
+
+// invalidFlagValue is Go's flag parser's message for a value it cannot
+// parse.
+var invalidFlagValue = regexp.MustCompile(`^invalid value (".*") for flag -+([^:]+): (.*)$`) //nolint:gochecknoglobals // compiled once, read only
 
 // dashes is a flag name as it is written: -V, --junit.
 func dashes(name string) string {
@@ -408,12 +420,17 @@ func interspersed(app *ucli.App, args []string) []string {
 		}
 	}
 	var positional []string
+	dangling := ""
 	for ; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
 			positional = append(positional, args[i:]...)
 			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-" && takesValue(flags, a) && i+1 == len(args):
+			// A flag with its value missing stays last (danglingFlag
+			// reports it).
+			dangling = a
 		case strings.HasPrefix(a, "-") && a != "-":
 			out = append(out, a)
 			if takesValue(flags, a) && i+1 < len(args) {
@@ -424,7 +441,33 @@ func interspersed(app *ucli.App, args []string) []string {
 			positional = append(positional, a)
 		}
 	}
-	return append(out, positional...)
+	out = append(out, positional...)
+	if dangling != "" {
+		out = append(out, dangling)
+	}
+	return out
+}
+
+// danglingFlag is the error for a command line that ends in a flag that
+// takes a value (after interspersed), or nil.
+func danglingFlag(app *ucli.App, args []string) error {
+	if len(args) < 2 {
+		return nil
+	}
+	last := args[len(args)-1]
+	if !strings.HasPrefix(last, "-") {
+		return nil
+	}
+	cmds, flags, path := app.Commands, app.Flags, "mailchaos"
+	for _, a := range args[1 : len(args)-1] {
+		if c := findCommand(cmds, a); c != nil {
+			cmds, flags, path = c.Subcommands, c.Flags, path+" "+c.Name
+		}
+	}
+	if !takesValue(flags, last) {
+		return nil
+	}
+	return &usageError{fmt.Errorf("flag %s of %q needs a value", last, path)}
 }
 
 // takesValue reports whether the flag token a (without "=value") names a

@@ -66,6 +66,8 @@ func completeHiddenCommand(st *state) *ucli.Command {
 		Name:            completeCommand,
 		Hidden:          true,
 		SkipFlagParsing: true,
+		HideHelp:        true,
+		HideHelpCommand: true,
 		Action: func(c *ucli.Context) error {
 			words := c.Args().Slice()
 			if len(words) == 0 {
@@ -117,6 +119,16 @@ func complete(st *state, app *ucli.App, prev []string, cur string) []string {
 			}
 		}
 		return filter(append(names, "--help"), cur)
+	}
+	if cmd != nil && cmd.Name == "help" {
+		// help takes a command path: complete it like one.
+		cmds = app.Commands
+		for _, a := range args {
+			if next := findCommand(cmds, a); next != nil {
+				cmds = next.Subcommands
+			}
+		}
+		cmd = nil
 	}
 	if cmd == nil || len(cmd.Subcommands) > 0 {
 		var names []string

@@ -137,9 +137,12 @@ func listPlugins(st *state, only string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// Why a plugin is not usable comes right under the table.
-	for _, p := range problems {
-		fmt.Fprintf(out, "\nnot usable: %v\n", p)
+	// Why a plugin is not usable comes right under the table (and only
+	// as the error when one plugin was asked for: said once).
+	if only == "" {
+		for _, p := range problems {
+			fmt.Fprintf(out, "\nnot usable: %v\n", p)
+		}
 	}
 	for _, s := range specs {
 		fmt.Fprintln(out)
