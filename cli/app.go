@@ -350,7 +350,11 @@ func unknownCommand(name, path string, cmds []*ucli.Command) error {
 	if hint == "" {
 		hint = "; valid: " + strings.Join(names, ", ")
 	}
-	return &usageError{fmt.Errorf("unknown command %q%s (see '%s --help')", name, hint, path)}
+	of := ""
+	if path != "mailchaos" {
+		of = fmt.Sprintf(" for %q", path)
+	}
+	return &usageError{fmt.Errorf("unknown command %q%s%s (see '%s --help')", name, of, hint, path)}
 }
 
 // commandPath is the full command line of c's command, e.g.
