@@ -165,8 +165,14 @@ recovery: { within: 5s, hold: 1s }
 		require.Equal(t, cli.ExitInvalid, code, "%v: %s %s", args, out, errb)
 		require.Equal(t, 1, strings.Count(out+errb, refusal), "%v: said once:\n%s\n%s", args, out, errb)
 	}
-	// Listing every fault says it too, and is not an error.
+	// Unused, it is a warning, once; other faults work.
+	code, _, errb := runIn(t, dir, "--plugins-lock", lock, "validate", "../experiments/catalog/gray-av-link.yaml")
+	require.Equal(t, cli.ExitOK, code, errb)
+	require.Equal(t, 1, strings.Count(errb, refusal), errb)
+	require.Contains(t, errb, "fault plugin left out")
+	// Listing every fault says it too (once), and is not an error.
 	code, out, errb := runIn(t, dir, "--plugins-lock", lock, "faults")
 	require.Equal(t, cli.ExitOK, code, errb)
 	require.Contains(t, out, "not usable: plugin locked-out")
+	require.Equal(t, 1, strings.Count(out+errb, refusal), errb)
 }

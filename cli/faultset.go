@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -19,12 +20,31 @@ import (
 type faultSet struct {
 	*faults.Registry
 	host *plugins.Host
-	// left are the plugins left out and why, in the order found.
-	left []error
+	log  *slog.Logger
+	// left are the plugins left out, in the order found.
+	left []leftOut
+	// listed is set once the command has shown every plugin left out.
+	listed bool
 }
 
-// Close stops every plugin.
-func (f *faultSet) Close() { f.host.Close() }
+// leftOut is a plugin that was not started, and why.
+type leftOut struct {
+	name string
+	err  error
+}
+
+// Close stops every plugin, and warns about those left out that the
+// command did not use: a fault that was used has said why it is not
+// usable already, and a thing is said once.
+func (f *faultSet) Close() {
+	f.host.Close()
+	for _, l := range f.left {
+		if !f.listed && !f.Asked(l.name) {
+			f.log.Warn("fault plugin left out", "plugin", l.name, "err", l.err)
+		}
+	}
+	f.left = nil
+}
 
 // pluginEntry is one plugin a command may start: a built-in or one found
 // on disk, with how it stands with plugins.lock. Its checksum is not
@@ -100,7 +120,7 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := &faultSet{Registry: faults.NewRegistry(),
+	fs := &faultSet{Registry: faults.NewRegistry(), log: st.log,
 		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout, Kill: st.kill})}
 	fs.Hint = "plugins are looked for in " + strings.Join(plugins.DefaultDirs(st.env.Getenv), ", ") +
 		" (see 'mailchaos plugins list')"
@@ -132,11 +152,10 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 			if errors.Is(err, plugins.ErrChecksum) {
 				err = refusedError(err)
 			}
-			// Said once: by the command that uses the fault (or lists
-			// the faults), not here as well.
-			st.log.Debug("fault plugin left out", "plugin", entries[i].launch.Name, "err", err)
+			// Said once: by the command that uses the fault, else by
+			// Close.
 			fs.Refuse(entries[i].launch.Name, err)
-			fs.left = append(fs.left, err)
+			fs.left = append(fs.left, leftOut{name: entries[i].launch.Name, err: err})
 			continue
 		}
 		if err := fs.Add(ctx, p); err != nil {

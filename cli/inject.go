@@ -351,9 +351,10 @@ func faultsCommand(st *state) *ucli.Command {
 				printSpec(st.env.Stdout, s)
 			}
 			if c.NArg() == 0 {
-				for _, err := range reg.left {
-					fmt.Fprintf(st.env.Stdout, "\nnot usable: %v\n", err)
+				for _, l := range reg.left {
+					fmt.Fprintf(st.env.Stdout, "\nnot usable: %v\n", l.err)
 				}
+				reg.listed = true
 			}
 			return nil
 		},
