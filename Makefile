@@ -1,7 +1,8 @@
 # mailchaos: chaos engineering for e-mail systems.
 GO      ?= go
 BIN     := bin/mailchaos
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Empty outside a git checkout: the version then comes from the build information.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS := -X github.com/mailchaos/mailchaos/cli.Version=$(VERSION)
 # Benchmark iterations; raise for steadier figures.
 BENCHTIME ?= 1s

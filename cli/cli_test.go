@@ -292,7 +292,7 @@ func TestInvalidInputExitsTwo(t *testing.T) {
 		{"bad address", []string{"target", "serve", "mailstack", "--smtp", "localhost"},
 			`flag --smtp: "localhost" is not a host:port address`},
 		{"unknown flag", []string{"target", "serve", "mailstack", "--smpt", "x"},
-			"flag provided but not defined: -smpt"},
+			"unknown flag --smpt for \"mailchaos target serve mailstack\"; did you mean --smtp?"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown subcommand", []string{"target", "serve", "postfix"}, `unknown command "postfix" for "mailchaos target serve"; valid: mailstack, clamd`},
 		{"missing subcommand", []string{"target"}, "needs a subcommand"},

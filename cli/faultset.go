@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/internal/exitcode"
 	"github.com/mailchaos/mailchaos/plugins"
 	"github.com/mailchaos/mailchaos/plugins/builtin"
 )
@@ -17,10 +20,31 @@ import (
 type faultSet struct {
 	*faults.Registry
 	host *plugins.Host
+	log  *slog.Logger
+	// left are the plugins left out, in the order found.
+	left []leftOut
+	// listed is set once the command has shown every plugin left out.
+	listed bool
 }
 
-// Close stops every plugin.
-func (f *faultSet) Close() { f.host.Close() }
+// leftOut is a plugin that was not started, and why.
+type leftOut struct {
+	name string
+	err  error
+}
+
+// Close stops every plugin, and warns about those left out that the
+// command did not use: a fault that was used has said why it is not
+// usable already, and a thing is said once.
+func (f *faultSet) Close() {
+	f.host.Close()
+	for _, l := range f.left {
+		if !f.listed && !f.Asked(l.name) {
+			f.log.Warn("fault plugin left out", "plugin", l.name, "err", l.err)
+		}
+	}
+	f.left = nil
+}
 
 // pluginEntry is one plugin a command may start: a built-in or one found
 // on disk, with how it stands with plugins.lock. Its checksum is not
@@ -68,17 +92,23 @@ func pluginEntries(st *state) ([]pluginEntry, error) {
 		if locked {
 			want, ok := lock[f.Name]
 			if !ok {
-				e.refused = fmt.Errorf("plugin %s (%s) is not in %s: refused; run 'mailchaos plugins lock' to trust it", f.Name, f.Path, st.lockPath)
+				e.refused = refusedError(fmt.Errorf("plugin %s (%s) is not in %s: refused; run 'mailchaos plugins lock' to trust it", f.Name, f.Path, st.lockPath))
 			}
 			e.launch.Checksum = want
 		}
 		if f.Refused != nil {
-			e.refused = fmt.Errorf("plugin %s (%s): %w", f.Name, f.Path, f.Refused)
+			e.refused = refusedError(fmt.Errorf("plugin %s (%s): %w", f.Name, f.Path, f.Refused))
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
+
+// refusedError is a plugin that mailchaos will not start (plugins.lock,
+// unsafe permissions): the user's setup is to blame, exit code Invalid in
+// every command, whether the fault is named on the command line or in a
+// file.
+func refusedError(err error) error { return exitcode.Wrap(err, exitcode.Invalid) }
 
 // loadFaults starts every plugin (in parallel) and registers the faults
 // they serve; with --builtins in-process, the built-ins run in mailchaos'
@@ -90,7 +120,7 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := &faultSet{Registry: faults.NewRegistry(),
+	fs := &faultSet{Registry: faults.NewRegistry(), log: st.log,
 		host: plugins.NewHost(plugins.Options{Logger: st.log, CallTimeout: st.pluginTimeout, Kill: st.kill})}
 	fs.Hint = "plugins are looked for in " + strings.Join(plugins.DefaultDirs(st.env.Getenv), ", ") +
 		" (see 'mailchaos plugins list')"
@@ -118,8 +148,14 @@ func loadFaults(ctx context.Context, st *state) (*faultSet, error) {
 	wg.Wait()
 	for i, p := range started {
 		if p == nil {
-			st.log.Warn("fault plugin left out", "plugin", entries[i].launch.Name, "err", errs[i])
-			fs.Refuse(entries[i].launch.Name, errs[i])
+			err := errs[i]
+			if errors.Is(err, plugins.ErrChecksum) {
+				err = refusedError(err)
+			}
+			// Said once: by the command that uses the fault, else by
+			// Close.
+			fs.Refuse(entries[i].launch.Name, err)
+			fs.left = append(fs.left, leftOut{name: entries[i].launch.Name, err: err})
 			continue
 		}
 		if err := fs.Add(ctx, p); err != nil {

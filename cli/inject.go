@@ -17,6 +17,10 @@ import (
 	"github.com/mailchaos/mailchaos/targets"
 )
 
+// adHocLink is the name of the link an ad hoc target (--upstream) puts in
+// front of its address, unless one --link names it: --link ad-hoc works.
+const adHocLink = "ad-hoc"
+
 // rollbackTimeout bounds the removal of faults after a run.
 const rollbackTimeout = 30 * time.Second
 
@@ -108,7 +112,7 @@ func flagTarget(c *ucli.Context, linkName string) (targets.Spec, error) {
 	}
 	if up := c.String("upstream"); up != "" {
 		if linkName == "" {
-			linkName = "link"
+			linkName = adHocLink
 		}
 		// An ad hoc link may go off loopback with the command line's
 		// consent alone (there is no file to give it).
@@ -227,7 +231,7 @@ func injectCommand(st *state) *ucli.Command {
 				linkName = links[0]
 			}
 			if c.String("upstream") != "" && len(links) == 0 && spec.NeedsLink {
-				links, linkName = []string{"link"}, "link"
+				links, linkName = []string{adHocLink}, adHocLink
 			}
 			// Validate what can be checked before anything starts (the links
 			// once the target is up).
@@ -346,9 +350,29 @@ func faultsCommand(st *state) *ucli.Command {
 			for _, s := range specs {
 				printSpec(st.env.Stdout, s)
 			}
+			if c.NArg() == 0 {
+				for _, l := range reg.left {
+					fmt.Fprintf(st.env.Stdout, "\nnot usable: %v\n", l.err)
+				}
+				reg.listed = true
+			}
 			return nil
 		},
 	}
+}
+
+// paramRange says a parameter's bounds: "range [0.001, 1]", ">= 0.001",
+// "<= 1", or "" for none.
+func paramRange(lo, hi string) string {
+	switch {
+	case lo != "" && hi != "":
+		return fmt.Sprintf("range [%s, %s]", lo, hi)
+	case lo != "":
+		return ">= " + lo
+	case hi != "":
+		return "<= " + hi
+	}
+	return ""
 }
 
 // printSpec prints a fault's summary and parameter schema.
@@ -362,8 +386,8 @@ func printSpec(out io.Writer, s faults.Spec) {
 		if len(p.Enum) > 0 {
 			extra += ", one of " + strings.Join(p.Enum, "|")
 		}
-		if p.Min != "" || p.Max != "" {
-			extra += fmt.Sprintf(", range [%s, %s]", p.Min, p.Max)
+		if r := paramRange(p.Min, p.Max); r != "" {
+			extra += ", " + r
 		}
 		if p.Required {
 			extra += ", required"

@@ -88,7 +88,7 @@ func TestInjectAdHocAgainstAPlainAddressRemovedOnCtrlC(t *testing.T) {
 	t.Parallel()
 	upstream := lineServer(t)
 	out, errb, signal, done := startCLI(t, "inject", "gray-failure", "--upstream", upstream, "--param", "mode=stall-after", "--for", "10m")
-	listen := linkAddr(t, out, "link")
+	listen := linkAddr(t, out, "ad-hoc")
 
 	c, err := net.Dial("tcp", listen)
 	require.NoError(t, err)
@@ -318,7 +318,7 @@ func startKilledInject(t *testing.T, api string, grace time.Duration) (*exec.Cmd
 		"--param", "mode=blackhole", "--for", "1s", "--grace", grace.String())
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
-	linkAddr(t, &stdout, "link")
+	linkAddr(t, &stdout, "ad-hoc")
 	require.Positive(t, toxicsOn(t, network.NewClient(api)))
 	kids := childPIDs(t, cmd.Process.Pid)
 	require.NotEmpty(t, kids, "the built-in faults run as plugin processes")

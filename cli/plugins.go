@@ -19,7 +19,7 @@ import (
 func pluginsCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:   "plugins",
-		Usage:  "list, describe and lock the fault plugins",
+		Usage:  "list, describe, lock and write fault plugins",
 		Action: subcommandRequired,
 		Description: "mailchaos looks for executables named mailchaos-fault-NAME in ./plugins.d, in each directory of\n" +
 			"$MAILCHAOS_PLUGIN_PATH and in ~/.config/mailchaos/plugins; the first one found wins. With a\n" +
@@ -74,8 +74,16 @@ func pluginsCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stdout, "wrote %s: %d plugins\n", st.lockPath, len(lock))
 				return nil
 			},
-		}},
+		}, pluginInitCommand(st)},
 	}
+}
+
+// pluginCommand is "plugin", the hidden alias of "plugins" that earlier
+// versions had for "plugin init".
+func pluginCommand(st *state) *ucli.Command {
+	c := pluginsCommand(st)
+	c.Name, c.Hidden = "plugin", true
+	return c
 }
 
 // listPlugins prints every plugin (or only the named one), starting each
@@ -129,9 +137,12 @@ func listPlugins(st *state, only string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// Why a plugin is not usable comes right under the table.
-	for _, p := range problems {
-		fmt.Fprintf(out, "\nnot usable: %v\n", p)
+	// Why a plugin is not usable comes right under the table (and only
+	// as the error when one plugin was asked for: said once).
+	if only == "" {
+		for _, p := range problems {
+			fmt.Fprintf(out, "\nnot usable: %v\n", p)
+		}
 	}
 	for _, s := range specs {
 		fmt.Fprintln(out)
@@ -157,53 +168,49 @@ func checksumState(e pluginEntry) string {
 	return "locked"
 }
 
-func pluginCommand(st *state) *ucli.Command {
+// pluginInitCommand scaffolds a plugin module.
+func pluginInitCommand(st *state) *ucli.Command {
 	return &ucli.Command{
-		Name:   "plugin",
-		Usage:  "write a new fault plugin",
-		Action: subcommandRequired,
-		Subcommands: []*ucli.Command{{
-			Name:      "init",
-			Usage:     "scaffold a fault plugin module that builds and passes its tests as written",
-			ArgsUsage: "NAME [DIR]",
-			Description: "Writes main.go, an injector skeleton (latency on a link), a test running the SDK's\n" +
-				"conformance kit, a Makefile and a README into DIR (default ./mailchaos-fault-NAME), then runs\n" +
-				"'go mod tidy'. Until mailchaos' module is published, --sdk points the new module at a\n" +
-				"local mailchaos checkout.\n\n" +
-				"Example:\n" +
-				"  mailchaos plugin init smtp-tarpit --sdk ~/src/mailchaos\n" +
-				"  cd mailchaos-fault-smtp-tarpit && make test build",
-			Flags: []ucli.Flag{
-				&ucli.StringFlag{Name: "sdk", Usage: "a local mailchaos checkout (`DIR`) to build against, through a replace directive"},
-				&ucli.StringFlag{Name: "module", Usage: "the new module's `PATH` (default example.com/mailchaos-fault-NAME)"},
-				&ucli.BoolFlag{Name: "no-tidy", Usage: "do not run 'go mod tidy' (go.sum is then missing)"},
-			},
-			Action: func(c *ucli.Context) error {
-				if c.NArg() < 1 || c.NArg() > 2 {
-					return &usageError{fmt.Errorf("plugin init needs NAME and optionally DIR, got %d arguments", c.NArg())}
-				}
-				name := c.Args().Get(0)
-				dir := c.Args().Get(1)
-				if dir == "" {
-					dir = plugins.Prefix + name
-				}
-				files, err := scaffold.Write(scaffold.Options{Name: name, Dir: dir, Module: c.String("module"), SDKDir: c.String("sdk"),
-					Reserved: builtin.Names()})
-				if err != nil {
+		Name:      "init",
+		Usage:     "scaffold a fault plugin module that builds and passes its tests as written",
+		ArgsUsage: "NAME [DIR]",
+		Description: "Writes main.go, an injector skeleton (latency on a link), a test running the SDK's\n" +
+			"conformance kit, a Makefile and a README into DIR (default ./mailchaos-fault-NAME), then runs\n" +
+			"'go mod tidy'. Until mailchaos' module is published, --sdk points the new module at a\n" +
+			"local mailchaos checkout.\n\n" +
+			"Example:\n" +
+			"  mailchaos plugins init smtp-tarpit --sdk ~/src/mailchaos\n" +
+			"  cd mailchaos-fault-smtp-tarpit && make test build",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "sdk", Usage: "a local mailchaos checkout (`DIR`) to build against, through a replace directive"},
+			&ucli.StringFlag{Name: "module", Usage: "the new module's `PATH` (default example.com/mailchaos-fault-NAME)"},
+			&ucli.BoolFlag{Name: "no-tidy", Usage: "do not run 'go mod tidy' (go.sum is then missing)"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() < 1 || c.NArg() > 2 {
+				return &usageError{fmt.Errorf("plugins init needs NAME and optionally DIR, got %d arguments", c.NArg())}
+			}
+			name := c.Args().Get(0)
+			dir := c.Args().Get(1)
+			if dir == "" {
+				dir = plugins.Prefix + name
+			}
+			files, err := scaffold.Write(scaffold.Options{Name: name, Dir: dir, Module: c.String("module"), SDKDir: c.String("sdk"),
+				Reserved: builtin.Names()})
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				fmt.Fprintf(st.env.Stdout, "wrote %s\n", f)
+			}
+			if !c.Bool("no-tidy") {
+				if err := scaffold.Tidy(dir); err != nil {
 					return err
 				}
-				for _, f := range files {
-					fmt.Fprintf(st.env.Stdout, "wrote %s\n", f)
-				}
-				if !c.Bool("no-tidy") {
-					if err := scaffold.Tidy(dir); err != nil {
-						return err
-					}
-					fmt.Fprintf(st.env.Stdout, "wrote %s\n", filepath.Join(dir, "go.sum"))
-				}
-				fmt.Fprintf(st.env.Stdout, "\nnext: cd %s && make test build, then put bin/%s%s in ./plugins.d\n", dir, plugins.Prefix, name)
-				return nil
-			},
-		}},
+				fmt.Fprintf(st.env.Stdout, "wrote %s\n", filepath.Join(dir, "go.sum"))
+			}
+			fmt.Fprintf(st.env.Stdout, "\nnext: cd %s && make test build, then put bin/%s%s in ./plugins.d\n", dir, plugins.Prefix, name)
+			return nil
+		},
 	}
 }

@@ -21,7 +21,7 @@ const shutdownTimeout = 30 * time.Second
 func targetCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:   "target",
-		Usage:  "run and inspect targets",
+		Usage:  "serve the embedded reference mail stack, or one bundled clamd-compatible AV engine, until Ctrl-C",
 		Action: subcommandRequired,
 		Subcommands: []*ucli.Command{{
 			Name:   "serve",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Registry maps fault names to injectors. It is built once by the command
@@ -13,6 +14,8 @@ type Registry struct {
 	byName  map[string]Injector
 	specs   map[string]Spec
 	refused map[string]error
+	// asked holds the refused faults Get was asked for.
+	asked sync.Map
 	// Hint, if set, is added to the error for an unknown fault (where
 	// plugins are looked for, say).
 	Hint string
@@ -70,12 +73,21 @@ func (e *UnknownFaultError) InvalidInput() bool { return true }
 func (r *Registry) Get(name string) (Injector, Spec, error) {
 	inj, ok := r.byName[name]
 	if err, refused := r.refused[name]; refused && !ok {
+		r.asked.Store(name, true)
 		return nil, Spec{}, err
 	}
 	if !ok {
 		return nil, Spec{}, &UnknownFaultError{Name: name, Known: r.Names(), Hint: r.Hint}
 	}
 	return inj, r.specs[name], nil
+}
+
+// Asked reports whether Get was asked for the refused fault name, and so
+// returned why it is refused to a caller. Safe to call concurrently with
+// Get.
+func (r *Registry) Asked(name string) bool {
+	_, ok := r.asked.Load(name)
+	return ok
 }
 
 // Names lists the registered faults, sorted.
