@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
 	shipped "github.com/mailchaos/mailchaos/experiments/catalog"
+	"github.com/mailchaos/mailchaos/internal/safefile"
 )
 
 // starterExperiment is what `mailchaos init FILE` writes: a short
@@ -98,56 +98,20 @@ func initCommand(st *state) *ucli.Command {
 // path must not exist (atomic, no clobbering even in a race), renamed over
 // it with force (a symlink at path is then replaced, not followed).
 func writeNew(path string, data []byte, force bool) error {
-	if fi, err := os.Lstat(path); err == nil {
-		switch {
-		case fi.IsDir():
-			return &usageError{fmt.Errorf("%s is a directory", path)}
-		case !force && fi.Mode()&fs.ModeSymlink != 0:
-			return &usageError{fmt.Errorf("%s exists (a symlink): not written; --force replaces it", path)}
-		case !force:
-			return &usageError{fmt.Errorf("%s exists: not written; --force replaces it", path)}
-		}
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := createTemp(dir, "."+base)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
+	mode := safefile.Create
 	if force {
-		return os.Rename(tmp.Name(), path)
+		mode = safefile.Force
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return &usageError{fmt.Errorf("%s exists: not written; --force replaces it", path)}
+	err := safefile.Write(path, data, 0o644, mode)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		what := "exists"
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			what = "exists (a symlink)"
 		}
-		return err
+		return &usageError{fmt.Errorf("%s %s: not written; --force replaces it", path, what)}
+	case errors.Is(err, safefile.ErrNotRegular):
+		return &usageError{err}
 	}
-	return nil
-}
-
-// createTemp creates a new file named prefix plus a random suffix in dir:
-// os.CreateTemp opens with O_CREATE|O_EXCL, which never follows a
-// symlink. It is readable by all: an experiment, not a secret.
-func createTemp(dir, prefix string) (*os.File, error) {
-	f, err := os.CreateTemp(dir, prefix+".*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return f, nil
+	return err
 }

@@ -1,16 +1,13 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/mailchaos/mailchaos/experiments"
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/report"
+	"github.com/mailchaos/mailchaos/internal/safefile"
 )
 
 // summaryJSONFlag writes the machine-readable summary.
@@ -62,53 +59,8 @@ func writeSummaryJSON(st *state, jpath, path string) error {
 		_, err = st.env.Stdout.Write(b)
 		return err
 	}
-	if err := replaceFile(path, b, 0o644); err != nil {
+	if err := safefile.Write(path, b, 0o644, safefile.Replace); err != nil {
 		return fmt.Errorf("summary json: %w", err)
-	}
-	return nil
-}
-
-// replaceFile writes data to path as a whole: into a new temporary file
-// in the same folder (created with O_EXCL, so nothing already there is
-// written through), then renamed over path. A symbolic link at path is
-// refused, not followed nor replaced; a regular file is replaced (CI
-// reuses report paths).
-func replaceFile(path string, data []byte, perm fs.FileMode) error {
-	if fi, err := os.Lstat(path); err == nil {
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("%s is a symbolic link: refused, reports are not written through links", path)
-		case !fi.Mode().IsRegular():
-			return fmt.Errorf("%s is not a regular file: refused", path)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		_ = tmp.Close()
-		_ = os.Remove(name)
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		_ = os.Remove(name)
-		return err
 	}
 	return nil
 }

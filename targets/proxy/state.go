@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,9 +9,10 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/mailchaos/mailchaos/internal/safefile"
 )
 
 // Link is a link a server keeps: a proxy named Name that listens on Listen
@@ -140,16 +139,6 @@ func (l Link) check() error {
 // directory is synced. A path that is a symlink or not a regular file is
 // refused.
 func SaveState(path string, links []Link) error {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode()&fs.ModeSymlink != 0 {
-			return invalid(path, errStateSymlink)
-		}
-		if !st.Mode().IsRegular() {
-			return invalid(path, fmt.Errorf("is not a regular file (%s)", st.Mode().Type()))
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return &StateError{Path: path, Err: err}
-	}
 	if links == nil {
 		links = []Link{}
 	}
@@ -158,48 +147,14 @@ func SaveState(path string, links []Link) error {
 		return &StateError{Path: path, Err: err}
 	}
 	data = append(data, '\n')
-	dir := filepath.Dir(path)
-	f, err := createTemp(dir, "."+filepath.Base(path)+".")
-	if err != nil {
+	err = safefile.Write(path, data, 0o600, safefile.Replace)
+	switch {
+	case errors.Is(err, safefile.ErrSymlink):
+		return invalid(path, errStateSymlink)
+	case errors.Is(err, safefile.ErrNotRegular):
+		return invalid(path, errors.New("is not a regular file"))
+	case err != nil:
 		return &StateError{Path: path, Err: err}
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return &StateError{Path: path, Err: err}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return &StateError{Path: path, Err: err}
-	}
-	if d, err := os.Open(dir); err == nil {
-		serr := d.Sync()
-		d.Close()
-		if serr != nil {
-			return &StateError{Path: path, Err: fmt.Errorf("sync %s: %w", dir, serr)}
-		}
 	}
 	return nil
-}
-
-// createTemp creates a new file, mode 0600, named prefix and a random
-// suffix in dir: O_EXCL, so that nothing that exists there (a symlink
-// planted under a guessed name) is opened.
-func createTemp(dir, prefix string) (*os.File, error) {
-	for range 10 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:])+".tmp")
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, fmt.Errorf("create a temporary file in %s: too many name clashes", dir)
 }
