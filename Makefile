@@ -78,7 +78,7 @@ fuzz:
 
 ## demo: run the remediated AV-engine incident experiment on the embedded stack.
 demo: build
-	$(BIN) --log-level warn run experiments/catalog/av-latency-remediated.yaml
+	$(BIN) run experiments/catalog/av-latency-remediated.yaml
 
 ## demo-mail: start the embedded mail stack, send clean and infected mail, read it back.
 demo-mail: build

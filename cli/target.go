@@ -39,7 +39,7 @@ func serveMailstackCommand(st *state) *ucli.Command {
 	return &ucli.Command{
 		Name:  "mailstack",
 		Usage: "serve the embedded reference mail stack until SIGINT/SIGTERM",
-		Description: "Prints one NAME=ADDR line per endpoint (smtp, imap, metrics, each AV engine) when ready.\n" +
+		Description: "Prints one NAME=ADDR line per endpoint (smtp, imap, metrics, each AV engine, each access site) when ready.\n" +
 			"Flags override the configuration file, which overrides the profile.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "config", Usage: "YAML configuration `FILE`"},
