@@ -206,6 +206,8 @@ func (r *runner) execute(ctx, sig context.Context) Result {
 	// A fault plugin that dies from here on stops the run.
 	stopWatching := r.watchInjectors()
 	defer stopWatching()
+	stopLoads := r.watchLoads(ctx)
+	defer stopLoads()
 	t0, res, ok := r.injectPhase(ctx)
 	if !ok {
 		return res

@@ -46,6 +46,10 @@ const (
 	TypeAbort = "abort"
 	// TypeLog is a message worth keeping.
 	TypeLog = "log"
+	// TypeLoad is what a load-surge step did over the last window, ending
+	// at At (Step, Fault, Load): written about every second while the
+	// step is in place, for reports to draw the load's rates and latency.
+	TypeLoad = "load"
 	// TypeVerdict closes a run.
 	TypeVerdict = "verdict"
 )
@@ -89,6 +93,9 @@ type Event struct {
 	// (smtp-transaction: 2xx, 4xx, 5xx, timeout, conn-error).
 	Class string `json:"class,omitempty"`
 
+	// load: the window's figures (with Step and Fault, At its end).
+	Load *LoadWindow `json:"load,omitempty"`
+
 	// inject / remove
 	Step   int            `json:"step,omitempty"`
 	Fault  string         `json:"fault,omitempty"`
@@ -127,6 +134,24 @@ type SLIInfo struct {
 // on a run that stopped before the recovery phase. Readers treat every
 // field added since as unknown when Version is lower.
 const SummaryVersion = 2
+
+// LoadWindow is what a load did over a window: rates per second, shares
+// (0 to 1) of the items settled in the window, and latency percentiles in
+// seconds from each item's scheduled time (nil when nothing got through).
+type LoadWindow struct {
+	Seconds      float64  `json:"seconds"`
+	OfferedRate  float64  `json:"offered_rate"`
+	AcceptedRate float64  `json:"accepted_rate"`
+	Settled      float64  `json:"settled"`
+	Tempfail     float64  `json:"tempfail,omitempty"`
+	Rejected     float64  `json:"rejected,omitempty"`
+	ConnError    float64  `json:"conn_error,omitempty"`
+	Timeout      float64  `json:"timeout,omitempty"`
+	Cut          float64  `json:"cut,omitempty"`
+	Unsent       float64  `json:"unsent,omitempty"`
+	P50          *float64 `json:"p50,omitempty"`
+	P99          *float64 `json:"p99,omitempty"`
+}
 
 // Summary is the per-SLI outcome, kept in the verdict for reports. Every
 // run that took samples has one, whatever its exit path: a run that
