@@ -339,16 +339,20 @@ func (r *run) facts() *RunSummary {
 }
 
 // leftover is the second badge of a run that may have left faults in
+// place ([RunSummary.Leftover]).
+func (r *run) leftover() string { return r.facts().Leftover() }
+
+// Leftover is the second badge of a run that may have left faults in
 // place: ROLLBACK FAILED if a removal failed (unless that is already the
 // run's status), FAULTS NOT REMOVED if the journal stops before the
 // removal (a crash); "" if every fault was removed.
-func (r *run) leftover() string {
-	if len(r.outstanding) == 0 {
+func (s *RunSummary) Leftover() string {
+	if len(s.Outstanding) == 0 {
 		return ""
 	}
-	for _, o := range r.outstanding {
-		if o.removeErr != "" {
-			if r.badge() == StatusRollbackFailed {
+	for _, o := range s.Outstanding {
+		if o.RemoveError != "" {
+			if s.Status == StatusRollbackFailed {
 				return ""
 			}
 			return StatusRollbackFailed
@@ -425,49 +429,60 @@ func (s sliRow) cells() []string {
 	return []string{s.name, s.tolerance, s.baseline, s.worst, s.ttr, s.bound, s.verdict}
 }
 
-// table is the SLI table of a run with a verdict, with an "overall" row
+// table is the SLI table of a run with a verdict ([RunSummary.Table]).
+func (r *run) table() []sliRow {
+	var rows []sliRow
+	for _, t := range r.facts().Table() {
+		rows = append(rows, sliRow{t.SLI, t.Tolerance, t.Baseline, t.Worst, t.TimeToRecover, t.Bound, t.Verdict})
+	}
+	return rows
+}
+
+// TableRow is one line of the SLI table, every cell formatted the way
+// each renderer (terminal, Markdown, JUnit, HTML) shows it.
+type TableRow struct {
+	SLI, Tolerance, Baseline, Worst, TimeToRecover, Bound, Verdict string
+}
+
+// Table is the SLI table of a run with a verdict, with an "overall" row
 // whose verdict is the run's status word; nil for a run without a verdict
 // or without SLIs. A figure the run did not get to is "-".
-func (r *run) table() []sliRow {
-	s := r.facts()
-	if r.verdict == nil || len(s.SLIs) == 0 {
+func (s *RunSummary) Table() []TableRow {
+	if !s.Finished || len(s.SLIs) == 0 {
 		return nil
 	}
 	bound := "-"
 	if s.Recovery != nil && s.Recovery.Bound > 0 {
 		bound = human(secondsDuration(s.Recovery.Bound))
 	}
-	var rows []sliRow
+	var rows []TableRow
 	for _, sli := range s.SLIs {
-		row := sliRow{name: sli.Name, tolerance: orDash(sli.Tolerance), baseline: "-", worst: "-", ttr: "-", bound: "-", verdict: "-"}
+		row := TableRow{SLI: sli.Name, Tolerance: orDash(sli.Tolerance), Baseline: "-", Worst: "-", TimeToRecover: "-", Bound: "-", Verdict: "-"}
 		if sli.Baseline != nil {
-			row.baseline = sli.Baseline.Text
-			if row.baseline == "" {
-				row.baseline = "-"
-			}
+			row.Baseline = orDash(sli.Baseline.Text)
 		}
 		if sli.Worst != nil {
-			row.worst = sli.Worst.Text
+			row.Worst = sli.Worst.Text
 		}
 		if sli.Recovery != nil {
-			row.ttr, row.bound = sli.Recovery.Text, bound
+			row.TimeToRecover, row.Bound = sli.Recovery.Text, bound
 		}
 		if sli.Passed != nil {
-			row.verdict = passFail(*sli.Passed)
+			row.Verdict = passFail(*sli.Passed)
 		}
 		rows = append(rows, row)
 		if d := sli.During; d != nil {
-			rows = append(rows, sliRow{
-				name: sli.Name + " (during faults)", tolerance: "-", baseline: "-", worst: "-",
-				ttr: d.Text, bound: human(secondsDuration(d.Bound)), verdict: passFail(d.Passed),
+			rows = append(rows, TableRow{
+				SLI: sli.Name + " (during faults)", Tolerance: "-", Baseline: "-", Worst: "-",
+				TimeToRecover: d.Text, Bound: human(secondsDuration(d.Bound)), Verdict: passFail(d.Passed),
 			})
 		}
 	}
-	overall := sliRow{name: "overall", ttr: "-", bound: "-", verdict: s.Status}
+	overall := TableRow{SLI: "overall", TimeToRecover: "-", Bound: "-", Verdict: s.Status}
 	if rec := s.Recovery; rec != nil {
-		overall.ttr, overall.bound = "not recovered", bound
+		overall.TimeToRecover, overall.Bound = "not recovered", bound
 		if rec.TimeToRecover != nil {
-			overall.ttr = human(secondsDuration(*rec.TimeToRecover))
+			overall.TimeToRecover = human(secondsDuration(*rec.TimeToRecover))
 		}
 	}
 	return append(rows, overall)

@@ -6,8 +6,10 @@
 // shaded (the plan outlined), the tolerance band, the baseline, the
 // recovery clock's start, its bound and the measured time to recover, and
 // failed samples marked; the load's offered and accepted rates and its
-// latency when the experiment reads them; the verdict table and every
-// assertion; the faults' timeline, planned against actual onset.
+// latency when the experiment reads them; the faults' timeline, planned
+// against actual onset. Its status word, reason, verdict table and
+// assertion sentences are the run's summary (report.Summarize), the one
+// every other report reads, so the page never contradicts them.
 //
 // Charts are inline SVG written here, so the report has no script at all,
 // fetches nothing, and reads the same in any browser or with scripting

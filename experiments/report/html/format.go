@@ -30,6 +30,10 @@ func secs(d time.Duration) string {
 	return out
 }
 
+// seconds is a number of seconds, as the summary gives them, as a
+// duration.
+func seconds(v float64) time.Duration { return time.Duration(math.Round(v * float64(time.Second))) }
+
 // value writes an SLI value in its unit.
 func value(v float64, unit string) string {
 	switch unit {

@@ -70,7 +70,7 @@ func TestReportDrawsEverySLIOfARealRun(t *testing.T) {
 	require.Contains(t, page, `<svg class="gantt"`)
 	require.Contains(t, page, `data-steps="2"`)
 	require.Contains(t, page, `<table class="verdict">`)
-	require.Contains(t, page, "PASS: completed")
+	require.Contains(t, page, `<span class="badge st-pass">PASS</span> <span class="line">completed, exit code 0, after `)
 	require.Contains(t, page, `class="ttr"`)
 	require.Contains(t, page, `class="rbound"`)
 	require.Contains(t, page, `class="baseline"`)

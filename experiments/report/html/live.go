@@ -126,12 +126,14 @@ func (l *Live) render() (template.HTML, uint64, error) {
 	l.renderMu.Lock()
 	defer l.renderMu.Unlock()
 	l.mu.Lock()
-	ver, evs := l.version, l.events[:len(l.events):len(l.events)]
+	ver, evs, done := l.version, l.events[:len(l.events):len(l.events)], l.done
 	l.mu.Unlock()
 	if ver == l.rendered && l.body != "" {
 		return l.body, ver, nil
 	}
-	body, err := renderBody(report.Split(evs))
+	// Once the runs are over, the page is the report: a run without a
+	// verdict then reads DID NOT FINISH, as it does there.
+	body, err := renderBody(report.Split(evs), !done)
 	if err != nil {
 		return "", 0, err
 	}

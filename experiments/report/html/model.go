@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
+	"github.com/mailchaos/mailchaos/experiments/report"
 )
 
 // maxSamples bounds the samples of one SLI that are drawn; the rest of a
@@ -25,9 +26,10 @@ type run struct {
 	slis            []*sli
 	steps           []*step
 	phases          []mark
-	assertions      []journal.Event
 	aborts          []journal.Event
-	verdict         *journal.Event
+	// facts is the run's summary (report.Summarize): every verdict,
+	// status, reason and figure the page states comes from there.
+	facts report.RunSummary
 }
 
 // mark is a named instant.
@@ -36,13 +38,14 @@ type mark struct {
 	t    time.Time
 }
 
-// sli is one SLI: its specification, its samples and its summary.
+// sli is one SLI: its specification, its samples and its figures in the
+// run's summary.
 type sli struct {
 	name, probe, measure, unit string
 	tol                        tolSpec
 	samples                    []journal.Event
 	dropped                    int
-	sum                        *journal.SLISummary
+	res                        *report.SLIResult
 }
 
 // step is one method step: its plan and what happened to it.
@@ -148,8 +151,7 @@ func parse(evs []journal.Event) *run {
 		}
 		return r.steps[i]
 	}
-	for i := range evs {
-		e := evs[i]
+	for _, e := range evs {
 		if e.T.After(r.end) {
 			r.end = e.T
 		}
@@ -196,20 +198,18 @@ func parse(evs []journal.Event) *run {
 				st.fault = e.Fault
 			}
 			st.removed, st.detail, st.err = e.T, e.Message, e.Err
-		case journal.TypeAssertion:
-			r.assertions = append(r.assertions, e)
 		case journal.TypeAbort:
 			r.aborts = append(r.aborts, e)
-		case journal.TypeVerdict:
-			r.verdict = &evs[i]
 		}
 	}
-	if r.verdict != nil && r.verdict.Summary != nil {
-		for i := range r.verdict.Summary.SLIs {
-			ss := &r.verdict.Summary.SLIs[i]
-			s := sliOf(ss.Name)
-			s.sum, s.unit = ss, ss.Unit
-		}
+	// The figures: one summary, the one every other report reads.
+	if sum := report.Summarize(evs); len(sum.Runs) > 0 {
+		r.facts = sum.Runs[0]
+	}
+	for i := range r.facts.SLIs {
+		res := &r.facts.SLIs[i]
+		s := sliOf(res.Name)
+		s.res, s.unit = res, res.Unit
 	}
 	for _, s := range r.slis {
 		if s.unit == "" {
@@ -222,7 +222,7 @@ func parse(evs []journal.Event) *run {
 	return r
 }
 
-// guessUnit is an SLI's unit when the journal has no verdict to say it.
+// guessUnit is an SLI's unit when the summary does not say it.
 func guessUnit(probe, measure string) string {
 	switch probe {
 	case "smtp-canary", "imap-login", "smtp-transaction", "tcp":
@@ -237,9 +237,6 @@ func guessUnit(probe, measure string) string {
 	}
 	return ""
 }
-
-// finished reports whether the run has its verdict.
-func (r *run) finished() bool { return r.verdict != nil }
 
 // recoveryStart is when the recovery clock started: the planned end of the
 // step recovery.from names, else of the last step; false before the
@@ -273,17 +270,13 @@ func (r *run) axisEnd() time.Time {
 	return end
 }
 
-// status is the run's status word, "running" before its verdict.
-func (r *run) status() string {
-	if r.verdict == nil {
-		return "running"
+// baseline is the value the baseline assertion judged, when it measured
+// one.
+func (s *sli) baseline() (float64, bool) {
+	if s.res == nil || s.res.Baseline == nil || s.res.Baseline.Value == nil {
+		return 0, false
 	}
-	return r.verdict.Status
-}
-
-// passed reports whether the run completed with every assertion held.
-func (r *run) passed() bool {
-	return r.verdict != nil && r.verdict.Status == journal.StatusCompleted && !r.verdict.Deviated
+	return *s.res.Baseline.Value, true
 }
 
 // loadSLIs returns the SLIs read from the experiment's load, by kind:

@@ -20,30 +20,45 @@ const pageTemplate = `<!DOCTYPE html>
 </html>
 `
 
-// bodyTemplate renders the runs inside <main>.
+// bodyTemplate renders the runs inside <main>. The status, reason, tables
+// and sentences are the run's summary's; the charts are drawn from its
+// journal.
 const bodyTemplate = `{{range .Runs}}<section class="run" data-run="{{.ID}}" data-status="{{.Status}}">
 <header>
 <h1>{{if .Title}}{{.Title}}{{else}}run {{.ID}}{{end}}</h1>
 <p class="meta">{{if .File}}file <code>{{.File}}</code>, {{end}}run <code>{{.ID}}</code>, started {{stamp .Start}}</p>
-<p class="status {{if .Passed}}ok{{else if .Finished}}bad{{else}}run{{end}}">{{if .Finished}}{{if .Passed}}PASS{{else}}FAIL{{end}}: {{.Status}}, exit code {{.Verdict.ExitCode}}, after {{secs .Verdict.Duration}}{{else}}running{{end}}</p>
-{{with .Verdict}}{{if .Message}}<p class="message">{{.Message}}</p>{{end}}{{if .Err}}<p class="message bad">{{.Err}}</p>{{end}}{{end}}
-{{range .Aborts}}<p class="message bad">abort: {{.Message}}</p>
+<p class="status"><span class="badge {{.Class}}">{{.Status}}</span>{{with .Leftover}} <span class="badge st-bad leftover">{{.}}</span>{{end}} <span class="line">{{.Line}}</span></p>
+{{if .Reason}}<p class="message reason">{{.Reason}}</p>
+{{end}}{{range .Aborts}}<p class="message bad abort">{{.}}</p>
+{{end}}{{if .Error}}<p class="message bad error">error: {{.Error}}</p>
 {{end}}</header>
-{{with .Summary}}{{$sum := .}}<h2>Verdict</h2>
+{{if .Outstanding}}<div class="leftovers"><p><strong>{{if .Leftover}}{{.Leftover}}{{else}}ROLLBACK FAILED{{end}}</strong>: these faults may still be in place until they expire:</p>
+<ul>{{range .Outstanding}}<li>step {{.Step}} {{.Fault}}{{if .Handle}}, handle <code>{{.Handle}}</code>{{end}}: {{if .RemoveError}}removal failed: {{.RemoveError}}{{else}}never removed{{end}}{{if .Toxics}} ({{.Toxics}}){{end}}</li>
+{{end}}</ul>
+<p>run <code>mailchaos recover</code> on this journal to remove them</p></div>
+{{end}}{{if .Table}}<h2>Verdict</h2>
 <table class="verdict">
-<thead><tr><th>SLI</th><th>tolerance</th><th>baseline</th><th>worst during faults</th><th>time to recover</th><th>bound</th><th>failed samples</th><th>verdict</th></tr></thead>
+<thead><tr><th>SLI</th><th>tolerance</th><th>baseline</th><th>worst during faults</th><th>time to recover</th><th>bound</th><th>verdict</th></tr></thead>
 <tbody>
-{{range $s := .SLIs}}<tr class="{{if .Passed}}ok{{else}}bad{{end}}"><td>{{.Name}}</td><td>{{.Tolerance}}</td><td>{{if .NoBaseline}}-{{else}}{{value .Baseline .Unit}}{{end}}</td><td>{{value .Worst .Unit}}</td><td>{{if .Recovered}}{{secs .TimeToRecover}}{{else}}not recovered{{end}}</td><td>{{secs $sum.RecoveryBound}}</td><td>{{.FailedSamples}}{{if .LastFailure}} <span class="why">({{.LastFailure}})</span>{{end}}</td><td>{{verdict .Passed}}</td></tr>
-{{with .During}}<tr class="{{if .Passed}}ok{{else}}bad{{end}}"><td>{{$s.Name}} (during faults)</td><td></td><td></td><td></td><td>{{if .Recovered}}{{secs .TimeToRecover}}{{else}}not recovered{{end}}</td><td>{{secs .Bound}}</td><td></td><td>{{verdict .Passed}}</td></tr>
-{{end}}{{end}}<tr class="overall"><td>overall</td><td></td><td></td><td></td><td>{{if lt .TimeToRecover 0}}not recovered{{else}}{{secs .TimeToRecover}}{{end}}</td><td>{{secs .RecoveryBound}}</td><td></td><td></td></tr>
-</tbody>
+{{range .Table}}<tr class="{{rowClass .}}"><td>{{.SLI}}</td><td>{{.Tolerance}}</td><td>{{.Baseline}}</td><td>{{.Worst}}</td><td>{{.TimeToRecover}}</td><td>{{.Bound}}</td><td>{{.Verdict}}</td></tr>
+{{end}}</tbody>
 </table>
-{{if .RecoveryFrom}}<p class="note">time to recover counted from the planned end of {{.RecoveryFrom}}</p>{{end}}
-{{end}}{{if .Asserts}}<h2>Assertions</h2>
-<table class="asserts">
-<thead><tr><th>assertion</th><th>result</th><th>measured</th><th>bound</th><th>note</th></tr></thead>
+{{if .From}}<p class="note">time to recover counted from the planned end of {{.From}}</p>
+{{end}}{{else if .Samples}}<h2>Samples</h2>
+<table class="samples">
+<thead><tr><th>SLI</th><th>samples</th><th>failed probes</th></tr></thead>
 <tbody>
-{{range .Asserts}}<tr class="{{if not .Passed}}skip{{else if deref .Passed}}ok{{else}}bad{{end}}"><td>{{.Name}}</td><td>{{if not .Passed}}skipped{{else}}{{verdict (deref .Passed)}}{{end}}</td><td>{{.Measured}}</td><td>{{.Bound}}</td><td>{{.Message}}</td></tr>
+{{range .Samples}}<tr><td>{{.Name}}</td><td>{{.Samples}}</td><td>{{.FailedSamples}}</td></tr>
+{{end}}</tbody>
+</table>
+{{end}}{{if .FailedSamples}}<h2>Failed samples</h2>
+<ul class="failed-samples">{{range .FailedSamples}}<li>{{.}}</li>{{end}}</ul>
+{{end}}{{if .Failed}}<h2>Failed assertions</h2>
+<ul class="asserts">{{range .Failed}}<li class="bad">{{.Sentence}}</li>{{end}}</ul>
+{{end}}{{if .Invariants}}<h2>Invariants</h2>
+<table class="invariants">
+<tbody>
+{{range .Invariants}}{{$r := result .}}<tr class="{{if eq $r "pass"}}ok{{else if eq $r "FAIL"}}bad{{else}}skip{{end}}"><td>{{$r}}</td><td>{{.Sentence}}</td></tr>
 {{end}}</tbody>
 </table>
 {{end}}<h2>SLIs over time</h2>
@@ -67,15 +82,17 @@ const bodyTemplate = `{{range .Runs}}<section class="run" data-run="{{.ID}}" dat
 
 // pageCSS styles the page; the CSP allows it by its hash.
 const pageCSS = `
-:root{--fg:#1d2330;--muted:#5d6675;--ok:#1a7f37;--bad:#c62828;--fault:#f4a26133;--plan:#b35c00;--band:#2e7d3214;--line:#d0d5dd}
+:root{--fg:#1d2330;--muted:#5d6675;--ok:#1a7f37;--bad:#c62828;--fault:#f4a26133;--plan:#b35c00;--band:#2e7d3214;--line:#d0d5dd;--warn:#b26a00}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:#fafbfc}
 main{max-width:980px;margin:0 auto;padding:16px 20px 48px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
 code{font:12px ui-monospace,monospace;background:#eef0f3;padding:1px 4px;border-radius:3px}
 .meta,.note,.cap,.why{color:var(--muted)}.note{font-size:13px}
-.status{display:inline-block;font-weight:600;padding:3px 10px;border-radius:4px;color:#fff;background:#57606a;margin:6px 0}
-p.status.ok{background:var(--ok);color:#fff}p.status.bad{background:var(--bad);color:#fff}
+.status{margin:6px 0}.status .line{color:var(--muted)}
+.badge{display:inline-block;font-weight:600;padding:3px 10px;border-radius:4px;color:#fff;background:#57606a}
+.badge.st-pass{background:var(--ok)}.badge.st-bad{background:var(--bad)}.badge.st-warn{background:var(--warn)}
+.leftovers{border:2px solid var(--bad);border-radius:4px;padding:4px 12px;margin:12px 0;color:var(--bad);background:#fff}
 .message{margin:4px 0}.bad{color:var(--bad)}.ok{color:var(--ok)}
 .live{position:sticky;top:0;margin:0;padding:4px 20px;background:#1d2330;color:#fff;font-size:13px;z-index:1}
 table{border-collapse:collapse;width:100%;font-size:13px;background:#fff}

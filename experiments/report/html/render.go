@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
@@ -22,7 +24,7 @@ func Render(w io.Writer, journals ...[]journal.Event) error {
 	for _, evs := range journals {
 		runs = append(runs, report.Split(evs)...)
 	}
-	body, err := renderBody(runs)
+	body, err := renderBody(runs, false)
 	if err != nil {
 		return err
 	}
@@ -71,33 +73,21 @@ func hash(s string) string {
 }
 
 // renderBody renders the runs: what goes inside the page's <main>, and what
-// the live view replaces as the run goes.
-func renderBody(runs [][]journal.Event) (template.HTML, error) {
+// the live view replaces as the run goes. live says the runs are still
+// going: a run without a verdict is then RUNNING rather than DID NOT
+// FINISH (once they are over, the live page is the report).
+func renderBody(runs [][]journal.Event, live bool) (template.HTML, error) {
 	t, err := template.New("body").Funcs(template.FuncMap{
-		"secs":  secs,
-		"value": value,
-		"tol":   tolText,
-		"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"off": func(r *run, t time.Time) string {
-			if t.IsZero() {
-				return "-"
-			}
-			return "+" + secs(t.Sub(r.start))
-		},
-		"deref": func(b *bool) bool { return b != nil && *b },
-		"verdict": func(ok bool) string {
-			if ok {
-				return "pass"
-			}
-			return "FAIL"
-		},
+		"stamp":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"rowClass": rowClass,
+		"result":   result,
 	}).Parse(bodyTemplate)
 	if err != nil {
 		return "", fmt.Errorf("html report: %w", err)
 	}
 	var views []runView
 	for _, r := range parseRuns(runs) {
-		views = append(views, newRunView(r))
+		views = append(views, newRunView(r, live))
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, map[string]any{"Runs": views}); err != nil {
@@ -108,27 +98,36 @@ func renderBody(runs [][]journal.Event) (template.HTML, error) {
 	return template.HTML(b.String()), nil //nolint:gosec // escaped above
 }
 
-// runView is what the template shows of one run.
+// statusRunning is the status word of a run the live view still follows.
+const statusRunning = "RUNNING"
+
+// runView is what the template shows of one run. Every verdict, status,
+// reason and figure is the run's summary's (report.Summarize), so the
+// page says what the terminal, Markdown, JUnit and JSON summaries say.
 type runView struct {
-	R        *run
-	ID       string
-	Title    string
-	File     string
-	Start    time.Time
-	Status   string
-	Passed   bool
-	Finished bool
-	Verdict  *journal.Event
-	Summary  *journal.Summary
-	Charts   []chartView
-	Load     []chartView
-	Gantt    template.HTML
-	Steps    []stepView
-	Planned  time.Duration
-	Asserts  []journal.Event
-	Aborts   []journal.Event
-	Dropped  int
-	Recovery string
+	ID, Title, File string
+	Start           time.Time
+	// Status is the status word, Class its colour, Line the verdict in
+	// words, Leftover the second badge of a run that may have left
+	// faults in place.
+	Status, Class, Line, Leftover string
+	// Reason says once why the run stopped, Error the error behind it;
+	// Aborts are the other aborts.
+	Reason, Error string
+	Aborts        []string
+	Table         []report.TableRow
+	From          string
+	Samples       []report.SLIResult
+	FailedSamples []string
+	Failed        []report.Check
+	Invariants    []report.Check
+	Outstanding   []report.Leftover
+	Charts        []chartView
+	Load          []chartView
+	Gantt         template.HTML
+	Steps         []stepView
+	Dropped       int
+	Recovery      string
 }
 
 // chartView is one chart and its caption.
@@ -144,11 +143,132 @@ type stepView struct {
 	PlannedAt, ActualAt, Delay, PlannedEnd, RemovedAt string
 }
 
-func newRunView(r *run) runView {
-	v := runView{R: r, ID: r.id, Title: r.title, File: r.file, Start: r.start, Status: r.status(), Passed: r.passed(), Finished: r.finished(), Verdict: r.verdict,
-		Asserts: r.assertions, Aborts: r.aborts}
-	if r.verdict != nil {
-		v.Summary = r.verdict.Summary
+// statusClass is the colour of a status word: green for PASS, red when
+// the system or the run failed, amber when the run was stopped or did not
+// finish (the terminal's colours).
+func statusClass(word string) string {
+	switch word {
+	case report.StatusPass:
+		return "st-pass"
+	case report.StatusFail, report.StatusError, report.StatusRollbackFailed:
+		return "st-bad"
+	case report.StatusAborted, report.StatusInterrupted, report.StatusUnfinished:
+		return "st-warn"
+	}
+	return "st-run"
+}
+
+// rowClass is the class of a verdict table row by its verdict cell.
+func rowClass(row report.TableRow) string {
+	switch {
+	case row.SLI == "overall":
+		return "overall"
+	case row.Verdict == "pass":
+		return "ok"
+	case row.Verdict == "FAIL":
+		return "bad"
+	}
+	return ""
+}
+
+// result is a check's result word: pass, FAIL or skip.
+func result(c report.Check) string {
+	switch {
+	case c.Passed == nil:
+		return "skip"
+	case *c.Passed:
+		return "pass"
+	}
+	return "FAIL"
+}
+
+// statusLine is the verdict in words: "failed, deviated, exit code 1,
+// after 1.8s".
+func statusLine(s report.RunSummary, live bool) string {
+	if !s.Finished {
+		line := "did not finish: the journal has no verdict"
+		if live {
+			line = "running"
+		}
+		if s.LastPhase != "" {
+			line += "; last phase " + s.LastPhase
+		}
+		return line
+	}
+	parts := []string{s.Verdict}
+	if s.Verdict == "" {
+		parts[0] = "no status"
+	}
+	if s.Deviated {
+		parts = append(parts, "deviated")
+	}
+	if s.ExitCode != nil {
+		parts = append(parts, "exit code "+strconv.Itoa(*s.ExitCode))
+	}
+	if s.Duration > 0 {
+		parts = append(parts, "after "+secs(seconds(s.Duration)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// oneLine is journal text on one line, to compare with the summary's.
+func oneLine(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s))
+}
+
+// reasons are the run's reason, with when the abort that carried it
+// happened, and every other abort: the reason is said once.
+func reasons(r *run) (string, []string) {
+	why := r.facts.Reason
+	var others []string
+	for _, a := range r.aborts {
+		msg := a.Message
+		if a.Err != "" {
+			if msg != "" {
+				msg += ": "
+			}
+			msg += a.Err
+		}
+		msg = oneLine(msg)
+		at := "+" + secs(a.T.Sub(r.start))
+		if msg == why || (why != "" && strings.Contains(why, msg)) {
+			why += " (at " + at + ")"
+			continue
+		}
+		others = append(others, "abort at "+at+": "+msg)
+	}
+	return why, others
+}
+
+func newRunView(r *run, live bool) runView {
+	f := r.facts
+	v := runView{ID: r.id, Title: r.title, File: r.file, Start: r.start, Status: f.Status,
+		Line: statusLine(f, live), Leftover: f.Leftover(), Error: f.Error, Table: f.Table(),
+		Failed: f.Failed, Invariants: f.Invariants, Outstanding: f.Outstanding}
+	if live && !f.Finished {
+		v.Status = statusRunning
+	}
+	v.Class = statusClass(v.Status)
+	v.Reason, v.Aborts = reasons(r)
+	if f.Recovery != nil {
+		v.From = f.Recovery.From
+	}
+	for _, s := range f.SLIs {
+		if v.Table == nil && s.Samples > 0 {
+			v.Samples = append(v.Samples, s)
+		}
+		if s.FailedSamples > 0 {
+			line := fmt.Sprintf("%s: %d of %d samples failed", s.Name, s.FailedSamples, s.Samples)
+			if s.LastFailure != "" {
+				line += "; last: " + s.LastFailure
+			}
+			v.FailedSamples = append(v.FailedSamples, line)
+		}
 	}
 	if rs, ok := r.recoveryStart(); ok {
 		from := "the planned end of the last fault"
@@ -167,7 +287,11 @@ func newRunView(r *run) runView {
 		if s.probe != "" {
 			cap += ", "
 		}
-		cap += "tolerance " + tolText(s.tol, s.unit)
+		tol := tolText(s.tol, s.unit)
+		if s.res != nil && s.res.Tolerance != "" {
+			tol = s.res.Tolerance
+		}
+		cap += "tolerance " + tol
 		//nolint:gosec // sliChart escapes everything it writes
 		v.Charts = append(v.Charts, chartView{Name: s.name, Caption: cap, SVG: template.HTML(sliChart(r, s.name, []series{{s, "s0"}}))})
 	}

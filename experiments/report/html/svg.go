@@ -167,8 +167,8 @@ func sliChart(r *run, title string, ss []series) string {
 	if thi != nil {
 		see(*thi)
 	}
-	if b := main.sum; b != nil && !b.NoBaseline {
-		see(b.Baseline)
+	if b, ok := main.baseline(); ok {
+		see(b)
 	}
 	if hi <= lo {
 		hi = lo + 1
@@ -218,9 +218,9 @@ func sliChart(r *run, title string, ss []series) string {
 			}
 		}
 	}
-	if b := main.sum; b != nil && !b.NoBaseline {
-		yy := y.at(b.Baseline)
-		s.titled("line", "baseline "+value(b.Baseline, unit), "class", "baseline", "x1", f(ax.x.p0), "x2", f(ax.x.p1), "y1", f(yy), "y2", f(yy))
+	if b, ok := main.baseline(); ok {
+		yy := y.at(b)
+		s.titled("line", "baseline "+main.res.Baseline.Text, "class", "baseline", "x1", f(ax.x.p0), "x2", f(ax.x.p1), "y1", f(yy), "y2", f(yy))
 	}
 	drawRecovery(&s, r, main, ax, top, bottom)
 	// Axes.
@@ -278,17 +278,17 @@ func drawRecovery(s *svg, r *run, sl *sli, ax timeAxis, top, bottom float64) {
 		s.titled("line", "recovery bound: within "+secs(w), "class", "rbound", "x1", f(xb), "x2", f(xb), "y1", f(top), "y2", f(bottom))
 		s.text("text", "bound "+secs(w), "class", "lbl", "x", f(xb-3), "y", f(top+10), "text-anchor", "end")
 	}
-	sum := sl.sum
-	if sum == nil {
+	if sl.res == nil || sl.res.Recovery == nil {
 		return
 	}
-	if !sum.Recovered || sum.TimeToRecover < 0 {
-		s.text("text", "not recovered", "class", "lbl bad", "x", f(x+4), "y", f(top+22))
+	rec := sl.res.Recovery
+	if !rec.Recovered || rec.TimeToRecover == nil {
+		s.text("text", rec.Text, "class", "lbl bad", "x", f(x+4), "y", f(top+22))
 		return
 	}
-	xt := ax.px(rs.Add(sum.TimeToRecover))
-	s.titled("line", "recovered after "+secs(sum.TimeToRecover), "class", "ttr", "x1", f(xt), "x2", f(xt), "y1", f(top), "y2", f(bottom))
-	s.text("text", "recovered "+secs(sum.TimeToRecover), "class", "lbl ok", "x", f(xt+4), "y", f(top+22))
+	xt := ax.px(rs.Add(seconds(*rec.TimeToRecover)))
+	s.titled("line", "recovered after "+rec.Text, "class", "ttr", "x1", f(xt), "x2", f(xt), "y1", f(top), "y2", f(bottom))
+	s.text("text", "recovered "+rec.Text, "class", "lbl ok", "x", f(xt+4), "y", f(top+22))
 }
 
 // gantt draws the method's steps: the planned window outlined, the time
