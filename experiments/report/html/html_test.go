@@ -65,8 +65,8 @@ func TestReportDrawsEverySLIOfARealRun(t *testing.T) {
 		require.Equal(t, strconv.Itoa(n), m[1], "samples drawn for %s", name)
 	}
 	// The load's charts, the faults' timeline and table, the verdict.
-	require.Contains(t, page, `data-chart="load: offered and accepted rate"`)
-	require.Contains(t, page, `data-chart="load: latency"`)
+	require.Contains(t, page, `data-chart="method[0] rate"`)
+	require.Contains(t, page, `data-chart="method[0] latency"`)
 	require.Contains(t, page, `<svg class="gantt"`)
 	require.Contains(t, page, `data-steps="2"`)
 	require.Contains(t, page, `<table class="verdict">`)
