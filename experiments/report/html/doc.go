@@ -5,8 +5,10 @@
 // The page draws, for each run: every SLI over time with the fault windows
 // shaded (the plan outlined), the tolerance band, the baseline, the
 // recovery clock's start, its bound and the measured time to recover, and
-// failed samples marked; the load's offered and accepted rates and its
-// latency when the experiment reads them; the faults' timeline, planned
+// failed samples marked; per load-surge step, from the windows the run
+// journals (journal.TypeLoad), its offered and accepted rates, its latency
+// percentiles (gaps where nothing was accepted) and its failure shares,
+// or, in journals without windows, the load SLIs; the faults' timeline, planned
 // against actual onset. Its status word, reason, verdict table and
 // assertion sentences are the run's summary (report.Summarize), the one
 // every other report reads, so the page never contradicts them.

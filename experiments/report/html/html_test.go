@@ -65,8 +65,8 @@ func TestReportDrawsEverySLIOfARealRun(t *testing.T) {
 		require.Equal(t, strconv.Itoa(n), m[1], "samples drawn for %s", name)
 	}
 	// The load's charts, the faults' timeline and table, the verdict.
-	require.Contains(t, page, `data-chart="load: offered and accepted rate"`)
-	require.Contains(t, page, `data-chart="load: latency"`)
+	require.Contains(t, page, `data-chart="method[0] rate"`)
+	require.Contains(t, page, `data-chart="method[0] latency"`)
 	require.Contains(t, page, `<svg class="gantt"`)
 	require.Contains(t, page, `data-steps="2"`)
 	require.Contains(t, page, `<table class="verdict">`)
@@ -108,6 +108,8 @@ func hostile() []journal.Event {
 		{T: t0.Add(time.Second), Type: journal.TypeSample, Run: "r" + x, SLI: x, At: t0.Add(time.Second), Value: 1},
 		{T: t0.Add(time.Second), Type: journal.TypeInject, Run: "r" + x, Fault: x, Message: x},
 		{T: t0.Add(2 * time.Second), Type: journal.TypeSample, Run: "r" + x, SLI: x, At: t0.Add(2 * time.Second), Failed: true, Err: x},
+		{T: t0.Add(2 * time.Second), Type: journal.TypeLoad, Run: "r" + x, Fault: x, At: t0.Add(2 * time.Second),
+			Load: &journal.LoadWindow{Seconds: 1, OfferedRate: 1, Tempfail: 1}},
 		{T: t0.Add(3 * time.Second), Type: journal.TypeRemove, Run: "r" + x, Fault: x, Message: x, Err: x},
 		{T: t0.Add(4 * time.Second), Type: journal.TypeAssertion, Run: "r" + x, Name: x, Passed: &ok, Measured: x, Bound: x, Message: x},
 		{T: t0.Add(5 * time.Second), Type: journal.TypeVerdict, Run: "r" + x, Status: x, Message: x, Err: x,
@@ -120,6 +122,7 @@ func TestReportEscapesTheJournal(t *testing.T) {
 	require.NotContains(t, page, "<script")
 	require.NotContains(t, page, "<img")
 	require.Contains(t, page, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	require.Contains(t, page, `data-chart="method[0] failures"`)
 }
 
 func TestWriteFileReplacesFilesAndRefusesLinks(t *testing.T) {
@@ -300,6 +303,34 @@ func TestReportInBrowser(t *testing.T) {
 		require.Greater(t, c.Width, 300.0, c.SLI)
 		require.Equal(t, all[c.SLI], c.Points, c.SLI)
 		require.Greater(t, c.Line, 10.0, c.SLI)
+	}
+	// The load's charts too: one per kind, each series a line with a
+	// point per window.
+	n, lat := loadWindows(evs)
+	type loadChart struct {
+		Chart  string             `json:"chart"`
+		Width  float64            `json:"width"`
+		Points map[string]int     `json:"points"`
+		Lines  map[string]float64 `json:"lines"`
+	}
+	loads, err := browsertest.Eval[[]loadChart](b, `[...document.querySelectorAll("figure.load")].map(f => {
+		const s = f.querySelector("svg.chart.load"), points = {}, lines = {};
+		s.querySelectorAll("circle.pt").forEach(c => points[c.dataset.series] = (points[c.dataset.series] || 0) + 1);
+		s.querySelectorAll("polyline.line").forEach(l => lines[l.dataset.series] = (lines[l.dataset.series] || 0) + l.getTotalLength());
+		return {chart: f.dataset.chart, width: s.getBoundingClientRect().width, points, lines};
+	})`)
+	require.NoError(t, err)
+	require.Len(t, loads, 2)
+	want := map[string]map[string]int{
+		"method[0] rate":    {"offered": n, "accepted": n},
+		"method[0] latency": {"p50": lat, "p99": lat},
+	}
+	for _, c := range loads {
+		require.Greater(t, c.Width, 300.0, c.Chart)
+		require.Equal(t, want[c.Chart], c.Points, c.Chart)
+		for series := range want[c.Chart] {
+			require.Greater(t, c.Lines[series], 100.0, "%s %s", c.Chart, series)
+		}
 	}
 	scripts, err := browsertest.Eval[int](b, `document.scripts.length`)
 	require.NoError(t, err)

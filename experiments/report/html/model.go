@@ -27,6 +27,10 @@ type run struct {
 	steps           []*step
 	phases          []mark
 	aborts          []journal.Event
+	// loads are what each load-surge step did, window by window, in
+	// step order (journal.TypeLoad); empty in journals written before
+	// runs journaled them.
+	loads []*loadStep
 	// facts is the run's summary (report.Summarize): every verdict,
 	// status, reason and figure the page states comes from there.
 	facts report.RunSummary
@@ -46,6 +50,19 @@ type sli struct {
 	samples                    []journal.Event
 	dropped                    int
 	res                        *report.SLIResult
+}
+
+// loadStep is what one load-surge step did, window by window.
+type loadStep struct {
+	step    int
+	windows []loadWindow // in the order they ended
+	dropped int
+}
+
+// loadWindow is one window of a load: its figures, and when it ended.
+type loadWindow struct {
+	at time.Time
+	journal.LoadWindow
 }
 
 // step is one method step: its plan and what happened to it.
@@ -200,7 +217,24 @@ func parse(evs []journal.Event) *run {
 			st.removed, st.detail, st.err = e.T, e.Message, e.Err
 		case journal.TypeAbort:
 			r.aborts = append(r.aborts, e)
+		case journal.TypeLoad:
+			if e.Load == nil {
+				continue
+			}
+			l := r.loadOf(e.Step)
+			if len(l.windows) >= maxSamples {
+				l.dropped++
+				continue
+			}
+			at := e.At
+			if at.IsZero() {
+				at = e.T
+			}
+			l.windows = append(l.windows, loadWindow{at, *e.Load})
 		}
+	}
+	for _, l := range r.loads {
+		sort.SliceStable(l.windows, func(i, j int) bool { return l.windows[i].at.Before(l.windows[j].at) })
 	}
 	// The figures: one summary, the one every other report reads.
 	if sum := report.Summarize(evs); len(sum.Runs) > 0 {
@@ -220,6 +254,19 @@ func parse(evs []journal.Event) *run {
 		sort.SliceStable(s.samples, func(i, j int) bool { return s.samples[i].At.Before(s.samples[j].At) })
 	}
 	return r
+}
+
+// loadOf is the load of step i, added in step order when new.
+func (r *run) loadOf(i int) *loadStep {
+	for _, l := range r.loads {
+		if l.step == i {
+			return l
+		}
+	}
+	l := &loadStep{step: i}
+	r.loads = append(r.loads, l)
+	sort.SliceStable(r.loads, func(a, b int) bool { return r.loads[a].step < r.loads[b].step })
+	return l
 }
 
 // guessUnit is an SLI's unit when the summary does not say it.

@@ -65,8 +65,13 @@ const bodyTemplate = `{{range .Runs}}<section class="run" data-run="{{.ID}}" dat
 <p class="legend"><span class="k fault"></span>fault in place <span class="k planned"></span>fault planned <span class="k band"></span>within tolerance <span class="k baseline"></span>baseline <span class="k rstart"></span>recovery clock starts <span class="k rbound"></span>recovery bound <span class="k ttr"></span>recovered <span class="k fail"></span>failed sample</p>
 {{if .Recovery}}<p class="note">{{.Recovery}}</p>{{end}}
 {{range .Charts}}<figure class="sli" data-sli="{{.Name}}"><figcaption><strong>{{.Name}}</strong> <span class="cap">{{.Caption}}</span></figcaption>{{.SVG}}</figure>
-{{end}}{{if .Load}}<h2>Load</h2>
-{{range .Load}}<figure class="load" data-chart="{{.Name}}"><figcaption><strong>{{.Name}}</strong> <span class="cap">{{.Caption}}</span></figcaption>{{.SVG}}</figure>
+{{end}}{{if or .LoadSteps .Load}}<h2>Load</h2>
+{{if .LoadSteps}}<p class="note">What each load did, window by window: rates, latency and failure shares of the window ending at each point.</p>
+{{end}}{{range .LoadSteps}}<section class="load-step" data-step="{{.Step}}"><h3>{{.Label}}</h3>
+{{range .Charts}}<figure class="load" data-chart="{{.Key}}"><figcaption><strong>{{.Name}}</strong> <span class="cap">{{.Caption}}</span></figcaption>{{.SVG}}</figure>
+{{end}}{{if .Dropped}}<p class="note">{{.Dropped}} windows past the first are not drawn.</p>
+{{end}}</section>
+{{end}}{{range .Load}}<figure class="load" data-chart="{{.Key}}"><figcaption><strong>{{.Name}}</strong> <span class="cap">{{.Caption}}</span></figcaption>{{.SVG}}</figure>
 {{end}}{{end}}{{if .Dropped}}<p class="note">{{.Dropped}} samples past the first of each SLI are not drawn.</p>
 {{end}}{{if .Steps}}<h2>Faults</h2>
 {{.Gantt}}
@@ -86,7 +91,7 @@ const pageCSS = `
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:#fafbfc}
 main{max-width:980px;margin:0 auto;padding:16px 20px 48px}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}h3{font-size:15px;margin:16px 0 4px}
 code{font:12px ui-monospace,monospace;background:#eef0f3;padding:1px 4px;border-radius:3px}
 .meta,.note,.cap,.why{color:var(--muted)}.note{font-size:13px}
 .status{margin:6px 0}.status .line{color:var(--muted)}
@@ -119,6 +124,8 @@ svg{display:block;width:100%;height:auto}
 .line{fill:none;stroke-width:1.6}.pt{stroke:none}
 .line.s0{stroke:#1f6feb}.pt.s0{fill:#1f6feb}.line.s1{stroke:#d9480f}.pt.s1{fill:#d9480f}
 .line.s2{stroke:#2b8a3e}.pt.s2{fill:#2b8a3e}.line.s3{stroke:#862e9c}.pt.s3{fill:#862e9c}
+.line.s4{stroke:#5c940d}.pt.s4{fill:#5c940d}.line.s5{stroke:#495057}.pt.s5{fill:#495057}
+.line.dash{stroke-dasharray:6 4}.gap{fill:var(--bad);stroke:none}
 .fail{stroke:var(--bad);stroke-width:2;fill:none}
 .gact{fill:#f08c00}.gact.bad{fill:var(--bad)}
 `

@@ -123,17 +123,21 @@ type runView struct {
 	Invariants    []report.Check
 	Outstanding   []report.Leftover
 	Charts        []chartView
-	Load          []chartView
-	Gantt         template.HTML
-	Steps         []stepView
-	Dropped       int
-	Recovery      string
+	// LoadSteps draw what each load did, from its journaled windows;
+	// Load, the SLIs read from the load, in journals without them.
+	LoadSteps []loadView
+	Load      []chartView
+	Gantt     template.HTML
+	Steps     []stepView
+	Dropped   int
+	Recovery  string
 }
 
-// chartView is one chart and its caption.
+// chartView is one chart and its caption; Key names it in the markup
+// (data-chart) when Name alone does not.
 type chartView struct {
-	Name, Caption string
-	SVG           template.HTML
+	Key, Name, Caption string
+	SVG                template.HTML
 }
 
 // stepView is one row of the faults table.
@@ -295,7 +299,11 @@ func newRunView(r *run, live bool) runView {
 		//nolint:gosec // sliChart escapes everything it writes
 		v.Charts = append(v.Charts, chartView{Name: s.name, Caption: cap, SVG: template.HTML(sliChart(r, s.name, []series{{s, "s0"}}))})
 	}
+	v.LoadSteps = loadViews(r)
 	rates, lats := r.loadSLIs()
+	if len(v.LoadSteps) > 0 {
+		rates, lats = nil, nil // the windows say it all, and more
+	}
 	for _, group := range []struct {
 		name string
 		ss   []*sli
@@ -313,7 +321,7 @@ func newRunView(r *run, live bool) runView {
 			names += s.name
 		}
 		//nolint:gosec // sliChart escapes everything it writes
-		v.Load = append(v.Load, chartView{Name: group.name, Caption: names, SVG: template.HTML(sliChart(r, group.name, ss))})
+		v.Load = append(v.Load, chartView{Key: group.name, Name: group.name, Caption: names, SVG: template.HTML(sliChart(r, group.name, ss))})
 	}
 	if len(r.steps) > 0 {
 		v.Gantt = template.HTML(gantt(r)) //nolint:gosec // gantt escapes everything it writes

@@ -129,6 +129,17 @@ func (a timeAxis) drawXAxis(s *svg, y float64) {
 	}
 }
 
+// drawAxes writes the value grid of y, labelled in unit, and the time
+// axis along its bottom.
+func drawAxes(s *svg, ax timeAxis, y scale, unit string) {
+	for _, v := range ticks(y.d0, y.d1, 4) {
+		yy := y.at(v)
+		s.el("line", "class", "grid", "x1", f(ax.x.p0), "x2", f(ax.x.p1), "y1", f(yy), "y2", f(yy))
+		s.text("text", value(v, unit), "class", "tl", "x", f(ax.x.p0-6), "y", f(yy+4), "text-anchor", "end")
+	}
+	ax.drawXAxis(s, y.p0)
+}
+
 // series is one line on a chart.
 type series struct {
 	s     *sli
@@ -183,23 +194,7 @@ func sliChart(r *run, title string, ss []series) string {
 		"data-sli", strings.Join(names, " "), "data-samples", strconv.Itoa(n), "data-failed", strconv.Itoa(failed))
 	s.text("title", title)
 	top, bottom := y.p1, y.p0
-	// Fault windows: the plan outlined, what happened shaded.
-	for _, st := range r.steps {
-		if st.planned && !r.methodStart.IsZero() {
-			x0, x1 := ax.px(r.methodStart.Add(st.at)), ax.px(r.methodStart.Add(st.at+st.dur))
-			s.titled("rect", fmt.Sprintf("%s planned: +%s for %s", stepLabel(st), secs(r.methodStart.Add(st.at).Sub(r.start)), secs(st.dur)),
-				"class", "planned", "x", f(x0), "y", f(top), "width", f(x1-x0), "height", f(bottom-top))
-		}
-		if !st.injected.IsZero() {
-			end := st.removed
-			if end.IsZero() {
-				end = r.end
-			}
-			x0, x1 := ax.px(st.injected), ax.px(end)
-			s.titled("rect", fmt.Sprintf("%s in place: +%s to +%s", stepLabel(st), secs(st.injected.Sub(r.start)), secs(end.Sub(r.start))),
-				"class", "fault", "x", f(x0), "y", f(top), "width", f(math.Max(1, x1-x0)), "height", f(bottom-top))
-		}
-	}
+	drawFaults(&s, r, ax, top, bottom)
 	// The tolerance band: where a value is within tolerance.
 	if tlo != nil || thi != nil {
 		b0, b1 := lo, hi
@@ -224,12 +219,7 @@ func sliChart(r *run, title string, ss []series) string {
 	}
 	drawRecovery(&s, r, main, ax, top, bottom)
 	// Axes.
-	for _, v := range ticks(lo, hi, 4) {
-		yy := y.at(v)
-		s.el("line", "class", "grid", "x1", f(ax.x.p0), "x2", f(ax.x.p1), "y1", f(yy), "y2", f(yy))
-		s.text("text", value(v, unit), "class", "tl", "x", f(ax.x.p0-6), "y", f(yy+4), "text-anchor", "end")
-	}
-	ax.drawXAxis(&s, bottom)
+	drawAxes(&s, ax, y, unit)
 	// The samples.
 	for _, se := range ss {
 		var pts []string
@@ -262,6 +252,28 @@ func sliChart(r *run, title string, ss []series) string {
 	}
 	s.close("svg")
 	return s.String()
+}
+
+// drawFaults shades, between top and bottom, the time each fault of r was
+// in place and outlines its planned window.
+func drawFaults(s *svg, r *run, ax timeAxis, top, bottom float64) {
+	// Fault windows: the plan outlined, what happened shaded.
+	for _, st := range r.steps {
+		if st.planned && !r.methodStart.IsZero() {
+			x0, x1 := ax.px(r.methodStart.Add(st.at)), ax.px(r.methodStart.Add(st.at+st.dur))
+			s.titled("rect", fmt.Sprintf("%s planned: +%s for %s", stepLabel(st), secs(r.methodStart.Add(st.at).Sub(r.start)), secs(st.dur)),
+				"class", "planned", "x", f(x0), "y", f(top), "width", f(x1-x0), "height", f(bottom-top))
+		}
+		if !st.injected.IsZero() {
+			end := st.removed
+			if end.IsZero() {
+				end = r.end
+			}
+			x0, x1 := ax.px(st.injected), ax.px(end)
+			s.titled("rect", fmt.Sprintf("%s in place: +%s to +%s", stepLabel(st), secs(st.injected.Sub(r.start)), secs(end.Sub(r.start))),
+				"class", "fault", "x", f(x0), "y", f(top), "width", f(math.Max(1, x1-x0)), "height", f(bottom-top))
+		}
+	}
 }
 
 // drawRecovery marks the recovery clock's start, its bound and the
