@@ -141,7 +141,6 @@ func TestCanaryAccuracyOnDovecot(t *testing.T) {
 			t.Cleanup(func() { require.NoError(t, p.Close()) })
 			var errs []time.Duration
 			for i := 1; i <= n; i++ {
-				start := time.Now()
 				smp := measure(p, 30*time.Second)
 				require.False(t, smp.Failed, "sample %d: %s", i, smp.Err)
 				id := runID + "-sli-" + strconv.Itoa(i)
@@ -151,7 +150,9 @@ func TestCanaryAccuracyOnDovecot(t *testing.T) {
 					delivered, ok = watch.at(id)
 					return ok
 				}, waitFor, time.Millisecond, "canary %s never showed in the Maildir", id)
-				truth := delivered.Sub(start)
+				// From the sample's own start, not the test's: on a busy
+				// machine the two are apart by a scheduling delay.
+				truth := delivered.Sub(smp.At)
 				errs = append(errs, time.Duration(smp.Value*float64(time.Second))-truth)
 			}
 			sort.Slice(errs, func(i, j int) bool { return errs[i] < errs[j] })
@@ -159,9 +160,14 @@ func TestCanaryAccuracyOnDovecot(t *testing.T) {
 			t.Logf("%s: canary minus Maildir delivery time over %d samples: min %s, p50 %s, max %s (poll %s)",
 				name, n, errs[0].Round(100*time.Microsecond), p50.Round(100*time.Microsecond), max.Round(100*time.Microsecond), poll)
 			require.GreaterOrEqual(t, errs[0], -5*time.Millisecond, "the canary cannot see mail before it is delivered")
-			require.LessOrEqual(t, p50, poll+50*time.Millisecond, "typical error above poll + 50 ms")
-			// A generous ceiling for a busy machine; the old cycle was seconds.
-			require.Less(t, max, 500*time.Millisecond)
+			// A canary that only searched was late by 0.4-4.4 s in a
+			// repeating cycle: every sample at least 400 ms. The bounds
+			// leave a busy 2-core machine room for scheduling (Postfix,
+			// Dovecot and the probe compete for the CPU) and still fail
+			// that: the typical error stays under its floor, the worst
+			// under half its ceiling.
+			require.Less(t, p50, poll+300*time.Millisecond, "typical error at or above poll + 300 ms")
+			require.Less(t, max, 2*time.Second)
 
 			left := func() int {
 				n := 0
