@@ -76,21 +76,69 @@ func TestBashCompletion(t *testing.T) {
 	}
 }
 
-// TestZshAndFishCompletionParse: the zsh and fish scripts are produced and,
-// where those shells are installed, parse.
-func TestZshAndFishCompletionParse(t *testing.T) {
+// shellCompleters complete a command line in a real zsh or fish: fish
+// with its own `complete -C`; zsh by calling the script's completion
+// function with words and CURRENT set, compadd and _files standing in for
+// the completion system's (they print what they are given).
+var shellCompleters = map[string]string{
+	"fish": `source $argv[1]; complete -C "$argv[2]"`,
+	"zsh": `source "$1"; compadd() { [[ "$1" == -- ]] && shift; print -l -- "$@"; };` +
+		` _files() { print -l -- "<files $*>"; }; words=(${(z)2}); [[ "$2" == *" " ]] && words+=("");` +
+		` CURRENT=${#words}; _mailchaos`,
+}
+
+// TestZshAndFishCompletion: the zsh and fish scripts, in real shells,
+// complete what the bash one does (CI installs both shells; elsewhere a
+// missing one is skipped with a line).
+func TestZshAndFishCompletion(t *testing.T) {
 	t.Parallel()
+	bin := mailchaosBinary(t)
 	for _, sh := range []string{"zsh", "fish"} {
-		code, script, errb := run(t, "completion", sh)
-		require.Equal(t, cli.ExitOK, code, errb)
-		require.Contains(t, script, "__complete")
-		if _, err := exec.LookPath(sh); err != nil {
-			t.Logf("%s is not installed: its script is not parsed", sh)
-			continue
-		}
-		file := filepath.Join(t.TempDir(), "mailchaos."+sh)
-		require.NoError(t, os.WriteFile(file, []byte(script), 0o600))
-		out, err := exec.Command(sh, "-n", file).CombinedOutput()
-		require.NoError(t, err, "%s -n: %s", sh, out)
+		t.Run(sh, func(t *testing.T) {
+			code, script, errb := run(t, "completion", sh)
+			require.Equal(t, cli.ExitOK, code, errb)
+			require.Contains(t, script, "__complete")
+			if _, err := exec.LookPath(sh); err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("%s is not installed (CI=true: .ci/run installs it)", sh)
+				}
+				t.Skipf("%s is not installed: its completion is not tried", sh)
+			}
+			dir := t.TempDir()
+			file := filepath.Join(dir, "mailchaos."+sh)
+			require.NoError(t, os.WriteFile(file, []byte(script), 0o600))
+			out, err := exec.Command(sh, "-n", file).CombinedOutput()
+			require.NoError(t, err, "%s -n: %s", sh, out)
+			for _, tc := range []struct {
+				line string
+				want []string
+			}{
+				{"mailchaos inj", []string{"inject"}},
+				{"mailchaos proxy links s", []string{"sync"}},
+				{"mailchaos inject ", []string{"av-latency", "gray-failure", "load-surge", "maintenance"}},
+				{"mailchaos inject gray-failure --link imap-site-", []string{"imap-site-a", "imap-site-b", "imap-site-c"}},
+			} {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				line := bin + strings.TrimPrefix(tc.line, "mailchaos")
+				args := []string{"-c", shellCompleters[sh], "_", file, line}
+				if sh == "fish" {
+					args = []string{"--no-config", "-c", shellCompleters[sh], file, line}
+				} else {
+					args = append([]string{"-f"}, args...)
+				}
+				cmd := exec.CommandContext(ctx, sh, args...)
+				cmd.Dir = dir
+				out, err := cmd.Output()
+				cancel()
+				require.NoError(t, err, "%s: %s", tc.line, out)
+				var got []string
+				for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+					if f = strings.TrimSpace(f); f != "" {
+						got = append(got, strings.Fields(f)[0])
+					}
+				}
+				require.ElementsMatch(t, tc.want, got, "%s: %q", sh, tc.line)
+			}
+		})
 	}
 }
