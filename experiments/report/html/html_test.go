@@ -19,6 +19,7 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	htmlreport "github.com/mailchaos/mailchaos/experiments/report/html"
 	"github.com/mailchaos/mailchaos/experiments/report/html/browsertest"
+	"github.com/mailchaos/mailchaos/internal/safefile"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -138,7 +139,7 @@ func TestWriteFileReplacesFilesAndRefusesLinks(t *testing.T) {
 	require.NoError(t, os.WriteFile(victim, []byte("keep"), 0o600))
 	link := filepath.Join(dir, "link.html")
 	require.NoError(t, os.Symlink(victim, link))
-	require.ErrorContains(t, htmlreport.WriteFile(link, realRun(t)), "not a regular file")
+	require.ErrorIs(t, htmlreport.WriteFile(link, realRun(t)), safefile.ErrSymlink)
 	b, err = os.ReadFile(victim)
 	require.NoError(t, err)
 	require.Equal(t, "keep", string(b))

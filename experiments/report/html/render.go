@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
 	"github.com/mailchaos/mailchaos/experiments/report"
+	"github.com/mailchaos/mailchaos/internal/safefile"
 )
 
 // Render writes the HTML report of the runs in journals: one
@@ -347,34 +346,15 @@ func newRunView(r *run, live bool) runView {
 }
 
 // WriteFile renders the report of journals into the file at path,
-// replacing a regular file there: the page is written to a new temporary
+// replacing a regular file there through [safefile.Write]: the page is written to a new temporary
 // file in the same directory (created exclusively) and renamed over path,
 // so a symbolic link at path is never followed; one is refused.
 func WriteFile(path string, journals ...[]journal.Event) error {
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("html report: %s is not a regular file (a symbolic link or a device): refused, the report replaces files only", path)
-	}
 	var b bytes.Buffer
 	if err := Render(&b, journals...); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("html report: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, nothing is there
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("html report: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("html report: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("html report: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := safefile.Write(path, b.Bytes(), 0o644, safefile.Replace); err != nil {
 		return fmt.Errorf("html report: %w", err)
 	}
 	return nil
