@@ -346,9 +346,9 @@ func newRunView(r *run, live bool) runView {
 }
 
 // WriteFile renders the report of journals into the file at path,
-// replacing a regular file there through [safefile.Write]: the page is written to a new temporary
-// file in the same directory (created exclusively) and renamed over path,
-// so a symbolic link at path is never followed; one is refused.
+// replacing a regular file there ([safefile.Write]): the page is written
+// to a new file in the same directory (created exclusively) and renamed
+// over path, so a symbolic link at path is never followed; one is refused.
 func WriteFile(path string, journals ...[]journal.Event) error {
 	var b bytes.Buffer
 	if err := Render(&b, journals...); err != nil {
