@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// probePrefix starts the name of the scratch proxy [Client.ProbeToxics]
-// makes.
-const probePrefix = "mailchaos-probe-"
+// ProbePrefix starts the name of the scratch proxy [Client.ProbeToxics]
+// makes: a server that keeps its links across restarts leaves such
+// proxies out.
+const ProbePrefix = "mailchaos-probe-"
 
 // probeUpstream is where the scratch proxy forwards: a loopback address
 // that nothing connects through (the proxy carries no traffic).
@@ -38,7 +39,7 @@ func (c *Client) ProbeToxics(ctx context.Context, types []string) (map[string]bo
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("probe toxic types: %w", err)
 	}
-	name := probePrefix + hex.EncodeToString(b[:])
+	name := ProbePrefix + hex.EncodeToString(b[:])
 	// Created under a call that ctx does not cut short, so that a proxy the
 	// server made is always known to be there and deleted below. It is
 	// created disabled: it opens no listener, and deleting it changes no

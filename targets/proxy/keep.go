@@ -13,6 +13,7 @@ import (
 	"github.com/Shopify/toxiproxy/v2/toxics"
 
 	"github.com/mailchaos/mailchaos/faults"
+	"github.com/mailchaos/mailchaos/faults/network"
 	"github.com/mailchaos/mailchaos/internal/httpguard"
 )
 
@@ -94,9 +95,13 @@ func Serves(apiURL, listen string) bool {
 }
 
 // createLinks creates links on the server's collection, before its API
-// serves. Without allowRemote, a link listening off loopback is refused.
+// serves. A link that gives no listen address gets a free loopback port.
+// Without allowRemote, a link listening off loopback is refused.
 func (s *Server) createLinks(links []Link, allowRemote bool) error {
 	for _, l := range links {
+		if l.Listen == "" {
+			l.Listen = "127.0.0.1:0"
+		}
 		if !allowRemote {
 			if err := loopbackListen(l.Name, &l.Listen, true); err != nil {
 				return err
@@ -113,11 +118,15 @@ func (s *Server) createLinks(links []Link, allowRemote bool) error {
 // Links returns the server's links, sorted by name, as the state file
 // keeps them: a link diverted by a fault ([network.Divert]) with the
 // upstream it is restored to, not the one it is diverted to, so that no
-// fault outlives a restart.
+// fault outlives a restart; the scratch proxies of a toxic-type probe
+// ([network.ProbePrefix]) left out.
 func (s *Server) Links() []Link {
 	ps := s.api.Collection.Proxies()
 	out := make([]Link, 0, len(ps))
 	for _, p := range ps {
+		if strings.HasPrefix(p.Name, network.ProbePrefix) {
+			continue
+		}
 		restore := divertedFrom(p)
 		p.Lock()
 		l := Link{Name: p.Name, Listen: p.Listen, Upstream: p.Upstream, Enabled: p.Enabled}
@@ -148,6 +157,9 @@ func divertedFrom(p *toxiproxy.Proxy) string {
 func (s *Server) saveLinks() error {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
+	if s.closing {
+		return nil // the links are being torn down, not removed
+	}
 	links := s.Links()
 	if s.saved != nil && slices.Equal(links, s.saved) {
 		return nil
@@ -159,10 +171,13 @@ func (s *Server) saveLinks() error {
 	return nil
 }
 
-// persisting saves the server's links after every API write that
-// succeeded, before the answer goes out: once a client has its answer,
-// the change is on disk. If it cannot be saved, the answer is 500 and
-// says so (the change itself was made).
+// persisting saves the server's links after every API write, before the
+// answer goes out: once a client has its answer, the change is on disk. A
+// write that failed may still have changed links (a populate that created
+// some before one failed), so it is saved too (nothing is written when
+// nothing changed). If a successful change cannot be saved, the answer is
+// 500 and says so (the change itself was made); a failed one keeps its
+// own answer.
 func (s *Server) persisting(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
@@ -174,9 +189,9 @@ func (s *Server) persisting(next http.Handler) http.Handler {
 		if b.status == 0 {
 			b.status = http.StatusOK
 		}
-		if b.status < 300 {
-			if err := s.saveLinks(); err != nil {
-				s.log.Error("links not saved", "err", err)
+		if err := s.saveLinks(); err != nil {
+			s.log.Error("links not saved", "err", err)
+			if b.status < 300 {
 				httpguard.Error(w, http.StatusInternalServerError, "the change was made but not saved, it will not survive a restart: "+err.Error())
 				return
 			}

@@ -20,6 +20,9 @@ import (
 // most a fault can outlive its time-to-live on a server mailchaos runs.
 const ReapInterval = 500 * time.Millisecond
 
+// shutdownGrace is how long Close lets API requests under way finish.
+const shutdownGrace = 2 * time.Second
+
 // Server is a toxiproxy server run by mailchaos, with mailchaos' toxics
 // registered, its HTTP API on a loopback port and a [Reaper]. Its proxies
 // live in this process: they go away with it.
@@ -37,6 +40,9 @@ type Server struct {
 	statePath string
 	stateMu   sync.Mutex
 	saved     []Link
+	// closing is set (under stateMu) once Close tears the links down:
+	// nothing is saved from then on.
+	closing bool
 
 	closeOnce sync.Once
 }
@@ -149,10 +155,18 @@ func (s *Server) Close() {
 		if s.reaper != nil {
 			s.reaper.Stop()
 		}
-		// The API goes first: its handlers are done with the proxies
-		// before they are torn down.
-		_ = s.http.Close()
+		// The API goes first: handlers under way get a moment to finish
+		// (their changes saved), then no handler saves the torn-down
+		// links as if they had been removed.
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		if err := s.http.Shutdown(ctx); err != nil {
+			_ = s.http.Close()
+		}
+		cancel()
 		<-s.done
+		s.stateMu.Lock()
+		s.closing = true
+		s.stateMu.Unlock()
 		for _, p := range s.api.Collection.Proxies() {
 			p.Toxics.ResetToxics(context.Background())
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,87 @@ func TestStateUnsavedChangeIsA500(t *testing.T) {
 	require.Equal(t, 500, ae.Status)
 	require.Contains(t, ae.Msg, "not saved")
 	require.Contains(t, ae.Msg, path)
+}
+
+func TestLinkWithoutListenGetsALoopbackPort(t *testing.T) {
+	g := startGreeter(t)
+	// No state file: the links go straight to the collection.
+	srv, err := proxy.StartServerWith(context.Background(), proxy.ServerOptions{Listen: "127.0.0.1:0", AllowRemote: true,
+		Links: []proxy.Link{{Name: "smtp", Upstream: g.Addr, Enabled: true}}})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	p, err := srv.Client().Proxy(context.Background(), "smtp")
+	require.NoError(t, err)
+	host, _, err := net.SplitHostPort(p.Listen)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", host, "a link without an address listens on loopback, even on a server that may publish")
+	greets(t, p.Listen)
+}
+
+func TestStateKeepsWhatAFailedWriteChanged(t *testing.T) {
+	ctx := context.Background()
+	g := startGreeter(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	state := filepath.Join(t.TempDir(), "state.json")
+	srv := startKept(t, state)
+	// A populate that creates a, then fails on b (its port is taken):
+	// toxiproxy keeps a and answers with an error.
+	body := `[{"name":"a","listen":"127.0.0.1:0","upstream":"` + g.Addr + `","enabled":true},` +
+		`{"name":"b","listen":"` + busy.Addr().String() + `","upstream":"` + g.Addr + `","enabled":true}]`
+	status := postJSON(t, srv.URL()+"/populate", body)
+	require.GreaterOrEqual(t, status, 400)
+	ps, err := srv.Client().Proxies(ctx)
+	require.NoError(t, err)
+	require.Contains(t, ps, "a")
+	kept, err := proxy.LoadState(state)
+	require.NoError(t, err)
+	require.Len(t, kept, 1)
+	require.Equal(t, "a", kept[0].Name, "what the failed write made is saved")
+}
+
+func TestStateLeavesProbeProxiesOut(t *testing.T) {
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "state.json")
+	srv := startKept(t, state)
+	c := srv.Client()
+	_, err := c.ProbeToxics(ctx, []string{"latency"})
+	require.NoError(t, err)
+	// A probe cut short leaves its scratch proxy: never kept.
+	_, err = c.CreateProxy(ctx, network.ProbePrefix+"left", "127.0.0.1:0", "127.0.0.1:9")
+	require.NoError(t, err)
+	_, err = c.CreateProxy(ctx, "clamd", "127.0.0.1:0", "127.0.0.1:9")
+	require.NoError(t, err)
+	kept, err := proxy.LoadState(state)
+	require.NoError(t, err)
+	require.Len(t, kept, 1, "%+v", kept)
+	require.Equal(t, "clamd", kept[0].Name)
+}
+
+func TestCloseKeepsTheStateOfLinksItTearsDown(t *testing.T) {
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "state.json")
+	srv := startKept(t, state)
+	_, err := srv.Client().CreateProxy(ctx, "clamd", "127.0.0.1:0", "127.0.0.1:9")
+	require.NoError(t, err)
+	srv.Close()
+	// A write that ends after Close tore the links down saves nothing.
+	require.NoError(t, proxy.SaveLinksForTest(srv))
+	kept, err := proxy.LoadState(state)
+	require.NoError(t, err)
+	require.Len(t, kept, 1, "the torn-down links are not saved as removed")
+}
+
+// postJSON posts body to url as the API's clients do and returns the
+// status.
+func postJSON(t *testing.T, url, body string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
