@@ -179,7 +179,8 @@ func (e *Experiment) validateAccounting(target faults.Target) []yamlfile.FieldEr
 		errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	if w := e.Accounting.Wait; w < 0 || w > maxAccountingWait {
-		add("accounting.wait", "must be from 0s (the default, %s) to %s, got %s", DefaultAccountingWait, maxAccountingWait, w)
+		add("accounting.wait", "must be from 0s (the default: %s on an external target, %s for the embedded stack's queue) to %s, got %s",
+			DefaultAccountingWait, drainTimeout, maxAccountingWait, w)
 	}
 	if len(e.Invariants) == 0 {
 		if e.Accounting != (Accounting{}) {

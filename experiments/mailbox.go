@@ -268,10 +268,12 @@ func (mc *mailboxCheck) scan(ctx context.Context) error {
 	return nil
 }
 
-// place says what message id, found in u's mailbox, is.
+// place says what message id, found in u's mailbox, is: any message of a
+// load step's run, accepted or not (one cut after DATA may be delivered
+// all the same), is that step's.
 func (mc *mailboxCheck) place(u faults.User, id string) found {
 	for i, b := range mc.books {
-		if seq, ok := b.acc.SeqOf(id); ok && seq < b.acc.Len() {
+		if seq, ok := b.acc.SeqOf(id); ok && len(b.acc.Rcpts) > 0 {
 			rcpt := b.acc.Message(seq).Rcpt
 			return found{book: i, seq: seq, mine: strings.EqualFold(rcpt, u.Address)}
 		}

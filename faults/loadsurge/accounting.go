@@ -84,8 +84,8 @@ func ParseAccounting(detail string) (Accounting, error) {
 	if err := CheckRunID(a.RunID); err != nil {
 		return Accounting{}, fmt.Errorf("%s: accounting: run ID: %w", Name, err)
 	}
-	if a.Count() > 0 && len(a.Rcpts) == 0 {
-		return Accounting{}, errors.New(Name + ": accounting: accepted messages but no recipients")
+	if len(a.Rcpts) == 0 && (a.Sent > 0 || a.Len() > 0) {
+		return Accounting{}, errors.New(Name + ": accounting: messages sent but no recipients")
 	}
 	return a, nil
 }

@@ -166,4 +166,10 @@ func TestAccountingNamesEveryAcceptedMessage(t *testing.T) {
 	require.Empty(t, unknown.Detail, "no accounting for a run the injector does not know")
 	_, err = loadsurge.ParseAccounting(`{"run":"x","accepted":"AQ=="}`)
 	require.ErrorContains(t, err, "no recipients")
+	// Sent but none accepted: still nothing to draw recipients from, which
+	// every message of the run needs (one cut after DATA may be delivered).
+	_, err = loadsurge.ParseAccounting(`{"run":"x","sent":3}`)
+	require.ErrorContains(t, err, "no recipients")
+	_, err = loadsurge.ParseAccounting(`{"run":"x","accepted":"AA=="}`)
+	require.ErrorContains(t, err, "no recipients")
 }
