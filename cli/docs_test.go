@@ -313,7 +313,7 @@ func TestReadmeExternalEngineWarns(t *testing.T) {
 	stopServe(t, sigs, done, &errb)
 	want := "engine real-clamd at " + silent + " does not answer: every message scanned by it will be deferred until it does"
 	require.Equal(t, 1, strings.Count(errb.String(), want), errb.String())
-	require.Contains(t, errb.String(), "level=WARN")
+	require.Contains(t, errb.String(), "level=ERROR")
 }
 
 // freeAddr returns a loopback address nothing listens on any more.

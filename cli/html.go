@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -47,9 +48,12 @@ type dashboard struct {
 
 // startDashboard serves the live view on addr, when one is asked for, and
 // prints its address.
-func startDashboard(st *state, addr string) (*dashboard, error) {
+func startDashboard(addr string, out io.Writer) (*dashboard, error) {
 	if addr == "" {
 		return nil, nil
+	}
+	if err := checkAddr(addr); err != nil {
+		return nil, &usageError{fmt.Errorf("flag --dashboard: %w", err)}
 	}
 	live := htmlreport.NewLive()
 	srv, err := htmlreport.Listen(addr, live)
@@ -59,7 +63,7 @@ func startDashboard(st *state, addr string) (*dashboard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flag --dashboard: %w", err)
 	}
-	fmt.Fprintf(st.env.Stdout, "dashboard: %s\n", srv.URL())
+	fmt.Fprintf(out, "dashboard: %s\n", srv.URL())
 	return &dashboard{live: live, srv: srv}, nil
 }
 

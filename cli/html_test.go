@@ -31,6 +31,12 @@ func TestDashboardRefusesAddressesOffLoopback(t *testing.T) {
 	require.Contains(t, stderr, "flag --dashboard")
 	require.Contains(t, stderr, "not a loopback address")
 	require.NoFileExists(t, journal, "nothing runs when the dashboard cannot")
+	for _, addr := range []string{"127.0.0.1", "127.0.0.1:99999", "localhost:abc"} {
+		code, _, stderr := runProcess(t, "run", "--journal", journal, "--dashboard", addr, shortRun)
+		require.Equal(t, 2, code, "%s: %s", addr, stderr)
+		require.Contains(t, stderr, "flag --dashboard", addr)
+		require.NoFileExists(t, journal, addr)
+	}
 }
 
 func TestReportHTMLRendersAJournal(t *testing.T) {

@@ -148,7 +148,13 @@ func runCommand(st *state) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			dash, err := startDashboard(st, c.String("dashboard"))
+			// With the summary on stdout (--summary-json -), stdout carries
+			// the JSON alone: what is for people goes to stderr.
+			human := st.env.Stdout
+			if c.String(summaryJSONFlag) == "-" {
+				human = st.env.Stderr
+			}
+			dash, err := startDashboard(c.String("dashboard"), human)
 			if err != nil {
 				return err
 			}
@@ -159,9 +165,9 @@ func runCommand(st *state) *ucli.Command {
 			}
 			quiet := c.Bool("quiet")
 			if !quiet {
-				fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+				fmt.Fprintf(human, "journal: %s\n", jpath)
 			}
-			view := runView(st, st.env.Stdout, quiet)
+			view := runView(st, human, quiet)
 			var results []experiments.Result
 			for i, e := range exps {
 				if st.stop.Err() != nil {
@@ -171,7 +177,7 @@ func runCommand(st *state) *ucli.Command {
 					break
 				}
 				if !quiet {
-					fmt.Fprintf(st.env.Stdout, "== %s (%s)\n", e.Title, files[i])
+					fmt.Fprintf(human, "== %s (%s)\n", e.Title, files[i])
 				}
 				res := experiments.Run(st.stop, e, experiments.Options{
 					Catalog: cat, Journal: jw, Log: st.log, View: view, Kill: st.kill,
@@ -183,7 +189,7 @@ func runCommand(st *state) *ucli.Command {
 			if err := jw.Close(); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
-			if err := writeReports(st, jpath, c.String("junit"), c.String("summary"), true); err != nil {
+			if err := writeReports(st, jpath, c.String("junit"), c.String("summary"), human); err != nil {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			if err := writeSummaryJSON(st, jpath, c.String(summaryJSONFlag)); err != nil {
@@ -193,7 +199,7 @@ func runCommand(st *state) *ucli.Command {
 				fmt.Fprintf(st.env.Stderr, "mailchaos: %v\n", err)
 			}
 			if !quiet {
-				fmt.Fprintf(st.env.Stdout, "journal: %s\n", jpath)
+				fmt.Fprintf(human, "journal: %s\n", jpath)
 			}
 			return experiments.Outcome(results...)
 		},
@@ -222,14 +228,14 @@ func createJournal(st *state, path string) (*journal.Writer, string, error) {
 }
 
 // writeReports renders a journal to the terminal and the report files.
-func writeReports(st *state, jpath, junit, summary string, terminal bool) error {
+func writeReports(st *state, jpath, junit, summary string, terminal io.Writer) error {
 	events, err := journal.ReadFile(jpath)
 	if err != nil {
 		return err
 	}
 	runs := report.Split(events)
-	if terminal {
-		if err := report.TerminalWith(st.env.Stdout, terminalOptions(st), runs...); err != nil {
+	if terminal != nil {
+		if err := report.TerminalWith(terminal, terminalOptions(st, terminal), runs...); err != nil {
 			return err
 		}
 	}
@@ -282,7 +288,11 @@ func reportCommand(st *state) *ucli.Command {
 			if c.NArg() != 1 {
 				return &usageError{errors.New("report needs exactly one JOURNAL")}
 			}
-			if err := writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), !c.Bool("json")); err != nil {
+			var terminal io.Writer = st.env.Stdout
+			if c.Bool("json") {
+				terminal = nil // stdout carries the JSON alone
+			}
+			if err := writeReports(st, c.Args().First(), c.String("junit"), c.String("summary"), terminal); err != nil {
 				return err
 			}
 			if err := writeHTMLReport(c.Args().First(), c.String("html")); err != nil {

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -242,6 +243,29 @@ func TestRunQuietPrintsOnlyTheSummary(t *testing.T) {
 	want, err := os.ReadFile(sjson)
 	require.NoError(t, err)
 	require.JSONEq(t, string(want), js)
+}
+
+// TestRunSummaryJSONOnStdout: with --summary-json -, stdout is the JSON
+// alone (a pipeline parses it); the progress lines and the summary for
+// people go to stderr.
+func TestRunSummaryJSONOnStdout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	exp := writeExperiment(t, dir)
+	jpath := filepath.Join(dir, "j.jsonl")
+	code, out, errb := run(t, "--builtins", "in-process", "run", "--journal", jpath, "--summary-json", "-", exp)
+	require.Equal(t, cli.ExitOK, code, "%s\n%s", out, errb)
+	var sum struct {
+		Schema string `json:"schema"`
+		Status string `json:"status"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &sum), "stdout is JSON alone:\n%s", out)
+	require.Equal(t, "PASS", sum.Status)
+	require.Contains(t, errb, "phase baseline")
+	require.Contains(t, errb, "journal: "+jpath)
+	summaryFile := filepath.Join(dir, "summary.json")
+	require.NoError(t, os.WriteFile(summaryFile, []byte(out), 0o600))
+	requireValidSummary(t, summaryFile)
 }
 
 // TestRunLogsComponentsAtDebug: the embedded stack's messages are shown

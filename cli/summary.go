@@ -24,8 +24,8 @@ func wantsColor(st *state, out io.Writer) bool {
 func dumbTerminal(st *state) bool { return st.env.Getenv("TERM") == "dumb" }
 
 // terminalOptions are the options of the terminal summary on stdout.
-func terminalOptions(st *state) report.TerminalOptions {
-	return report.TerminalOptions{Color: wantsColor(st, st.env.Stdout)}
+func terminalOptions(st *state, out io.Writer) report.TerminalOptions {
+	return report.TerminalOptions{Color: wantsColor(st, out)}
 }
 
 // runView is how a run shows on out: nothing with --quiet; a live status

@@ -458,6 +458,11 @@ func TestEmptyRuns(t *testing.T) {
 	require.NoError(t, JUnit(&buf))
 	doc := parseJUnit(t, buf.Bytes())
 	require.Empty(t, doc.Suites)
+	// A journal with no run in it (the process was killed as it began)
+	// did not finish: never a pass.
+	sum := Summarize([]journal.Event{})
+	require.Equal(t, StatusUnfinished, sum.Status)
+	require.Equal(t, 3, sum.ExitCode)
 }
 
 // A run that passed without assertions still yields a passing testcase.

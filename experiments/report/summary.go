@@ -235,10 +235,11 @@ func Summarize(journals ...[]journal.Event) Summary {
 
 // gravest is the exit code and status of several runs: the gravest code
 // (4, then 2, then 3, then 1, then 0), with the status of the first run
-// that has it.
+// that has it. A journal without a run (a process killed as it began)
+// did not finish: exit 3, never a pass.
 func gravest(runs []RunSummary, codes []int) (int, string) {
 	if len(runs) == 0 {
-		return 0, StatusPass
+		return int(exitcode.Aborted), StatusUnfinished
 	}
 	rank := func(c int) int {
 		switch exitcode.Code(c) {

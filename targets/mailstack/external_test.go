@@ -60,7 +60,7 @@ func TestStartWarnsOfSilentExternalEngine(t *testing.T) {
 	want := "engine real-clamd at " + silent + " does not answer: every message scanned by it will be deferred until it does"
 	var warns []string
 	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "level=WARN") {
+		if strings.Contains(line, "level=ERROR") {
 			warns = append(warns, line)
 		}
 	}
