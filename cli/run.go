@@ -171,9 +171,14 @@ func runCommand(st *state) *ucli.Command {
 			var results []experiments.Result
 			for i, e := range exps {
 				if st.stop.Err() != nil {
+					// Each file left is journalled as interrupted, so that
+					// the reports say what the exit code says.
 					msg := "interrupted before " + strings.Join(files[i:], ", ") + " ran"
 					fmt.Fprintf(st.env.Stderr, "mailchaos: %s\n", msg)
-					results = append(results, experiments.Result{Status: journal.StatusInterrupted, Message: msg})
+					for k := i; k < len(exps); k++ {
+						results = append(results, experiments.Skip(jw, exps[k], fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), k),
+							files[k], "interrupted by a signal before it ran"))
+					}
 					break
 				}
 				if !quiet {
