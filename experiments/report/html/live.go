@@ -192,6 +192,10 @@ func (l *Live) stream(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var b strings.Builder
 		b.WriteString("event: " + event + "\nid: " + id + "\n")
+		// The event stream ends a line at CR, LF or CRLF: every one of
+		// them in data starts a data line of its own, so that no text of
+		// the journal can end the event or start another.
+		data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
 		for _, line := range strings.Split(data, "\n") {
 			b.WriteString("data: " + line + "\n")
 		}

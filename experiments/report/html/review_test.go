@@ -1,7 +1,10 @@
 package htmlreport_test
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailchaos/mailchaos/experiments/journal"
+	htmlreport "github.com/mailchaos/mailchaos/experiments/report/html"
 )
 
 // TestReportIgnoresStepsOutsideThePlan feeds fault and load events whose
@@ -43,4 +47,41 @@ func TestReportIgnoresStepsOutsideThePlan(t *testing.T) {
 			require.NotContains(t, page, "method[100000]")
 		})
 	}
+}
+
+// TestDashboardStreamCannotBeForged follows the hostile journal live: its
+// removal error, with bare CRs that end lines of an event stream, stays
+// inside the report's data, and the only "done" is the server's.
+func TestDashboardStreamCannotBeForged(t *testing.T) {
+	evs := hostile()
+	live := htmlreport.NewLive()
+	srv, err := htmlreport.Listen("127.0.0.1:0", live)
+	require.NoError(t, err)
+	defer srv.Close(context.Background())
+	for _, e := range evs {
+		live.Observe(e)
+	}
+	stream, err := http.Get(srv.URL() + "events")
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	events := sse{bufio.NewReader(stream.Body)}
+	name, last, err := events.next()
+	require.NoError(t, err)
+	require.Equal(t, "report", name)
+	require.Contains(t, last, "550 no")
+	live.Finish()
+	for {
+		name, data, err := events.next()
+		require.NoError(t, err)
+		if name == "done" {
+			require.Equal(t, "end", data)
+			break
+		}
+		require.Equal(t, "report", name)
+		last = data
+	}
+	require.NoError(t, srv.Close(context.Background()))
+	// The report, its line ends as the stream carries them.
+	want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(mainOf(t, render(t, evs)))
+	require.Equal(t, want, last)
 }
