@@ -214,16 +214,6 @@ func statusLine(s report.RunSummary, live bool) string {
 	return strings.Join(parts, ", ")
 }
 
-// oneLine is journal text on one line, to compare with the summary's.
-func oneLine(s string) string {
-	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s))
-}
-
 // reasons are the run's reason, with when the abort that carried it
 // happened, and every other abort: the reason is said once.
 func reasons(r *run) (string, []string) {
@@ -237,7 +227,8 @@ func reasons(r *run) (string, []string) {
 			}
 			msg += a.Err
 		}
-		msg = oneLine(msg)
+		// Cleaned as the summary cleans the reason it compares with.
+		msg = report.Clean(msg)
 		at := "+" + secs(a.T.Sub(r.start))
 		if msg == why || (why != "" && strings.Contains(why, msg)) {
 			why += " (at " + at + ")"

@@ -85,3 +85,20 @@ func TestDashboardStreamCannotBeForged(t *testing.T) {
 	want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(mainOf(t, render(t, evs)))
 	require.Equal(t, want, last)
 }
+
+// TestReportSaysAnAbortWithControlCharactersOnce: the verdict's reason is
+// the abort's message, cleaned; the page says it once, with its time.
+func TestReportSaysAnAbortWithControlCharactersOnce(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const msg = "probe \x1b[31mfailed\x07 hard\tnow"
+	code := 3
+	evs := []journal.Event{
+		{T: t0, Type: journal.TypeRunStart, Run: "r"},
+		{T: t0.Add(time.Second), Type: journal.TypeAbort, Run: "r", Message: msg},
+		{T: t0.Add(2 * time.Second), Type: journal.TypeVerdict, Run: "r", Status: "aborted", Message: msg, ExitCode: code},
+	}
+	page := render(t, evs)
+	require.Equal(t, 1, strings.Count(page, "probe failed hard now"))
+	require.Contains(t, page, "probe failed hard now (at &#43;1s)")
+	require.NotContains(t, page, "abort at")
+}
