@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -101,4 +102,32 @@ func TestReportSaysAnAbortWithControlCharactersOnce(t *testing.T) {
 	require.Equal(t, 1, strings.Count(page, "probe failed hard now"))
 	require.Contains(t, page, "probe failed hard now (at &#43;1s)")
 	require.NotContains(t, page, "abort at")
+}
+
+// TestDashboardPastItsCapStillEndsWithTheReport follows a real run with
+// a cap of a few samples per SLI and windows per load: the live view keeps
+// every other event, so its final page is the report (verdict and all),
+// which draws as few and says how many it left out.
+func TestDashboardPastItsCapStillEndsWithTheReport(t *testing.T) {
+	defer htmlreport.SetMaxSamples(3)()
+	evs := realRun(t)
+	live := htmlreport.NewLive()
+	srv, err := htmlreport.Listen("127.0.0.1:0", live)
+	require.NoError(t, err)
+	defer srv.Close(context.Background())
+	for _, e := range evs {
+		live.Observe(e)
+	}
+	live.Finish()
+	resp, err := http.Get(srv.URL())
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, srv.Close(context.Background()))
+	want := mainOf(t, render(t, evs))
+	require.Contains(t, want, `<span class="badge st-pass">PASS</span>`)
+	require.Contains(t, want, "samples past the first of each SLI are not drawn")
+	require.Contains(t, want, "windows past the first are not drawn")
+	require.Equal(t, want, mainOf(t, string(b)))
 }
