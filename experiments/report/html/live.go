@@ -58,10 +58,10 @@ type Live struct {
 	// kept counts the events kept of each capped series, skipped those
 	// past the cap.
 	kept, skipped map[seriesKey]int
-	version uint64
-	done    bool
-	changed chan struct{} // closed and replaced at each change
-	clients int
+	version       uint64
+	done          bool
+	changed       chan struct{} // closed and replaced at each change
+	clients       int
 
 	renderMu sync.Mutex
 	rendered uint64

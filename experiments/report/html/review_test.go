@@ -50,18 +50,26 @@ func TestReportIgnoresStepsOutsideThePlan(t *testing.T) {
 	}
 }
 
+// following is a live view that has observed evs, served on loopback
+// until the test ends.
+func following(t *testing.T, evs []journal.Event) (*htmlreport.Live, *htmlreport.Server) {
+	t.Helper()
+	live := htmlreport.NewLive()
+	srv, err := htmlreport.Listen("127.0.0.1:0", live)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	for _, e := range evs {
+		live.Observe(e)
+	}
+	return live, srv
+}
+
 // TestDashboardStreamCannotBeForged follows the hostile journal live: its
 // removal error, with bare CRs that end lines of an event stream, stays
 // inside the report's data, and the only "done" is the server's.
 func TestDashboardStreamCannotBeForged(t *testing.T) {
 	evs := hostile()
-	live := htmlreport.NewLive()
-	srv, err := htmlreport.Listen("127.0.0.1:0", live)
-	require.NoError(t, err)
-	defer srv.Close(context.Background())
-	for _, e := range evs {
-		live.Observe(e)
-	}
+	live, srv := following(t, evs)
 	stream, err := http.Get(srv.URL() + "events")
 	require.NoError(t, err)
 	defer stream.Body.Close()
@@ -111,13 +119,7 @@ func TestReportSaysAnAbortWithControlCharactersOnce(t *testing.T) {
 func TestDashboardPastItsCapStillEndsWithTheReport(t *testing.T) {
 	defer htmlreport.SetMaxSamples(3)()
 	evs := realRun(t)
-	live := htmlreport.NewLive()
-	srv, err := htmlreport.Listen("127.0.0.1:0", live)
-	require.NoError(t, err)
-	defer srv.Close(context.Background())
-	for _, e := range evs {
-		live.Observe(e)
-	}
+	live, srv := following(t, evs)
 	live.Finish()
 	resp, err := http.Get(srv.URL())
 	require.NoError(t, err)
