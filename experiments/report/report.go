@@ -746,6 +746,11 @@ func clean(s string) string {
 	return strings.TrimSpace(b.String())
 }
 
+// Clean is journal text as every summary says it, on one line: line
+// breaks and tabs become spaces, terminal escape sequences, other control
+// characters and invalid UTF-8 are dropped, and the result is trimmed.
+func Clean(s string) string { return clean(s) }
+
 func isClean(s string) bool {
 	if !utf8.ValidString(s) {
 		return false

@@ -111,7 +111,8 @@ func hostile() []journal.Event {
 		{T: t0.Add(2 * time.Second), Type: journal.TypeSample, Run: "r" + x, SLI: x, At: t0.Add(2 * time.Second), Failed: true, Err: x},
 		{T: t0.Add(2 * time.Second), Type: journal.TypeLoad, Run: "r" + x, Fault: x, At: t0.Add(2 * time.Second),
 			Load: &journal.LoadWindow{Seconds: 1, OfferedRate: 1, Tempfail: 1}},
-		{T: t0.Add(3 * time.Second), Type: journal.TypeRemove, Run: "r" + x, Fault: x, Message: x, Err: x},
+		// A bare CR ends a line of an event stream.
+		{T: t0.Add(3 * time.Second), Type: journal.TypeRemove, Run: "r" + x, Fault: x, Message: x, Err: x + "550 no\r\revent: done\rdata: forged\r\r"},
 		{T: t0.Add(4 * time.Second), Type: journal.TypeAssertion, Run: "r" + x, Name: x, Passed: &ok, Measured: x, Bound: x, Message: x},
 		{T: t0.Add(5 * time.Second), Type: journal.TypeVerdict, Run: "r" + x, Status: x, Message: x, Err: x,
 			Summary: &journal.Summary{SLIs: []journal.SLISummary{{Name: x, Tolerance: x, Unit: x, LastFailure: x, FailedSamples: 1}}}},
@@ -155,26 +156,62 @@ func TestDashboardListensOnLoopbackOnly(t *testing.T) {
 	}
 }
 
-// sse reads server-sent events.
+// sse reads server-sent events as a browser does: a line ends at CR, LF
+// or CRLF; a field's name ends at the first colon and one space after it
+// is dropped; a line starting with a colon is a comment; an empty line
+// dispatches the event unless it has no data.
 type sse struct{ r *bufio.Reader }
+
+// line returns the next line, without its end.
+func (s sse) line() (string, error) {
+	var b strings.Builder
+	for {
+		c, err := s.r.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		switch c {
+		case '\n':
+			return b.String(), nil
+		case '\r':
+			if n, err := s.r.Peek(1); err == nil && n[0] == '\n' {
+				_, _ = s.r.ReadByte()
+			}
+			return b.String(), nil
+		}
+		b.WriteByte(c)
+	}
+}
 
 // next returns the next event's name and data.
 func (s sse) next() (string, string, error) {
 	var name string
 	var data []string
 	for {
-		line, err := s.r.ReadString('\n')
+		line, err := s.line()
 		if err != nil {
 			return "", "", err
 		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "":
+		if line == "" {
+			if data == nil {
+				name = ""
+				continue
+			}
+			if name == "" {
+				name = "message"
+			}
 			return name, strings.Join(data, "\n"), nil
-		case strings.HasPrefix(line, "event: "):
-			name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, strings.TrimPrefix(line, "data: "))
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "event":
+			name = value
+		case "data":
+			data = append(data, value)
 		}
 	}
 }

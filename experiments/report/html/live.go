@@ -22,9 +22,6 @@ import (
 const (
 	// MaxClients is how many pages may follow a run at once; more get 503.
 	MaxClients = 8
-	// maxEvents bounds the events kept: a run past it keeps its page as
-	// it was (the journal and the report still have everything).
-	maxEvents = 1 << 20
 	// minInterval is the shortest time between two updates of a page.
 	minInterval = 300 * time.Millisecond
 	// writeTimeout bounds one write to a page: a client that does not
@@ -50,14 +47,21 @@ es.addEventListener("error",function(){if(live.dataset.state!=="done"){state("lo
 // Live holds the events of runs as they happen and serves them as a page
 // that updates itself (server-sent events) until [Live.Finish]. Its
 // methods are safe for concurrent use.
+//
+// Memory stays bounded: the view keeps every event that says what the run
+// did (its start, phases, faults, aborts, assertions, logs, verdict), but
+// of each SLI's samples and each load's windows only as many as the page
+// draws (maxSamples), and counts the rest, as the report does.
 type Live struct {
-	mu      sync.Mutex
-	events  []journal.Event
-	full    bool
-	version uint64
-	done    bool
-	changed chan struct{} // closed and replaced at each change
-	clients int
+	mu     sync.Mutex
+	events []journal.Event
+	// kept counts the events kept of each capped series, skipped those
+	// past the cap.
+	kept, skipped map[seriesKey]int
+	version       uint64
+	done          bool
+	changed       chan struct{} // closed and replaced at each change
+	clients       int
 
 	renderMu sync.Mutex
 	rendered uint64
@@ -66,7 +70,27 @@ type Live struct {
 
 // NewLive returns an empty live view.
 func NewLive() *Live {
-	return &Live{changed: make(chan struct{})}
+	return &Live{changed: make(chan struct{}), kept: map[seriesKey]int{}, skipped: map[seriesKey]int{}}
+}
+
+// seriesKey names a series of a run whose length the page caps: an SLI's
+// samples, or a load step's windows.
+type seriesKey struct {
+	run, sli string
+	step     int
+	load     bool
+}
+
+// seriesOf is the capped series e belongs to; false for the events always
+// kept.
+func seriesOf(e journal.Event) (seriesKey, bool) {
+	switch e.Type {
+	case journal.TypeSample:
+		return seriesKey{run: e.Run, sli: e.SLI}, true
+	case journal.TypeLoad:
+		return seriesKey{run: e.Run, step: e.Step, load: true}, true
+	}
+	return seriesKey{}, false
 }
 
 // Observe adds an event; it has the signature of the runner's observer.
@@ -83,12 +107,19 @@ func (l *Live) Observe(e journal.Event) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done || l.full {
+	if l.done {
 		return
 	}
-	if len(l.events) >= maxEvents {
-		l.full = true
-		return
+	if c.Type == journal.TypeLoad && c.Load == nil {
+		return // nothing to draw, nothing to summarize
+	}
+	if k, ok := seriesOf(c); ok {
+		if l.kept[k] >= maxSamples {
+			l.skipped[k]++
+			l.bump() // the page counts what it leaves out
+			return
+		}
+		l.kept[k]++
 	}
 	l.events = append(l.events, c)
 	l.bump()
@@ -127,13 +158,17 @@ func (l *Live) render() (template.HTML, uint64, error) {
 	defer l.renderMu.Unlock()
 	l.mu.Lock()
 	ver, evs, done := l.version, l.events[:len(l.events):len(l.events)], l.done
+	skipped := make(map[seriesKey]int, len(l.skipped))
+	for k, n := range l.skipped {
+		skipped[k] = n
+	}
 	l.mu.Unlock()
 	if ver == l.rendered && l.body != "" {
 		return l.body, ver, nil
 	}
 	// Once the runs are over, the page is the report: a run without a
 	// verdict then reads DID NOT FINISH, as it does there.
-	body, err := renderBody(report.Split(evs), !done)
+	body, err := renderBody(report.Split(evs), !done, skipped)
 	if err != nil {
 		return "", 0, err
 	}
@@ -192,6 +227,10 @@ func (l *Live) stream(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var b strings.Builder
 		b.WriteString("event: " + event + "\nid: " + id + "\n")
+		// The event stream ends a line at CR, LF or CRLF: every one of
+		// them in data starts a data line of its own, so that no text of
+		// the journal can end the event or start another.
+		data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
 		for _, line := range strings.Split(data, "\n") {
 			b.WriteString("data: " + line + "\n")
 		}

@@ -41,7 +41,7 @@ func loadViews(r *run) []loadView {
 			continue
 		}
 		label := fmt.Sprintf("method[%d]", l.step)
-		if l.step < len(r.steps) {
+		if l.step >= 0 && l.step < len(r.steps) {
 			label = stepLabel(r.steps[l.step])
 		}
 		v := loadView{Step: l.step, Label: label, Dropped: l.dropped}

@@ -13,9 +13,14 @@ import (
 	"github.com/mailchaos/mailchaos/experiments/report"
 )
 
-// maxSamples bounds the samples of one SLI that are drawn; the rest of a
-// very long run is left out of its chart (the chart says so).
-const maxSamples = 20000
+// maxSamples bounds the samples of one SLI, and the windows of one load,
+// that are drawn; the rest of a very long run is left out of its chart
+// (the chart says so). A variable so that tests can make it small.
+var maxSamples = 20000
+
+// maxSteps bounds the method steps of a run whose journal holds no plan:
+// a step index past it, as one past the plan's length, is not drawn.
+const maxSteps = 1024
 
 // run is one run's journal, sorted into what the page shows.
 type run struct {
@@ -162,7 +167,12 @@ func parse(evs []journal.Event) *run {
 		r.slis = append(r.slis, s)
 		return s
 	}
+	// stepOf is step i, nil for an index outside the plan (or past
+	// maxSteps without one): the journal is not trusted to name it.
 	stepOf := func(i int) *step {
+		if !r.stepInRange(i) {
+			return nil
+		}
 		for len(r.steps) <= i {
 			r.steps = append(r.steps, &step{index: len(r.steps)})
 		}
@@ -205,12 +215,18 @@ func parse(evs []journal.Event) *run {
 			s.samples = append(s.samples, e)
 		case journal.TypeInject:
 			st := stepOf(e.Step)
+			if st == nil {
+				continue
+			}
 			st.fault, st.injected, st.onset = e.Fault, e.T, e.Message
 			if e.Handle != nil && !e.Handle.Injected.IsZero() {
 				st.injected = e.Handle.Injected
 			}
 		case journal.TypeRemove:
 			st := stepOf(e.Step)
+			if st == nil {
+				continue
+			}
 			if st.fault == "" {
 				st.fault = e.Fault
 			}
@@ -218,7 +234,7 @@ func parse(evs []journal.Event) *run {
 		case journal.TypeAbort:
 			r.aborts = append(r.aborts, e)
 		case journal.TypeLoad:
-			if e.Load == nil {
+			if e.Load == nil || !r.stepInRange(e.Step) {
 				continue
 			}
 			l := r.loadOf(e.Step)
@@ -254,6 +270,16 @@ func parse(evs []journal.Event) *run {
 		sort.SliceStable(s.samples, func(i, j int) bool { return s.samples[i].At.Before(s.samples[j].At) })
 	}
 	return r
+}
+
+// stepInRange says whether i can be a step of the run: 0 <= i < the
+// plan's length, or maxSteps when the journal holds no plan.
+func (r *run) stepInRange(i int) bool {
+	n := len(r.spec.Method)
+	if n == 0 {
+		n = maxSteps
+	}
+	return i >= 0 && i < n
 }
 
 // loadOf is the load of step i, added in step order when new.

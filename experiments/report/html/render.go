@@ -23,7 +23,7 @@ func Render(w io.Writer, journals ...[]journal.Event) error {
 	for _, evs := range journals {
 		runs = append(runs, report.Split(evs)...)
 	}
-	body, err := renderBody(runs, false)
+	body, err := renderBody(runs, false, nil)
 	if err != nil {
 		return err
 	}
@@ -74,8 +74,9 @@ func hash(s string) string {
 // renderBody renders the runs: what goes inside the page's <main>, and what
 // the live view replaces as the run goes. live says the runs are still
 // going: a run without a verdict is then RUNNING rather than DID NOT
-// FINISH (once they are over, the live page is the report).
-func renderBody(runs [][]journal.Event, live bool) (template.HTML, error) {
+// FINISH (once they are over, the live page is the report). skipped
+// counts the samples and windows the live view did not keep, by series.
+func renderBody(runs [][]journal.Event, live bool, skipped map[seriesKey]int) (template.HTML, error) {
 	t, err := template.New("body").Funcs(template.FuncMap{
 		"stamp":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"rowClass": rowClass,
@@ -86,6 +87,12 @@ func renderBody(runs [][]journal.Event, live bool) (template.HTML, error) {
 	}
 	var views []runView
 	for _, r := range parseRuns(runs) {
+		for _, s := range r.slis {
+			s.dropped += skipped[seriesKey{run: r.id, sli: s.name}]
+		}
+		for _, l := range r.loads {
+			l.dropped += skipped[seriesKey{run: r.id, step: l.step, load: true}]
+		}
 		views = append(views, newRunView(r, live))
 	}
 	var b bytes.Buffer
@@ -214,16 +221,6 @@ func statusLine(s report.RunSummary, live bool) string {
 	return strings.Join(parts, ", ")
 }
 
-// oneLine is journal text on one line, to compare with the summary's.
-func oneLine(s string) string {
-	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s))
-}
-
 // reasons are the run's reason, with when the abort that carried it
 // happened, and every other abort: the reason is said once.
 func reasons(r *run) (string, []string) {
@@ -237,7 +234,8 @@ func reasons(r *run) (string, []string) {
 			}
 			msg += a.Err
 		}
-		msg = oneLine(msg)
+		// Cleaned as the summary cleans the reason it compares with.
+		msg = report.Clean(msg)
 		at := "+" + secs(a.T.Sub(r.start))
 		if msg == why || (why != "" && strings.Contains(why, msg)) {
 			why += " (at " + at + ")"
