@@ -108,6 +108,21 @@ func complete(st *state, app *ucli.App, prev []string, cur string) []string {
 		}
 		args = append(args, w)
 	}
+	if name, value, ok := strings.Cut(cur, "="); ok && strings.HasPrefix(name, "-") {
+		// --flag=value: the candidates are whole words, --flag=candidate;
+		// a directive is for the value part.
+		if !takesValue(flags, name) {
+			return nil
+		}
+		var out []string
+		for _, c := range filter(flagValues(st, flagNamed(flags, strings.TrimLeft(name, "-")), values), value) {
+			if !strings.HasPrefix(c, ":") {
+				c = name + "=" + c
+			}
+			out = append(out, c)
+		}
+		return out
+	}
 	if strings.HasPrefix(cur, "-") {
 		var names []string
 		for _, f := range flags {
@@ -253,10 +268,50 @@ func filter(cands []string, prefix string) []string {
 }
 
 // bashCompletion asks mailchaos for the candidates of the word under the
-// cursor.
+// cursor. Bash hands the words over as typed (quotes and backslashes kept)
+// and split at "=" (COMP_WORDBREAKS), so the script dequotes each word and
+// joins "--flag", "=", "value" back into one before asking; the candidates
+// then replace the value part only, and file names are looked up under the
+// dequoted value (bash quotes them again: -o filenames).
 const bashCompletion = `# bash completion for mailchaos: source <(mailchaos completion bash)
+_mailchaos_dequote() {
+    local w=$1 q= c i
+    REPLY=
+    for ((i = 0; i < ${#w}; i++)); do
+        c=${w:i:1}
+        if [[ $q == "'" ]]; then
+            if [[ $c == "'" ]]; then q=; else REPLY+=$c; fi
+        elif [[ $c == '\' && ( -z $q || ${w:i+1:1} == [\"\\\$] || ${w:i+1:1} == $'\x60' ) ]]; then
+            ((i++))
+            REPLY+=${w:i:1}
+        elif [[ $c == [\"\'] && ( -z $q || $c == "$q" ) ]]; then
+            if [[ -n $q ]]; then q=; else q=$c; fi
+        else
+            REPLY+=$c
+        fi
+    done
+}
 _mailchaos() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" line f
+    local -a words=()
+    local i cur= prefix= line f REPLY
+    for ((i = 1; i <= COMP_CWORD; i++)); do
+        if [[ ${COMP_WORDS[i]} == = && ${#words[@]} -gt 0 && ${COMP_WORDS[i-1]} == -* ]]; then
+            prefix=${words[-1]}=
+            cur=
+            if ((i < COMP_CWORD)); then
+                ((i++))
+                _mailchaos_dequote "${COMP_WORDS[i]}"
+                cur=$REPLY
+            fi
+            words[-1]=$prefix$cur
+            continue
+        fi
+        prefix=
+        _mailchaos_dequote "${COMP_WORDS[i]}"
+        cur=$REPLY
+        words+=("$cur")
+    done
+    _mailchaos_dequote "${COMP_WORDS[0]}"
     COMPREPLY=()
     while IFS= read -r line; do
         case "$line" in
@@ -267,20 +322,21 @@ _mailchaos() {
                 if [[ -d "$f" || "$f" == *.yaml || "$f" == *.yml ]]; then COMPREPLY+=("$f"); fi
             done < <(compgen -f -- "$cur") ;;
         *)
-            COMPREPLY+=("$line") ;;
+            COMPREPLY+=("${line#"$prefix"}") ;;
         esac
-    done < <("${COMP_WORDS[0]}" __complete "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null)
+    done < <("$REPLY" __complete "${words[@]}" 2>/dev/null)
 }
 complete -o filenames -F _mailchaos mailchaos
 `
 
-// zshCompletion is the same for zsh.
+// zshCompletion is the same for zsh: words are dequoted before asking;
+// file names for --flag=value are completed after the "=".
 const zshCompletion = `#compdef mailchaos
 # zsh completion for mailchaos: source <(mailchaos completion zsh), after compinit
 _mailchaos() {
     local -a cands
     local line files=0 yaml=0
-    for line in "${(@f)$(${words[1]} __complete "${(@)words[2,CURRENT]}" 2>/dev/null)}"; do
+    for line in "${(@f)$(${(Q)words[1]} __complete "${(@Q)words[2,CURRENT]}" 2>/dev/null)}"; do
         case $line in
         :files) files=1 ;;
         :yaml) yaml=1 ;;
@@ -288,6 +344,7 @@ _mailchaos() {
         esac
     done
     (( ${#cands} )) && compadd -- "${cands[@]}"
+    (( files || yaml )) && [[ ${words[CURRENT]} == -*=* ]] && compset -P '*='
     (( files )) && _files
     (( yaml )) && _files -g '*.(yaml|yml)'
     return 0
@@ -299,7 +356,8 @@ else
 fi
 `
 
-// fishCompletion is the same for fish.
+// fishCompletion is the same for fish; file names come from fish's own
+// file completion, which reads the word as typed (quotes, "--flag=").
 const fishCompletion = `# fish completion for mailchaos: mailchaos completion fish > ~/.config/fish/completions/mailchaos.fish
 function __mailchaos_complete
     set -l words (commandline -opc)
@@ -307,7 +365,7 @@ function __mailchaos_complete
     for line in ($words[1] __complete $words[2..-1] "$cur" 2>/dev/null)
         switch $line
             case ':files'
-                __fish_complete_path "$cur"
+                complete -C "__fish_command_without_completions $cur"
             case ':yaml'
                 __fish_complete_suffix .yaml
                 __fish_complete_suffix .yml

@@ -15,20 +15,41 @@ import (
 )
 
 // bashComplete runs the bash completion script in a real bash, with
-// COMP_WORDS and COMP_CWORD set for line (the cursor at its end), and
-// returns COMPREPLY. The script calls the mailchaos binary as the line's
-// first word does.
-func bashComplete(t *testing.T, script, dir, line string) []string {
+// COMP_WORDS set to words (as bash splits a line: quotes kept, "=" a word
+// of its own) and COMP_CWORD to the last, and returns COMPREPLY. The script
+// calls the mailchaos binary as the first word does.
+func bashComplete(t *testing.T, script, dir string, words []string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "--norc", "--noprofile", "-c",
-		`source "$1"; read -ra COMP_WORDS <<< "$2"; [[ "$2" == *" " ]] && COMP_WORDS+=("");`+
-			` COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _mailchaos; printf '%s\n' "${COMPREPLY[@]}"`, "_", script, line)
+	cmd := exec.CommandContext(ctx, "bash", append([]string{"--norc", "--noprofile", "-c",
+		`source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($#-1)); _mailchaos;` +
+			` printf '%s\n' "${COMPREPLY[@]}"`, "_", script}, words...)...)
 	cmd.Dir = dir
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s", out)
-	return strings.Fields(string(out))
+	return lines(string(out))
+}
+
+// lines are the non-empty lines of out, each up to a tab (fish's
+// description).
+func lines(out string) []string {
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if l, _, _ = strings.Cut(l, "\t"); strings.TrimSpace(l) != "" {
+			got = append(got, l)
+		}
+	}
+	return got
+}
+
+// spaceDir makes DIR/"my dir" with an experiment and a note in it.
+func spaceDir(t *testing.T, dir string) {
+	t.Helper()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "my dir"), 0o700))
+	for _, f := range []string{"exp.yaml", "notes.txt"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "my dir", f), nil, 0o600))
+	}
 }
 
 // TestBashCompletion: the generated script, in a real bash, completes
@@ -49,41 +70,65 @@ func TestBashCompletion(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "lab.yaml"),
 		[]byte("name: lab\nlinks:\n  - name: mx-in\n    listen: 127.0.0.1:2525\n    upstream: 127.0.0.1:25\n"), 0o600))
+	spaceDir(t, dir)
 	bin := mailchaosBinary(t)
-	for _, tc := range []struct {
-		line string
-		want []string
-	}{
-		{"mailchaos r", []string{"run", "report", "recover"}},
-		{"mailchaos pl", []string{"plugins"}},
-		{"mailchaos proxy ", []string{"serve", "links"}},
-		{"mailchaos proxy links s", []string{"sync"}},
-		{"mailchaos target serve ", []string{"mailstack", "clamd"}},
-		{"mailchaos run --ju", []string{"--junit"}},
-		{"mailchaos --log", []string{"--log-level"}},
-		{"mailchaos inject ", []string{"av-latency", "gray-failure", "load-surge", "maintenance"}},
-		{"mailchaos faults gr", []string{"gray-failure"}},
-		{"mailchaos inject av-latency --link av-engine-", []string{"av-engine-1", "av-engine-2", "av-engine-3"}},
-		{"mailchaos inject gray-failure --target lab.yaml --link ", []string{"mx-in"}},
-		{"mailchaos init --from av-latency-", []string{"av-latency-incident", "av-latency-remediated"}},
-		{"mailchaos run ", []string{"exp.yaml", "lab.yaml", "other.yml"}},
-		{"mailchaos validate ex", []string{"exp.yaml"}},
-		{"mailchaos completion ", []string{"bash", "zsh", "fish"}},
-		{"mailchaos help pro", []string{"proxy"}},
+	type bashCase struct {
+		line  string
+		want  []string
+		words []string // COMP_WORDS after the program, when not the line's fields
+	}
+	for _, tc := range []bashCase{
+		{"mailchaos r", []string{"run", "report", "recover"}, nil},
+		{"mailchaos pl", []string{"plugins"}, nil},
+		{"mailchaos proxy ", []string{"serve", "links"}, nil},
+		{"mailchaos proxy links s", []string{"sync"}, nil},
+		{"mailchaos target serve ", []string{"mailstack", "clamd"}, nil},
+		{"mailchaos run --ju", []string{"--junit"}, nil},
+		{"mailchaos --log", []string{"--log-level"}, nil},
+		{"mailchaos inject ", []string{"av-latency", "gray-failure", "load-surge", "maintenance"}, nil},
+		{"mailchaos faults gr", []string{"gray-failure"}, nil},
+		{"mailchaos inject av-latency --link av-engine-", []string{"av-engine-1", "av-engine-2", "av-engine-3"}, nil},
+		{"mailchaos inject gray-failure --target lab.yaml --link ", []string{"mx-in"}, nil},
+		{"mailchaos init --from av-latency-", []string{"av-latency-incident", "av-latency-remediated"}, nil},
+		{"mailchaos run ", []string{"exp.yaml", "lab.yaml", "other.yml", "my dir"}, nil},
+		{"mailchaos validate ex", []string{"exp.yaml"}, nil},
+		{"mailchaos completion ", []string{"bash", "zsh", "fish"}, nil},
+		{"mailchaos help pro", []string{"proxy"}, nil},
+		// Bash keeps the quoting: the script dequotes before looking up
+		// files (bash quotes the candidates again).
+		{line: `mailchaos run my\ dir/`, words: []string{"run", `my\ dir/`}, want: []string{"my dir/exp.yaml"}},
+		{line: `mailchaos run "my dir/e`, words: []string{"run", `"my dir/e`}, want: []string{"my dir/exp.yaml"}},
+		{line: `mailchaos run 'my`, words: []string{"run", `'my`}, want: []string{"my dir"}},
+		// Bash splits at "=": the candidates are for the value part.
+		{line: "mailchaos inject av-latency --link=av-engine-", words: []string{"inject", "av-latency", "--link", "=", "av-engine-"},
+			want: []string{"av-engine-1", "av-engine-2", "av-engine-3"}},
+		{line: "mailchaos inject gray-failure --target=lab.yaml --link=", words: []string{"inject", "gray-failure", "--target", "=", "lab.yaml", "--link", "="},
+			want: []string{"mx-in"}},
+		{line: "mailchaos init --from=av-latency-", words: []string{"init", "--from", "=", "av-latency-"},
+			want: []string{"av-latency-incident", "av-latency-remediated"}},
+		{line: `mailchaos inject gray-failure --target=my\ dir/`, words: []string{"inject", "gray-failure", "--target", "=", `my\ dir/`},
+			want: []string{"my dir/exp.yaml"}},
 	} {
-		line := bin + strings.TrimPrefix(tc.line, "mailchaos")
-		require.ElementsMatch(t, tc.want, bashComplete(t, file, dir, line), "%q", tc.line)
+		words := tc.words
+		if words == nil {
+			words = strings.Fields(strings.TrimPrefix(tc.line, "mailchaos"))
+			if strings.HasSuffix(tc.line, " ") {
+				words = append(words, "")
+			}
+		}
+		got := bashComplete(t, file, dir, append([]string{bin}, words...))
+		require.ElementsMatch(t, tc.want, got, "%q", tc.line)
 	}
 }
 
 // shellCompleters complete a command line in a real zsh or fish: fish
 // with its own `complete -C`; zsh by calling the script's completion
-// function with words and CURRENT set, compadd and _files standing in for
-// the completion system's (they print what they are given).
+// function with words and CURRENT set, compadd, compset and _files
+// standing in for the completion system's (they print what they are given).
 var shellCompleters = map[string]string{
 	"fish": `source $argv[1]; complete -C "$argv[2]"`,
 	"zsh": `source "$1"; compadd() { [[ "$1" == -- ]] && shift; print -l -- "$@"; };` +
-		` _files() { print -l -- "<files $*>"; }; words=(${(z)2}); [[ "$2" == *" " ]] && words+=("");` +
+		` _files() { print -l -- "<files $*>"; }; compset() { print -l -- "<compset $*>"; }; words=(${(z)2}); [[ "$2" == *" " ]] && words+=("");` +
 		` CURRENT=${#words}; _mailchaos`,
 }
 
@@ -109,14 +154,24 @@ func TestZshAndFishCompletion(t *testing.T) {
 			require.NoError(t, os.WriteFile(file, []byte(script), 0o600))
 			out, err := exec.Command(sh, "-n", file).CombinedOutput()
 			require.NoError(t, err, "%s -n: %s", sh, out)
+			spaceDir(t, dir)
 			for _, tc := range []struct {
 				line string
 				want []string
+				zsh  []string // what zsh hands to compadd, compset and _files, when not want
 			}{
-				{"mailchaos inj", []string{"inject"}},
-				{"mailchaos proxy links s", []string{"sync"}},
-				{"mailchaos inject ", []string{"av-latency", "gray-failure", "load-surge", "maintenance"}},
-				{"mailchaos inject gray-failure --link imap-site-", []string{"imap-site-a", "imap-site-b", "imap-site-c"}},
+				{"mailchaos inj", []string{"inject"}, nil},
+				{"mailchaos proxy links s", []string{"sync"}, nil},
+				{"mailchaos inject ", []string{"av-latency", "gray-failure", "load-surge", "maintenance"}, nil},
+				{"mailchaos inject gray-failure --link imap-site-", []string{"imap-site-a", "imap-site-b", "imap-site-c"}, nil},
+				{"mailchaos inject av-latency --link=av-engine-", []string{"--link=av-engine-1", "--link=av-engine-2", "--link=av-engine-3"}, nil},
+				{"mailchaos init --from=av-latency-", []string{"--from=av-latency-incident", "--from=av-latency-remediated"}, nil},
+				// fish lists every file, experiments first; zsh's _files
+				// filters and reads the quoting itself.
+				{`mailchaos run my\ dir/`, []string{"my dir/exp.yaml", "my dir/notes.txt"}, []string{"<files -g *.(yaml|yml)>"}},
+				{`mailchaos init my\ d`, []string{"my dir/"}, []string{"<files >"}},
+				{`mailchaos inject gray-failure --target=my\ dir/e`, []string{"--target=my dir/exp.yaml"},
+					[]string{"<compset -P *=>", "<files -g *.(yaml|yml)>"}},
 			} {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				line := bin + strings.TrimPrefix(tc.line, "mailchaos")
@@ -131,13 +186,11 @@ func TestZshAndFishCompletion(t *testing.T) {
 				out, err := cmd.Output()
 				cancel()
 				require.NoError(t, err, "%s: %s", tc.line, out)
-				var got []string
-				for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-					if f = strings.TrimSpace(f); f != "" {
-						got = append(got, strings.Fields(f)[0])
-					}
+				want := tc.want
+				if sh == "zsh" && tc.zsh != nil {
+					want = tc.zsh
 				}
-				require.ElementsMatch(t, tc.want, got, "%s: %q", sh, tc.line)
+				require.ElementsMatch(t, want, lines(string(out)), "%s: %q", sh, tc.line)
 			}
 		})
 	}
