@@ -33,12 +33,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type slowServer struct {
 	addr  string
 	delay atomic.Int64 // nanoseconds
+	conns atomic.Int64 // connections (probe samples) so far
 }
 
 func startSlowServer(t *testing.T) *slowServer {
 	t.Helper()
 	s := &slowServer{}
 	s.addr = testnet.Serve(t, func(ctx context.Context, c net.Conn) {
+		s.conns.Add(1)
 		timer := time.NewTimer(time.Duration(s.delay.Load()))
 		defer timer.Stop()
 		select {

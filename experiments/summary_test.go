@@ -77,7 +77,15 @@ recovery: { within: 1s, hold: 100ms }
 					case <-time.After(10 * time.Millisecond):
 					}
 				}
-				time.Sleep(300 * time.Millisecond) // some samples with the fault in place
+				// Some samples with the fault in place, then the signal.
+				from := l.srv.conns.Load()
+				for l.srv.conns.Load() < from+3 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
 				cancel()
 			}()
 			return ctx
