@@ -184,8 +184,10 @@ func (d *driver) RunID() string { return d.cfg.RunID }
 func (d *driver) Done() <-chan struct{} { return d.done }
 
 // Stop ends the run gracefully and waits for it: nothing more is scheduled,
-// items still waiting for a worker count as unsent, and those in flight get
-// the grace period to finish before their connections are closed. Calling
+// items still waiting for a worker count as unsent (unless the schedule had
+// already ended by itself: then they are still offered in the grace), and
+// those in flight get the grace period to finish before their connections
+// are closed. Calling
 // Stop again, or after the run ended, just waits.
 func (d *driver) Stop() {
 	d.requestStop()
@@ -196,7 +198,13 @@ func (d *driver) Stop() {
 func (d *driver) requestStop() {
 	d.stopOnce.Do(func() {
 		d.markSchedEnd()
-		d.stopped.Store(true)
+		select {
+		case <-d.ended:
+			// The schedule already ended by itself: the run is in its
+			// grace, where what was due is still offered.
+		default:
+			d.stopped.Store(true)
+		}
 		close(d.stopReq)
 	})
 }
@@ -296,9 +304,11 @@ func (d *driver) record(seq int64, o int, latency, lag time.Duration, uncertain 
 }
 
 // endScheduling marks that nothing more will be scheduled.
+// ended is closed first, so a run seen no longer scheduling has ended its
+// schedule by the time a stop looks.
 func (d *driver) endScheduling() {
-	d.markSchedEnd()
 	d.endOnce.Do(func() { close(d.ended) })
+	d.markSchedEnd()
 }
 
 // markSchedEnd notes when scheduling ended, the first time it is called.

@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -346,4 +347,29 @@ func TestResultJSONAndString(t *testing.T) {
 		require.NotContains(t, o.String(), "outcome(")
 	}
 	require.EqualValues(t, 20, res.Count(loadsurge.Accepted))
+}
+
+// TestStopAfterTheScheduleEndedStillOffersTheBacklog: a stop that comes
+// once the schedule has ended by itself (a runner removing a step at the
+// end it planned) finds the run in its grace; the messages that were due
+// and still wait for a session are offered, not booked unsent.
+func TestStopAfterTheScheduleEndedStillOffersTheBacklog(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	s := sinktest.Start(t, sinktest.Options{Data: func([]byte) error { <-gate; return nil }})
+	r := start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(100), Duration: 200 * time.Millisecond,
+		Concurrency: 1, PerSession: 100, Grace: time.Minute})
+	// The one session holds the first message; the rest of the schedule
+	// queues behind it until the schedule ends.
+	require.Eventually(t, func() bool { return !r.Snapshot().Scheduling }, waitFor, time.Millisecond)
+	require.EqualValues(t, 20, r.Snapshot().Scheduled)
+	r.RequestStop()
+	release()
+	res := wait(t, r)
+	requireBalanced(t, res)
+	require.Zero(t, res.Unsent, res.String())
+	require.EqualValues(t, 20, res.Accepted, res.String())
 }

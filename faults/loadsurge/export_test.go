@@ -1,0 +1,5 @@
+package loadsurge
+
+// RequestStop starts a graceful stop without waiting for it, so a test can
+// order the stop before what it lets happen next.
+func (r *Run) RequestStop() { r.requestStop() }
