@@ -16,7 +16,10 @@ import (
 
 func TestLoadProbeStepIsValidated(t *testing.T) {
 	cat := builtinCatalog(t)
-	const head = "version: 1\ntitle: load\nrecovery: { within: 1s }\n"
+	const head = "version: 1\ntitle: load\n# recovery: at the end\n"
+	// The valid files start the recovery clock at the end of the fault
+	// that hurts, with the load running past it.
+	const fromSlow = "recovery: { from: slow, within: 1s }\n"
 	const twoLoads = `
 method:
   - name: surge
@@ -37,8 +40,12 @@ method:
 		name, body string
 		want       string // "" if valid
 	}{
-		{"named", sli("{ step: surge }") + twoLoads, ""},
-		{"the only one", sli("{ measure: p99 }") + "method:\n  - fault: load-surge\n    for: 5s\n", ""},
+		{"named", sli("{ step: surge }") + twoLoads + fromSlow, ""},
+		{"the only one", sli("{ measure: p99 }") + "method:\n  - fault: load-surge\n    for: 5s\n  - name: slow\n    fault: av-latency\n    for: 2s\n" + fromSlow, ""},
+		{"judged after the load", sli("{ step: surge }") + twoLoads,
+			`load.yaml:7:15: steady-state[0].params.step: the load of method[0] ends 5s into the method, but the recovery clock starts at 5s, its hold lasts 0s and this SLI samples every 1s: it would have too few samples to recover on`},
+		{"too close to the load's end", sli("{ step: surge }\n    interval: 2s") + twoLoads + fromSlow,
+			`load.yaml:7:15: steady-state[0].params.step: the load of method[0] ends 5s into the method, but the recovery clock starts at 2s, its hold lasts 0s and this SLI samples every 2s: it would have too few samples to recover on; anchor the clock to the fault that hurts with recovery.from and keep the load running at least the hold and two sample intervals past its end (until 6s)`},
 		{"misspelt", sli("{ step: surg }") + twoLoads,
 			`load.yaml:7:15: steady-state[0].params.step: no method step is named "surg"; did you mean "surge"? (load-surge steps: surge, logins)`},
 		{"not a load", sli("{ step: slow }") + twoLoads,
@@ -51,7 +58,11 @@ method:
 			`load.yaml:7:15: steady-state[0].params.step: no method step is named "surge" (load-surge steps: none has a name; give it one with name:)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := experiments.Parse(context.Background(), "load.yaml", []byte(head+tc.body), cat)
+			body := tc.body
+			if !strings.Contains(body, "recovery:") {
+				body += "recovery: { within: 1s }\n"
+			}
+			_, err := experiments.Parse(context.Background(), "load.yaml", []byte(head+body), cat)
 			if tc.want == "" {
 				require.NoError(t, err)
 				return
