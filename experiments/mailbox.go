@@ -155,15 +155,47 @@ func (r *runner) externalAccounting(ctx context.Context) bool {
 		allOK = allOK && ok
 	}
 	if r.exp.Accounting.Cleanup {
-		n, err := mc.cleanup(ctx)
-		ev := journal.Event{Type: journal.TypeLog, Message: fmt.Sprintf("accounting cleanup: removed %d messages of run %s from the users' mailboxes", n, mc.run)}
-		if err != nil {
-			ev.Err = "accounting cleanup: " + err.Error()
-		}
-		_ = r.write(ev)
-		r.progress("%s", ev.Message)
+		r.cleanupMail(ctx, mc, "")
 	}
 	return allOK
+}
+
+// cleanupAfterStopTimeout bounds the removal of a stopped run's messages.
+const cleanupAfterStopTimeout = 30 * time.Second
+
+// cleanupAfterStop removes the run's messages from an external target's
+// mailboxes, when accounting.cleanup asks for it and the run stopped
+// before its accounting did (an abort, a signal, an error): what the load
+// got delivered would otherwise stay. Called once the faults are rolled
+// back, it is bounded by cleanupAfterStopTimeout and a second signal.
+// Messages the target still held in its queue are delivered later and
+// stay; the journal says so, with the prefix of their ids.
+func (r *runner) cleanupAfterStop() {
+	if !r.exp.Accounting.Cleanup || r.cleaned || r.run == nil || r.run.Stack != nil || r.injectStart.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.opts.Kill, cleanupAfterStopTimeout)
+	defer cancel()
+	spec, err := r.exp.Target.spec(r.opts.Catalog.AllowRemote)
+	if err != nil {
+		_ = r.write(journal.Event{Type: journal.TypeLog, Message: "accounting cleanup: nothing removed", Err: "accounting cleanup: " + err.Error()})
+		return
+	}
+	mc := &mailboxCheck{target: r.run.Target, quarantine: spec.File.Quarantine, run: r.opts.RunID}
+	r.cleanupMail(ctx, mc, fmt.Sprintf(" (the run stopped before its accounting: messages the target still had queued are delivered later and stay; their X-Mailchaos-Id starts with %s-)", mc.run))
+}
+
+// cleanupMail removes the run's messages and journals how many, with
+// note after the count.
+func (r *runner) cleanupMail(ctx context.Context, mc *mailboxCheck, note string) {
+	r.cleaned = true
+	n, err := mc.cleanup(ctx)
+	ev := journal.Event{Type: journal.TypeLog, Message: fmt.Sprintf("accounting cleanup: removed %d messages of run %s from the users' mailboxes%s", n, mc.run, note)}
+	if err != nil {
+		ev.Err = "accounting cleanup: " + err.Error()
+	}
+	_ = r.write(ev)
+	r.progress("%s", ev.Message)
 }
 
 // invariantBound is what an invariant asserts on an external target.

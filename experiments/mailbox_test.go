@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -301,4 +303,62 @@ invariants: [no-mail-lost]
 	_, err := experiments.Parse(context.Background(), "t.yaml", []byte(src), builtinCatalog(t))
 	require.ErrorContains(t, err, "t.yaml:9:1: invariants: the target file "+file+" has no endpoints.imap: invariants on an external target read the users' mailboxes back over IMAP")
 	require.ErrorContains(t, err, "t.yaml:9:1: invariants: the target file "+file+" has no users: ")
+}
+
+// TestInterruptedRunStillCleansUp: a run interrupted while its load runs
+// does no accounting, but with accounting.cleanup it still removes, once
+// its faults are rolled back, the messages of the run delivered by then;
+// the journal says what may still arrive and how to find it.
+func TestInterruptedRunStillCleansUp(t *testing.T) {
+	t.Parallel()
+	_, imapAddr, target := externalStack(t)
+	e := accountingExperiment(t, target, "accounting: { cleanup: true }\n")
+	watch := loginAs(t, imapAddr, "alice@example.test")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The signal comes once some of the run's messages are in alice's
+	// INBOX: seen gets them (nil if none came in time).
+	seen := make(chan map[imap.UID]string, 1)
+	go func() {
+		defer cancel()
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if err := watch.Noop().Wait(); err != nil {
+				break
+			}
+			if ids, err := watch.find("acct-stop-s0-"); err == nil && len(ids) >= 3 {
+				seen <- ids
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // polling a mailbox: nothing to wait on
+		}
+		seen <- nil
+	}()
+	var buf bytes.Buffer
+	res := experiments.Run(ctx, e, experiments.Options{Catalog: builtinCatalog(t), Journal: journal.NewWriter(&buf, "acct-stop"), RunID: "acct-stop"})
+	ids := <-seen
+	require.NotNil(t, ids, "no message of the run was delivered in time")
+	require.Equal(t, journal.StatusInterrupted, res.Status, res.Message)
+	evs, err := journal.Read(&buf)
+	require.NoError(t, err)
+	require.Empty(t, journal.Outstanding(evs))
+	require.Empty(t, invariantResults(evs), "an interrupted run does no accounting")
+	var cleanup journal.Event
+	for _, ev := range evs {
+		if ev.Type == journal.TypeLog && strings.HasPrefix(ev.Message, "accounting cleanup") {
+			cleanup = ev
+		}
+	}
+	require.Empty(t, cleanup.Err)
+	m := regexp.MustCompile(`^accounting cleanup: removed (\d+) messages of run acct-stop from the users' mailboxes \(the run stopped before its accounting: .* starts with acct-stop-\)$`).FindStringSubmatch(cleanup.Message)
+	require.NotNil(t, m, cleanup.Message)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, len(ids), cleanup.Message)
+	alice := loginAs(t, imapAddr, "alice@example.test")
+	left := alice.ids(t, "acct-stop-")
+	for uid, id := range ids {
+		_, ok := left[uid]
+		require.False(t, ok, "%s (UID %d) was delivered before the stop and is still there", id, uid)
+	}
 }

@@ -120,6 +120,9 @@ type runner struct {
 	once  sync.Once
 	// cutoff is set when the run stops waiting for samples in flight.
 	cutoff atomic.Bool
+	// cleaned is set once the run's messages were removed from an
+	// external target's mailboxes (accounting.cleanup).
+	cleaned bool
 	// wmu keeps Observe in journal order.
 	wmu sync.Mutex
 }
@@ -155,6 +158,7 @@ func Run(ctx context.Context, exp *Experiment, opts Options) (res Result) {
 				res.Status = journal.StatusAborted
 			}
 		}
+		r.cleanupAfterStop()
 		r.closeTarget()
 		r.verdict(res, time.Since(start))
 	}()

@@ -94,7 +94,8 @@ type Accounting struct {
 	Wait time.Duration `yaml:"wait" json:"wait,omitempty"`
 	// Cleanup removes the run's messages (those whose X-Mailchaos-Id
 	// starts with the run's ID) from the users' mailboxes once counted,
-	// and nothing else.
+	// and nothing else; a run that stops before its accounting (an abort,
+	// a signal, an error) removes those delivered by then.
 	Cleanup bool `yaml:"cleanup" json:"cleanup,omitempty"`
 }
 
