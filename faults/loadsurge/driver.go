@@ -187,8 +187,7 @@ func (d *driver) Done() <-chan struct{} { return d.done }
 // items still waiting for a worker count as unsent (unless the schedule had
 // already ended by itself: then they are still offered in the grace), and
 // those in flight get the grace period to finish before their connections
-// are closed. Calling
-// Stop again, or after the run ended, just waits.
+// are closed. Calling Stop again, or after the run ended, just waits.
 func (d *driver) Stop() {
 	d.requestStop()
 	<-d.done
