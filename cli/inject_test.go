@@ -112,7 +112,9 @@ func TestInjectAdHocAgainstAPlainAddressRemovedOnCtrlC(t *testing.T) {
 
 func TestInjectOnTheEmbeddedStackEndsWhenTimeIsUp(t *testing.T) {
 	t.Parallel()
-	out, errb, _, done := startCLI(t, "inject", "av-latency", "--param", "latency=3s", "--for", "1500ms")
+	// The fault holds long enough for the scan to start inside it on a
+	// busy machine.
+	out, errb, _, done := startCLI(t, "inject", "av-latency", "--param", "latency=3s", "--for", "6s")
 	engine := linkAddr(t, out, "av-engine-2")
 	c := &clamd.Client{Addr: engine}
 	start := time.Now()
@@ -132,7 +134,7 @@ func TestInjectOnATargetFileWithAnExternalToxiproxy(t *testing.T) {
 	defer srv.Close()
 	file := filepath.Join(t.TempDir(), "target.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("name: lab\ntoxiproxy: "+srv.URL()+"\nlinks:\n  - name: smtp-in\n    listen: 127.0.0.1:0\n    upstream: "+upstream+"\n"), 0o600))
-	out, errb, _, done := startCLI(t, "inject", "gray-failure", "--target", file, "--link", "smtp-in", "--param", "mode=blackhole", "--for", "1s")
+	out, errb, _, done := startCLI(t, "inject", "gray-failure", "--target", file, "--link", "smtp-in", "--param", "mode=blackhole", "--for", "5s")
 	linkAddr(t, out, "smtp-in")
 	proxy, err := srv.Client().Proxy(context.Background(), "smtp-in")
 	require.NoError(t, err)
@@ -308,14 +310,16 @@ func proxyServe(t *testing.T) string {
 	return endpoints(t, out, "toxiproxy")["toxiproxy"]
 }
 
-// startKilledInject runs the real binary's inject of a blackhole against an
-// external toxiproxy server and returns it with its fault in place, and its
-// plugin processes.
-func startKilledInject(t *testing.T, api string, grace time.Duration) (*exec.Cmd, []int) {
+// startKilledInject runs the real binary's inject of a blackhole for d
+// against an external toxiproxy server and returns it with its fault in
+// place, and its plugin processes. d is long enough that the fault cannot
+// end by itself before the test has killed what it kills, on however busy
+// a machine.
+func startKilledInject(t *testing.T, api string, d, grace time.Duration) (*exec.Cmd, []int) {
 	t.Helper()
 	var stdout syncBuffer
 	cmd := exec.Command(mailchaosBinary(t), "inject", "gray-failure", "--toxiproxy", api, "--upstream", lineServer(t),
-		"--param", "mode=blackhole", "--for", "1s", "--grace", grace.String())
+		"--param", "mode=blackhole", "--for", d.String(), "--grace", grace.String())
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
 	linkAddr(t, &stdout, "ad-hoc")
@@ -336,7 +340,9 @@ func TestKilledHostPluginRemovesItsFault(t *testing.T) {
 	api := proxyServe(t)
 	c := network.NewClient(api)
 
-	cmd, kids := startKilledInject(t, api, 5*time.Minute)
+	// The fault would hold for an hour: only the plugins, seeing mailchaos
+	// gone, can remove it in time.
+	cmd, kids := startKilledInject(t, api, time.Hour, 5*time.Minute)
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 	require.Eventually(t, func() bool { return toxicsOn(t, c) == 0 }, waitFor, 20*time.Millisecond,
@@ -362,7 +368,9 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 	api := proxyServe(t)
 	c := network.NewClient(api)
 
-	cmd, kids := startKilledInject(t, api, time.Second)
+	// A time-to-live of 11 s: 10 s of the fault, which the test's kills
+	// come well within, and a second of grace.
+	cmd, kids := startKilledInject(t, api, 10*time.Second, time.Second)
 	// The plugins are frozen first, so that neither they nor mailchaos get
 	// to remove anything: everything dies at once.
 	for _, k := range kids {
