@@ -76,7 +76,7 @@ func proxyServeCommand(st *state) *ucli.Command {
 				if err != nil {
 					return err
 				}
-				links, skipped = serverLinks(f, listen)
+				links, skipped = f.LinksFor(listen)
 			}
 			srv, err := proxy.StartServerWith(st.stop, proxy.ServerOptions{Listen: listen,
 				Log: st.log.With("component", "toxiproxy"), Token: token, AllowRemote: c.Bool("allow-remote"),
@@ -112,23 +112,6 @@ func proxyServeCommand(st *state) *ucli.Command {
 	}
 }
 
-// serverLinks splits a links file's links into those a server listening
-// on listen owns (the link names no server, or names this one: its own
-// toxiproxy, else the file's) and a "skipped" line for each other one.
-func serverLinks(f targets.File, listen string) ([]proxy.Link, []string) {
-	var mine []proxy.Link
-	var skipped []string
-	t := f.Target()
-	for _, l := range f.Links {
-		if s := t.Server(l.Name); s != "" && !proxy.Serves(s, listen) {
-			skipped = append(skipped, fmt.Sprintf("skipped link %s: it belongs to the server at %s", l.Name, s))
-			continue
-		}
-		mine = append(mine, proxy.Link{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream, Enabled: true})
-	}
-	return mine, skipped
-}
-
 func proxyLinksCommand(st *state) *ucli.Command {
 	toxiproxyFlag := func(usage string) ucli.Flag {
 		return &ucli.StringFlag{Name: "toxiproxy", Usage: usage}
@@ -162,7 +145,7 @@ func proxyLinksCommand(st *state) *ucli.Command {
 				if err != nil {
 					return err
 				}
-				groups, order, err := linksByServer(f, fallback)
+				groups, order, err := f.LinksByServer(fallback)
 				if err != nil {
 					return err
 				}
@@ -209,30 +192,6 @@ func checkServerURL(raw string, allowRemote bool) error {
 		return fmt.Errorf("%s is not on loopback; add --allow-remote to reach it", raw)
 	}
 	return nil
-}
-
-// linksByServer groups a file's links by the server that owns each: its
-// own, else the file's, else fallback. order lists the servers as they
-// first appear.
-func linksByServer(f targets.File, fallback string) (map[string][]network.Proxy, []string, error) {
-	groups := map[string][]network.Proxy{}
-	var order []string
-	t := f.Target()
-	for i, l := range f.Links {
-		s := t.Server(l.Name)
-		if s == "" {
-			s = fallback
-		}
-		if s == "" {
-			return nil, nil, &usageError{fmt.Errorf("links[%d] (%s): no toxiproxy server for it: give toxiproxy: in the file "+
-				"(on the link or at the top) or --toxiproxy URL", i, l.Name)}
-		}
-		if _, ok := groups[s]; !ok {
-			order = append(order, s)
-		}
-		groups[s] = append(groups[s], network.Proxy{Name: l.Name, Listen: l.Listen, Upstream: l.Upstream})
-	}
-	return groups, order, nil
 }
 
 // syncLinks syncs each server's links and prints one line per link. A
