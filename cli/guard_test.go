@@ -30,6 +30,30 @@ func TestInjectGuardsEveryAddress(t *testing.T) {
 	require.Contains(t, stderr, "0.0.0.0:8080 is not a loopback address")
 }
 
+// TestInjectAddressConsentNeedsBothSides: a fault's address off loopback
+// needs --allow-remote and a target that allows it; the embedded stack
+// never does, and neither side's consent alone is enough.
+func TestInjectAddressConsentNeedsBothSides(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, extra string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(extra+"links:\n  - { name: site-a, listen: \"127.0.0.1:0\", upstream: \""+lineServer(t)+"\" }\n"), 0o600))
+		return p
+	}
+	closed, open := file("closed.yaml", ""), file("open.yaml", "allow-remote: true\n")
+	for _, args := range [][]string{
+		{"--target", closed, "--link", "site-a", "--allow-remote"},
+		{"--target", open, "--link", "site-a"},
+		{"--link", "av-engine-1", "--allow-remote"},
+	} {
+		argv := append([]string{"inject", "maintenance", "--param", "site=site-a", "--param", "admin=0.0.0.0:8080", "--for", "1s"}, args...)
+		code, _, stderr := run(t, argv...)
+		require.Equal(t, cli.ExitInvalid, code, "%v: %s", args, stderr)
+		require.Contains(t, stderr, "0.0.0.0:8080 is not a loopback address", args)
+	}
+}
+
 // writeCrashedJournal writes a journal whose one fault was never removed.
 func writeCrashedJournal(t *testing.T, h faults.Handle) string {
 	t.Helper()

@@ -76,27 +76,17 @@ func stackListens(c *ucli.Context, spec *targets.Spec) error {
 	return nil
 }
 
-// targetAllowsRemote reports whether the target the flags name allows
-// addresses off loopback: an ad hoc link (--upstream) does; the embedded
-// stack never; a target file when it says allow-remote: true.
-func targetAllowsRemote(c *ucli.Context) bool {
-	if c.String("upstream") != "" {
-		return true
-	}
-	if t := c.String("target"); t != "mailstack" {
-		f, err := targets.LoadFile(t, c.Bool("allow-remote"))
-		return err == nil && f.AllowRemote
-	}
-	return false
-}
-
-// openTarget starts or opens the target the flags name.
-func openTarget(c *ucli.Context, st *state, linkName string) (*targets.Running, error) {
+// openTarget starts or opens the target the flags name. allowRemote says
+// whether its addresses may go off loopback: with --allow-remote, an ad
+// hoc link (--upstream) may, a target file when it says allow-remote:
+// true, the embedded stack never.
+func openTarget(c *ucli.Context, st *state, linkName string) (run *targets.Running, allowRemote bool, err error) {
 	spec, err := flagTarget(c, linkName)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return spec.Start(st.stop, st.log)
+	run, err = spec.Start(st.stop, st.log)
+	return run, c.Bool("allow-remote") && spec.Mailstack == nil && spec.File.AllowRemote, err
 }
 
 // flagTarget is the target the flags name: an ad hoc link (--upstream), a
@@ -239,7 +229,7 @@ func injectCommand(st *state) *ucli.Command {
 				Params: params, TTL: c.Duration("for") + c.Duration("grace")}); err != nil {
 				return err
 			}
-			run, err := openTarget(c, st, linkName)
+			run, allowRemote, err := openTarget(c, st, linkName)
 			if err != nil {
 				return err
 			}
@@ -251,7 +241,7 @@ func injectCommand(st *state) *ucli.Command {
 				defer cancel()
 				_ = run.Close(ctx)
 			}()
-			err = injectFor(c, st, inj, spec, run.Target, links, params)
+			err = injectFor(c, st, inj, spec, run.Target, links, params, allowRemote)
 			if c.Bool("keep") && keepable(err, st) {
 				closeBase = keepUp(st, run.Target)
 			}
@@ -294,7 +284,7 @@ func keepUp(st *state, t faults.Target) context.Context {
 // injectFor injects one fault, holds it for --for or until a signal, and
 // removes it (experiments.Hold: the runner's fault lifecycle).
 func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec, t faults.Target,
-	links []string, params faults.Params) error {
+	links []string, params faults.Params, allowRemote bool) error {
 	out := st.env.Stdout
 	printEndpoints(out, t)
 	for _, l := range t.Links {
@@ -306,7 +296,7 @@ func injectFor(c *ucli.Context, st *state, inj faults.Injector, spec faults.Spec
 	if err := inj.Validate(st.stop, req); err != nil {
 		return err
 	}
-	if errs := faults.CheckAddresses(spec, params, t, c.Bool("allow-remote") && targetAllowsRemote(c)); len(errs) > 0 {
+	if errs := faults.CheckAddresses(spec, params, t, allowRemote); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	if err := experiments.CheckToxics(st.stop, experiments.NewToxicProbe(), inj, spec, req, "inject"); err != nil {
