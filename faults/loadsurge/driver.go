@@ -184,10 +184,9 @@ func (d *driver) RunID() string { return d.cfg.RunID }
 func (d *driver) Done() <-chan struct{} { return d.done }
 
 // Stop ends the run gracefully and waits for it: nothing more is scheduled,
-// items still waiting for a worker count as unsent (unless the schedule had
-// already ended by itself: then they are still offered in the grace), and
-// those in flight get the grace period to finish before their connections
-// are closed. Calling Stop again, or after the run ended, just waits.
+// items still waiting for a worker count as unsent, and those in flight get
+// the grace period to finish before their connections are closed. Calling
+// Stop again, or after the run ended, just waits.
 func (d *driver) Stop() {
 	d.requestStop()
 	<-d.done
@@ -197,15 +196,29 @@ func (d *driver) Stop() {
 func (d *driver) requestStop() {
 	d.stopOnce.Do(func() {
 		d.markSchedEnd()
-		select {
-		case <-d.ended:
-			// The schedule already ended by itself: the run is in its
-			// grace, where what was due is still offered.
-		default:
-			d.stopped.Store(true)
-		}
+		d.stopped.Store(true)
 		close(d.stopReq)
 	})
+}
+
+// scheduleEnded is closed once nothing more will be scheduled: the
+// schedule ran out, the count or the duration was reached, or the run was
+// stopped or aborted.
+func (d *driver) scheduleEnded() <-chan struct{} { return d.ended }
+
+// endAsPlanned ends the run as its own end would: when the schedule has already
+// ended by itself, the run is in its grace, where the items that were due
+// are still offered, and nothing more is done; else it is a graceful stop
+// (requestStop).
+func (d *driver) endAsPlanned() {
+	select {
+	case <-d.ended:
+		if !d.stopped.Load() {
+			return
+		}
+	default:
+	}
+	d.requestStop()
 }
 
 // take makes the next item due. Unless wait is set it only takes one that
@@ -367,6 +380,9 @@ func (d *driver) schedule() {
 		if d.cfg.Count > 0 && seq >= d.cfg.Count {
 			// The count is reached: the schedule offered it by the time
 			// the next item would have been due.
+			// ended first: a run seen no longer scheduling has ended its
+			// schedule.
+			d.endOnce.Do(func() { close(d.ended) })
 			if at, ok := d.cfg.Schedule.At(seq); ok {
 				d.schedEnd.CompareAndSwap(0, int64(at)+1)
 			}

@@ -119,6 +119,11 @@ type Generator interface {
 	Report() Report
 	// requestStop starts a graceful stop without waiting for it.
 	requestStop()
+	// endAsPlanned ends the run as its own end would, without waiting
+	// for it.
+	endAsPlanned()
+	// scheduleEnded is closed once nothing more will be scheduled.
+	scheduleEnded() <-chan struct{}
 }
 
 var (
@@ -339,9 +344,10 @@ type surge struct {
 }
 
 // scheduleSlack is how close to its planned end a removal lets the
-// schedule finish by itself: a runner removes a step at the end it
-// planned, a moment before the load, started a moment after the plan,
-// reaches its own; the last messages due are then still offered.
+// schedule finish by itself, and how long past it the removal waits for
+// that: a runner removes a step at the end it planned, a moment before
+// the load, started a moment after the plan, reaches its own (later still
+// on a busy machine); the last messages due are then still offered.
 const scheduleSlack = 250 * time.Millisecond
 
 var _ faults.Injector = (*Injector)(nil)
@@ -453,23 +459,28 @@ func (i *Injector) get(h faults.Handle) *surge {
 }
 
 // Remove stops the load gracefully and waits for it, aborting in-flight
-// transactions and sessions if ctx ends first. Removing a finished or
-// unknown run is not an error.
+// transactions and sessions if ctx ends first. A removal at most
+// scheduleSlack before the planned end waits for the schedule to end by
+// itself (up to scheduleSlack past the planned end); a load whose
+// schedule has ended is left to finish in its grace, where the messages
+// that were due are still offered. Removing a finished or unknown run is
+// not an error.
 func (i *Injector) Remove(ctx context.Context, h faults.Handle) error {
 	s := i.get(h)
 	if s == nil {
 		return nil
 	}
-	if wait := time.Until(s.plannedEnd); wait > 0 && wait <= scheduleSlack {
-		t := time.NewTimer(wait)
+	if wait := time.Until(s.plannedEnd); !s.plannedEnd.IsZero() && wait <= scheduleSlack {
+		t := time.NewTimer(max(wait, 0) + scheduleSlack)
 		select {
+		case <-s.run.scheduleEnded():
 		case <-t.C:
 		case <-s.run.Done():
 		case <-ctx.Done():
 		}
 		t.Stop()
 	}
-	s.run.requestStop()
+	s.run.endAsPlanned()
 	select {
 	case <-s.run.Done():
 	case <-ctx.Done():

@@ -349,27 +349,50 @@ func TestResultJSONAndString(t *testing.T) {
 	require.EqualValues(t, 20, res.Count(loadsurge.Accepted))
 }
 
-// TestStopAfterTheScheduleEndedStillOffersTheBacklog: a stop that comes
-// once the schedule has ended by itself (a runner removing a step at the
-// end it planned) finds the run in its grace; the messages that were due
-// and still wait for a session are offered, not booked unsent.
-func TestStopAfterTheScheduleEndedStillOffersTheBacklog(t *testing.T) {
-	t.Parallel()
+// gatedRun starts a 20-message schedule over 200 ms with one session,
+// which a sink holds on the first message until release: the rest of the
+// schedule queues behind it. It returns once the schedule has ended.
+func gatedRun(t *testing.T) (r *loadsurge.Run, release func()) {
+	t.Helper()
 	gate := make(chan struct{})
 	var once sync.Once
-	release := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(release)
+	release = func() { once.Do(func() { close(gate) }) }
 	s := sinktest.Start(t, sinktest.Options{Data: func([]byte) error { <-gate; return nil }})
-	r := start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(100), Duration: 200 * time.Millisecond,
+	r = start(t, loadsurge.Config{Addr: s.Addr, Schedule: loadsurge.Constant(100), Duration: 200 * time.Millisecond,
 		Concurrency: 1, PerSession: 100, Grace: time.Minute})
-	// The one session holds the first message; the rest of the schedule
-	// queues behind it until the schedule ends.
+	// Registered after the run's own cleanup, so it runs first.
+	t.Cleanup(release)
 	require.Eventually(t, func() bool { return !r.Snapshot().Scheduling }, waitFor, time.Millisecond)
 	require.EqualValues(t, 20, r.Snapshot().Scheduled)
-	r.RequestStop()
+	return r, release
+}
+
+// TestEndAsPlannedAfterTheScheduleEndedStillOffersTheBacklog: a removal at the
+// planned end that finds the schedule ended by itself leaves the run in
+// its grace; the messages that were due and still wait for a session are
+// offered, not booked unsent.
+func TestEndAsPlannedAfterTheScheduleEndedStillOffersTheBacklog(t *testing.T) {
+	t.Parallel()
+	r, release := gatedRun(t)
+	r.EndAsPlanned()
 	release()
 	res := wait(t, r)
 	requireBalanced(t, res)
 	require.Zero(t, res.Unsent, res.String())
 	require.EqualValues(t, 20, res.Accepted, res.String())
+}
+
+// TestStopAfterTheScheduleEndedDropsTheBacklog: a stop (mailchaos surge's
+// first Ctrl-C) stops sending even in the grace after the schedule: what
+// still waits for a session is unsent; what the session had taken (the
+// held message, and the next one it may have taken up) finishes.
+func TestStopAfterTheScheduleEndedDropsTheBacklog(t *testing.T) {
+	t.Parallel()
+	r, release := gatedRun(t)
+	r.RequestStop()
+	release()
+	res := wait(t, r)
+	requireBalanced(t, res)
+	require.GreaterOrEqual(t, res.Unsent, int64(18), res.String())
+	require.EqualValues(t, 20, res.Accepted+res.Unsent, res.String())
 }
