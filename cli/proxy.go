@@ -147,7 +147,7 @@ func proxyLinksCommand(st *state) *ucli.Command {
 				}
 				groups, order, err := f.LinksByServer(fallback)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s: %w", c.Args().First(), err)
 				}
 				return syncLinks(st, groups, order, c.Bool("prune"))
 			},

@@ -278,7 +278,7 @@ func TestProxyLinksSyncErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no server", []string{noServer}, cli.ExitInvalid, "links[0] (clamd): no toxiproxy server"},
+		{"no server", []string{noServer}, cli.ExitInvalid, noServer + ": links[0] (clamd): no toxiproxy server"},
 		{"bad file", []string{bad}, cli.ExitInvalid, bad + ":4:5: links[0].upstream"},
 		{"bad flag", []string{"--toxiproxy", "127.0.0.1:8474", noServer}, cli.ExitInvalid, "flag --toxiproxy"},
 		{"server down", []string{"--toxiproxy", down, noServer}, cli.ExitAborted, "1 link(s) could not be synced"},

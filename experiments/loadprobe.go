@@ -109,13 +109,14 @@ func (e *Experiment) validateLoadProbes() []yamlfile.FieldError {
 		// The probe has samples only while its load runs: the recovery
 		// clock must start early enough for the hold to be judged on them.
 		// The first sample after the clock starts comes up to an interval
-		// later, and the one that ends the hold up to an interval past it.
+		// later, and the one that ends the hold up to an interval past it;
+		// one due at the load's very end may find it ended.
 		st := e.Method[step]
-		if from := e.recoveryStart(); st.At+st.For < from+e.Recovery.Hold+2*s.Interval {
+		if from := e.recoveryStart(); st.At+st.For <= from+e.Recovery.Hold+2*s.Interval {
 			errs = append(errs, yamlfile.FieldError{Field: field, Msg: fmt.Sprintf(
 				"the load of method[%d] ends %s into the method, but the recovery clock starts at %s, its hold lasts %s and this SLI samples every %s: "+
 					"it would have too few samples to recover on; anchor the clock to the fault that hurts with recovery.from "+
-					"and keep the load running at least the hold and two sample intervals past its end (until %s)",
+					"and keep the load running longer than the hold and two sample intervals past its end (past %s)",
 				step, st.At+st.For, from, e.Recovery.Hold, s.Interval, from+e.Recovery.Hold+2*s.Interval)})
 		}
 	}

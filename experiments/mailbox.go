@@ -164,9 +164,10 @@ func (r *runner) externalAccounting(ctx context.Context) bool {
 const cleanupAfterStopTimeout = 30 * time.Second
 
 // cleanupAfterStop removes the run's messages from an external target's
-// mailboxes, when accounting.cleanup asks for it and the run stopped
-// before its accounting did (an abort, a signal, an error): what the load
-// got delivered would otherwise stay. Called once the faults are rolled
+// mailboxes, when accounting.cleanup asks for it and the run's accounting
+// did not remove them (the run stopped before it, by an abort, a signal
+// or an error; or accounting itself failed): what the load got delivered
+// would otherwise stay. Called once the faults are rolled
 // back, it is bounded by cleanupAfterStopTimeout and a second signal.
 // Messages the target still held in its queue are delivered later and
 // stay; the journal says so, with the prefix of their ids.
@@ -182,14 +183,15 @@ func (r *runner) cleanupAfterStop() {
 		return
 	}
 	mc := &mailboxCheck{target: r.run.Target, quarantine: spec.File.Quarantine, run: r.opts.RunID}
-	r.cleanupMail(ctx, mc, fmt.Sprintf(" (the run stopped before its accounting: messages the target still had queued are delivered later and stay; their X-Mailchaos-Id starts with %s-)", mc.run))
+	r.cleanupMail(ctx, mc, fmt.Sprintf(" (accounting did not finish: messages the target still had queued are delivered later and stay; their X-Mailchaos-Id starts with %s-)", mc.run))
 }
 
 // cleanupMail removes the run's messages and journals how many, with
-// note after the count.
+// note after the count. A cleanup that a signal cut short is tried again
+// once the run ends (cleanupAfterStop).
 func (r *runner) cleanupMail(ctx context.Context, mc *mailboxCheck, note string) {
-	r.cleaned = true
 	n, err := mc.cleanup(ctx)
+	r.cleaned = err == nil || ctx.Err() == nil
 	ev := journal.Event{Type: journal.TypeLog, Message: fmt.Sprintf("accounting cleanup: removed %d messages of run %s from the users' mailboxes%s", n, mc.run, note)}
 	if err != nil {
 		ev.Err = "accounting cleanup: " + err.Error()
