@@ -206,10 +206,10 @@ func (d *driver) requestStop() {
 // stopped or aborted.
 func (d *driver) scheduleEnded() <-chan struct{} { return d.ended }
 
-// endAsPlanned ends the run as its own end would: when the schedule has already
-// ended by itself, the run is in its grace, where the items that were due
-// are still offered, and nothing more is done; else it is a graceful stop
-// (requestStop).
+// endAsPlanned ends the run as its own end would: when the schedule has
+// already ended by itself, the run is in its grace, where the items that
+// were due are still offered, and nothing more is done; else it is a
+// graceful stop (requestStop).
 func (d *driver) endAsPlanned() {
 	select {
 	case <-d.ended:
