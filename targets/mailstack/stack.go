@@ -84,8 +84,10 @@ type Stack struct {
 	links     []Link
 	smtpSrv   *smtp.Server
 	smtpLn    net.Listener
-	httpSrv   *http.Server
-	clamdSrvs []*clamd.Server
+	// smtpServed is closed when the SMTP server's Serve loop has returned.
+	smtpServed chan struct{}
+	httpSrv    *http.Server
+	clamdSrvs  []*clamd.Server
 
 	stopping     atomic.Bool
 	acceptMu     sync.RWMutex // see accept
@@ -256,7 +258,11 @@ func (s *Stack) Start(ctx context.Context) (err error) {
 	s.smtpSrv.WriteTimeout = s.cfg.SMTP.Timeout
 	s.smtpSrv.AllowInsecureAuth = true
 	s.smtpSrv.ErrorLog = slogPrinter{s.log.With("server", "smtp")}
-	s.serve(func() error { return ignoreClosed(s.smtpSrv.Serve(smtpLn)) })
+	s.smtpServed = make(chan struct{})
+	s.serve(func() error {
+		defer close(s.smtpServed)
+		return ignoreClosed(s.smtpSrv.Serve(smtpLn))
+	})
 
 	// Metrics and ledger over HTTP.
 	httpLn, err := listen("metrics", s.cfg.Metrics.Listen)
@@ -392,16 +398,22 @@ func (s *Stack) shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	if s.smtpSrv != nil {
+		// The listener first, and Serve's return: go-smtp counts a
+		// connection Serve accepts in a WaitGroup that its Shutdown waits
+		// on, with nothing ordering an Add just before the Wait (the race
+		// detector's complaint); and it closes only the listeners its
+		// Serve has registered, which a Shutdown right after Start could
+		// miss.
+		_ = s.smtpLn.Close()
+		<-s.smtpServed
 		// Sessions get a short grace to finish the transaction under way;
-		// idle clients are then cut off.
+		// idle clients are then cut off. Shutdown's own close of the
+		// listener now fails; that is not a reason to cut the sessions.
 		sctx, cancel := context.WithTimeout(ctx, smtpGrace)
-		if err := s.smtpSrv.Shutdown(sctx); err != nil {
+		if err := s.smtpSrv.Shutdown(sctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			_ = s.smtpSrv.Close()
 		}
 		cancel()
-		// go-smtp closes only the listeners its Serve has registered: a
-		// Shutdown right after Start could miss this one.
-		_ = s.smtpLn.Close()
 	}
 	// No new mail can arrive: wait for any accept under way, then let the
 	// workers empty the queue until ctx ends.

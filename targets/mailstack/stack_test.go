@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -598,4 +600,43 @@ func plainSendMail(addr string, _ sasl.Client, from string, to []string, r io.Re
 		return err
 	}
 	return c.Quit()
+}
+
+// TestShutdownWhileClientsConnect shuts stacks down while clients keep
+// connecting to their SMTP port: a connection accepted as the shutdown
+// starts must neither race with it (go test -race) nor keep it from
+// ending.
+func TestShutdownWhileClientsConnect(t *testing.T) {
+	t.Parallel()
+	for range 5 {
+		cfg := testConfig(t, mailstack.ProfileRemediated)
+		s, err := mailstack.New(cfg, mailstack.Options{})
+		require.NoError(t, err)
+		require.NoError(t, s.Start(context.Background()))
+		addr := s.Endpoint("smtp")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+						_ = c.Close()
+					}
+				}
+			}()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.NoError(t, s.Shutdown(ctx))
+		cancel()
+		close(stop)
+		wg.Wait()
+		require.NoError(t, s.Close())
+	}
 }
