@@ -272,33 +272,49 @@ func TestInjectLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-// childPIDs lists a process's children.
+// childPIDs lists a process's children, by the parent every process of
+// /proc names (/proc/PID/task/*/children may miss children of a process
+// that is not frozen).
 func childPIDs(t *testing.T, pid int) []int {
 	t.Helper()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	require.NoError(t, err)
 	var out []int
-	for _, f := range tasks {
+	for _, f := range stats {
 		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		for _, s := range strings.Fields(string(data)) {
-			n, err := strconv.Atoi(s)
-			require.NoError(t, err)
-			out = append(out, n)
+		if err != nil {
+			continue // the process has gone
 		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		rest := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(rest) < 2 || rest[1] != strconv.Itoa(pid) {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(f, "/proc/"), "/stat"))
+		require.NoError(t, err)
+		out = append(out, n)
 	}
 	return out
 }
 
 // exited reports whether a process has exited (a zombie runs no code).
 func exited(pid int) bool {
+	st := procState(pid)
+	return st == "" || st == "Z"
+}
+
+// procState is a process's state letter in /proc (R, S, T, Z...), "" once
+// it is gone.
+func procState(pid int) string {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		return ""
 	}
-	rest := string(data[strings.LastIndexByte(string(data), ')')+1:])
-	f := strings.Fields(rest)
-	return len(f) > 0 && f[0] == "Z"
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // proxyServe runs `mailchaos proxy serve` until the test ends and returns
@@ -379,6 +395,14 @@ func TestKilledInjectFaultExpires(t *testing.T) {
 	for _, k := range kids {
 		require.NoError(t, syscall.Kill(k, syscall.SIGSTOP))
 	}
+	require.Eventually(t, func() bool {
+		for _, k := range kids {
+			if procState(k) != "T" {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 5*time.Millisecond, "the plugins did not stop")
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 	for _, k := range kids {
