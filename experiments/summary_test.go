@@ -68,25 +68,27 @@ recovery: { within: 1s, hold: 100ms }
 `, setup: func(t *testing.T, l *lab) context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
+			// until polls cond; false if the run ended first.
+			until := func(cond func() bool) bool {
+				for !cond() {
+					select {
+					case <-ctx.Done():
+						return false
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				return true
+			}
 			go func() {
-				// A first Ctrl-C once the fault is in place.
-				for !l.syn.isActive() {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(10 * time.Millisecond):
-					}
+				// A first Ctrl-C once the fault is in place, with some
+				// samples taken while it is.
+				if !until(l.syn.isActive) {
+					return
 				}
-				// Some samples with the fault in place, then the signal.
 				from := l.srv.conns.Load()
-				for l.srv.conns.Load() < from+3 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(10 * time.Millisecond):
-					}
+				if until(func() bool { return l.srv.conns.Load() >= from+3 }) {
+					cancel()
 				}
-				cancel()
 			}()
 			return ctx
 		}, status: report.StatusInterrupted, code: exitcode.Aborted},
